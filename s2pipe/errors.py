@@ -1,0 +1,48 @@
+"""The one exception hierarchy for problems a user can fix.
+
+Every class derives from :class:`S2PipeError`; the command line shows its message as one
+line ``Error: ...`` with exit status 1. Each also inherits the builtin that fits, so
+library callers can catch ``FileNotFoundError`` or ``ValueError`` as usual. Any other
+exception escaping s2pipe is a bug.
+"""
+
+from __future__ import annotations
+
+
+class S2PipeError(Exception):
+    """A problem with the user's input, options or outputs; the message says what to do."""
+
+    def __str__(self) -> str:  # one line, whatever the cause held
+        return " ".join(super().__str__().split())
+
+
+class InputNotFoundError(S2PipeError, FileNotFoundError):
+    """An input path (product, band file, label file, checkpoint) does not exist."""
+
+
+class SafeFormatError(S2PipeError, ValueError):
+    """A product is not a readable Sentinel-2 L2A SAFE (or stack) as s2pipe expects."""
+
+
+class MissingBandError(SafeFormatError):
+    """A band file named in the product metadata is missing or unreadable."""
+
+
+class LabelError(S2PipeError, ValueError):
+    """Label vectors or rasters cannot be used (no CRS, no overlap, unknown classes...)."""
+
+
+class TileError(S2PipeError, ValueError):
+    """A training tile or tile folder is malformed."""
+
+
+class CheckpointError(S2PipeError, ValueError):
+    """A model checkpoint is unreadable or does not fit the input."""
+
+
+class OutputExistsError(S2PipeError, FileExistsError):
+    """An output exists and ``overwrite`` was not asked for."""
+
+
+class OptionError(S2PipeError, ValueError):
+    """Options are inconsistent in a way the command line could not check by itself."""
