@@ -1,0 +1,166 @@
+"""PNG quick-looks of s2pipe rasters: a classification map or a 12-band image stack.
+
+A single-band integer raster is drawn as a class map with its legend colours (the
+file's colour table where it has one) and a legend of every class; a 12-band stack
+(bands B01..B12 in s2pipe's order, or any stack whose band descriptions name B04,
+B03 and B02) is drawn in true colour with a 2-98 percentile stretch. The raster is
+read decimated (``out_shape``, overviews where the file has them), so a full
+10980 x 10980 scene renders in seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+
+from .errors import InputNotFoundError, OptionError, SafeFormatError
+from .legend import DEFAULT_LEGEND, NODATA_LABEL, LandCoverClass
+from .outputs import atomic_output
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["auto", "classes", "rgb"]
+KINDS: tuple[str, ...] = ("auto", "classes", "rgb")
+#: Bands of s2pipe's 12-band stack, in order; true colour is B04, B03, B02.
+STACK_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+TRUE_COLOUR = ("B04", "B03", "B02")
+STRETCH_PERCENTILES = (2.0, 98.0)
+
+
+@dataclass
+class Quicklook:
+    """What :func:`render_quicklook` wrote."""
+
+    path: Path
+    source: Path
+    kind: str  # "classes" or "rgb"
+    width: int  # pixels of the rendered image (before the legend is added)
+    height: int
+    decimation: int  # source pixels per rendered pixel (1 = full resolution)
+    classes_shown: list[int]  # class values present in the rendered map ("classes" only)
+
+
+def _rgb_indexes(count: int, descriptions: Sequence[str | None]) -> tuple[int, int, int] | None:
+    """1-based band indexes of B04, B03, B02, from band descriptions or the stack order."""
+    names = [(d or "").strip().upper() for d in descriptions]
+    if all(b in names for b in TRUE_COLOUR):
+        return tuple(names.index(b) + 1 for b in TRUE_COLOUR)  # type: ignore[return-value]
+    if count == len(STACK_BANDS):
+        return tuple(STACK_BANDS.index(b) + 1 for b in TRUE_COLOUR)  # type: ignore[return-value]
+    return None
+
+
+def _legend_from_file(ds, legend: Sequence[LandCoverClass]) -> list[LandCoverClass]:
+    """The legend with colours taken from the file's colour table where it has one."""
+    try:
+        cmap = ds.colormap(1)
+    except ValueError:  # no colour table
+        return list(legend)
+    out = []
+    for c in legend:
+        r, g, b, *_ = cmap.get(c.value, (*c.rgb, 255))
+        out.append(LandCoverClass(c.value, c.name, f"#{r:02x}{g:02x}{b:02x}"))
+    return out
+
+
+def stretch(rgb: np.ndarray, valid: np.ndarray,
+            percentiles: tuple[float, float] = STRETCH_PERCENTILES) -> np.ndarray:
+    """Per-band linear stretch of ``rgb`` (3, h, w) between percentiles of valid pixels, to [0, 1]."""
+    out = np.zeros(rgb.shape, dtype=np.float32)
+    for i, band in enumerate(rgb.astype(np.float32)):
+        values = band[valid]
+        if values.size == 0:
+            continue
+        lo, hi = np.percentile(values, percentiles)
+        out[i] = np.clip((band - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    return out
+
+
+def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
+                     kind: Kind = "auto", max_size: int = 1500,
+                     legend: Sequence[LandCoverClass] = DEFAULT_LEGEND,
+                     title: str | None = None, overwrite: bool = False) -> Quicklook:
+    """Render ``image`` as a PNG at ``out_png``, at most ``max_size`` pixels on its long side.
+
+    ``kind="auto"`` draws a one-band raster as classes and a stack with B04/B03/B02 in
+    true colour. Class maps use the file's colour table (else ``legend``'s colours) and
+    always list every class of the legend; value 0 (no data) is transparent.
+    """
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.errors import RasterioIOError
+
+    image = Path(image)
+    if not image.exists():
+        raise InputNotFoundError(f"{image} does not exist; give a GeoTIFF written by s2pipe")
+    if max_size < 16:
+        raise OptionError(f"max_size {max_size} is too small; use at least 16 pixels")
+    try:
+        ds = rasterio.open(image)
+    except RasterioIOError as exc:
+        raise SafeFormatError(f"{image} is not a raster GDAL can read ({exc}); give a GeoTIFF") from None
+    with ds:
+        if kind == "auto":
+            kind = "classes" if ds.count == 1 else "rgb"
+        decimation = max(1, math.ceil(max(ds.width, ds.height) / max_size))
+        h, w = max(1, ds.height // decimation), max(1, ds.width // decimation)
+        if kind == "classes":
+            if ds.count != 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
+                raise SafeFormatError(
+                    f"{image} has {ds.count} band(s) of {ds.dtypes[0]}; a class map is one integer band")
+            data = ds.read(1, out_shape=(h, w), resampling=Resampling.nearest)
+            classes = _legend_from_file(ds, legend)
+            indexes = None
+        else:
+            indexes = _rgb_indexes(ds.count, ds.descriptions)
+            if indexes is None:
+                raise SafeFormatError(
+                    f"{image} has {ds.count} bands and no B04/B03/B02 descriptions; "
+                    "give a 12-band stack in s2pipe's band order (prepare --stack)")
+            data = ds.read(list(indexes), out_shape=(3, h, w), resampling=Resampling.nearest)
+            valid = np.all(data > 0, axis=0)
+            if ds.nodata is not None and ds.nodata != 0:
+                valid &= np.all(data != ds.nodata, axis=0)
+    log.info("rendering %s (%s) at 1/%d resolution: %d x %d px", image, kind, decimation, w, h)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    dpi = 100
+    shown: list[int] = []
+    if kind == "classes":
+        lut = np.zeros((256, 4), dtype=np.float32)
+        for c in classes:
+            if 0 <= c.value < 256:
+                lut[c.value] = (*(v / 255 for v in c.rgb), 1.0)
+        lut[NODATA_LABEL] = 0.0
+        rgba = lut[np.clip(data, 0, 255).astype(np.intp)]
+        shown = sorted(int(v) for v in np.unique(data) if v != NODATA_LABEL)
+        legend_w = 3.6  # inches for the legend column
+        fig = Figure(figsize=(w / dpi + legend_w, max(h / dpi, 0.3 * len(classes) + 0.6)), dpi=dpi)
+        ax = fig.add_axes((0, 0, (w / dpi) / (w / dpi + legend_w), 1))
+        ax.imshow(rgba, interpolation="nearest")
+        handles = [Patch(facecolor=c.color, edgecolor="black", linewidth=0.5, label=f"{c.value} {c.name}")
+                   for c in classes]
+        fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False,
+                   title=title or "Classes", title_fontsize=9)
+    else:
+        rgb = stretch(data, valid)
+        rgba = np.dstack([*rgb, valid.astype(np.float32)])
+        fig = Figure(figsize=(w / dpi, h / dpi), dpi=dpi)
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.imshow(rgba, interpolation="nearest")
+    ax.set_axis_off()
+    with atomic_output(out_png, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return Quicklook(path=Path(out_png), source=image, kind=kind, width=w, height=h,
+                     decimation=decimation, classes_shown=shown)
