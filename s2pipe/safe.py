@@ -1,0 +1,279 @@
+"""One reader for Sentinel-2 L2A products: 12 bands on the 10 m grid, harmonised.
+
+``open_scene`` takes a ``.SAFE`` folder, a zipped SAFE (read in place via /vsizip/), an
+``MTD_MSIL2A.xml`` path, or a 12-band stack written by ``prepare --stack``. ``Scene.read``
+returns uint16 ``(12, h, w)`` for any window of the 10 m grid with
+
+* bands in :data:`BANDS` order, each resampled from its native-resolution file onto the
+  10 m grid through a warped VRT defined on that grid (so a 20 m pixel covers exactly
+  2 x 2 output pixels; ``nearest`` is exact replication);
+* DN = 10000 * reflectance whatever the baseline: ``DN + BOA_ADD_OFFSET`` (offset 0 before
+  04.00), values that would fall below 1 clipped to 1, 65535 (saturated) kept;
+* 0 = no data in every band: a pixel that is 0 in any band, or whose SCL class is in
+  ``mask_scl``, is 0 in all bands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from .errors import MissingBandError, SafeFormatError
+from .mtd import BAND_RESOLUTION, BANDS, SUPPORTED, ProductInfo, read_product_metadata
+
+__all__ = ["BANDS", "BAND_RESOLUTION", "DEFAULT_SCL_MASK", "RADIOMETRY_CONVENTION", "Grid",
+           "ProductInfo", "Scene", "open_scene", "read_product_metadata", "SCL_CLASSES"]
+
+log = logging.getLogger(__name__)
+
+# A bounded block cache keeps peak memory predictable; JPEG2000 decodes on all cores.
+# Users' own settings win.
+os.environ.setdefault("GDAL_CACHEMAX", "512")
+os.environ.setdefault("GDAL_NUM_THREADS", "ALL_CPUS")
+os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
+
+ResamplingName = Literal["bilinear", "nearest", "cubic", "average"]
+RESAMPLING_NAMES: tuple[str, ...] = ("bilinear", "nearest", "cubic", "average")
+RADIOMETRY_CONVENTION = "DN = 10000 * reflectance (BOA_ADD_OFFSET applied)"
+SCL_CLASSES: dict[int, str] = {
+    0: "no_data", 1: "saturated_defective", 2: "dark_area", 3: "cloud_shadow", 4: "vegetation",
+    5: "not_vegetated", 6: "water", 7: "unclassified", 8: "cloud_medium", 9: "cloud_high",
+    10: "thin_cirrus", 11: "snow_ice"}
+#: SCL classes masked by default: no data, saturated/defective, cloud shadow, clouds, cirrus.
+DEFAULT_SCL_MASK: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
+SATURATED = 65535
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A raster grid: CRS, affine transform and size in pixels."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return rasterio.transform.array_bounds(self.height, self.width, self.transform)[0:4]
+
+    def window_transform(self, window: Window) -> Affine:
+        return rasterio.windows.transform(window, self.transform)
+
+
+def _check_window(window: Window | None, grid: Grid) -> Window:
+    if window is None:
+        return Window(0, 0, grid.width, grid.height)
+    w = Window(int(window.col_off), int(window.row_off), int(window.width), int(window.height))
+    if (w.col_off < 0 or w.row_off < 0 or w.width <= 0 or w.height <= 0
+            or w.col_off + w.width > grid.width or w.row_off + w.height > grid.height):
+        raise ValueError(f"window {window} is not inside the {grid.width} x {grid.height} grid")
+    return w
+
+
+class Scene:
+    """An open product; use as a context manager. Not safe for concurrent ``read`` calls."""
+
+    def __init__(self, name: str, grid: Grid, info: ProductInfo, radiometry: dict[str, Any],
+                 sources: list[Any], paths: list[str], scl: Any | None,
+                 offsets: np.ndarray | None, scale: float, mask_scl: tuple[int, ...]) -> None:
+        self.name = name
+        self.grid = grid
+        self.info = info
+        self.radiometry = radiometry
+        self.bands: tuple[str, ...] = BANDS
+        self._sources = sources
+        self._paths = paths
+        self._scl = scl
+        self._offsets = offsets  # None: already harmonised (a stack)
+        self._scale = scale
+        self._mask = np.array(sorted(mask_scl), dtype=np.uint8)
+        self._pool = ThreadPoolExecutor(max_workers=min(len(sources), os.cpu_count() or 1)) \
+            if len(sources) > 1 else None
+
+    def _read_band(self, i: int, window: Window) -> np.ndarray:
+        try:
+            return self._sources[i].read(1, window=window)
+        except RasterioError as exc:
+            raise MissingBandError(f"{self._paths[i]}: cannot be decoded ({exc}); the file is "
+                                   "truncated or corrupt, download the product again") from None
+
+    def read(self, window: Window | None = None) -> np.ndarray:
+        """Harmonised uint16 ``(12, h, w)`` of ``window`` (default: the whole grid)."""
+        w = _check_window(window, self.grid)
+        if self._pool is None:  # a stack: one multi-band file, written harmonised
+            try:
+                return self._sources[0].read(window=w)
+            except RasterioError as exc:
+                raise MissingBandError(f"{self._paths[0]}: cannot be read ({exc})") from None
+        raw = np.stack(list(self._pool.map(lambda i: self._read_band(i, w), range(len(BANDS)))))
+        nodata = (raw == 0).any(axis=0)
+        scl = self.read_scl(w)
+        if scl is not None and self._mask.size:
+            nodata |= np.isin(scl, self._mask)
+        saturated = raw == SATURATED
+        out = raw.astype(np.int32)
+        out += self._offsets[:, None, None]
+        if self._scale != 1.0:
+            out = np.rint(out * self._scale).astype(np.int32)
+        np.clip(out, 1, 65535, out=out)
+        out = out.astype(np.uint16)
+        out[saturated] = SATURATED
+        out[:, nodata] = 0
+        return out
+
+    def read_scl(self, window: Window | None = None) -> np.ndarray | None:
+        """The scene classification (nearest, 10 m) of ``window``, or None if absent."""
+        if self._scl is None:
+            return None
+        w = _check_window(window, self.grid)
+        try:
+            return self._scl.read(1, window=w)
+        except RasterioError as exc:
+            raise MissingBandError(f"{self.info.scl_file}: cannot be decoded ({exc})") from None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+        for src in [*self._sources, self._scl]:
+            if src is not None:
+                src.close()
+
+    def __enter__(self) -> "Scene":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_band(path: str, band: str, grid: Grid, resampling: Resampling) -> Any:
+    """The band as a dataset on the 10 m grid (a warped VRT unless it is already there)."""
+    try:
+        src = rasterio.open(path)
+    except RasterioError as exc:
+        raise MissingBandError(f"{path}: band {band} cannot be opened ({exc}); the file is "
+                               "missing or corrupt, download the product again") from None
+    res = BAND_RESOLUTION.get(band, 20)
+    t = src.transform
+    expected = (round(grid.width * 10 / res), round(grid.height * 10 / res))
+    if (src.width, src.height) != expected or abs(t.a - res) > 1e-6 or \
+            abs(t.c - grid.transform.c) > 1e-3 or abs(t.f - grid.transform.f) > 1e-3:
+        src.close()
+        raise MissingBandError(f"{path}: band {band} is {src.width} x {src.height} px at "
+                               f"{t.a:g} m, expected {expected[0]} x {expected[1]} at {res} m "
+                               "on the tile's grid; the file does not belong to this product")
+    if res == 10:
+        return src
+    return WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
+                     height=grid.height, resampling=resampling, src_nodata=0, nodata=0,
+                     warp_mem_limit=256)
+
+
+def _open_stack(path: Path) -> Scene:
+    try:
+        src = rasterio.open(path)
+    except RasterioError as exc:
+        raise SafeFormatError(f"{path}: not readable ({exc}); {SUPPORTED}") from None
+    if src.count != len(BANDS) or tuple(src.descriptions) != BANDS or src.dtypes[0] != "uint16":
+        src.close()
+        raise SafeFormatError(f"{path}: not a 12-band uint16 stack with band descriptions "
+                              f"{' '.join(BANDS)}; {SUPPORTED}")
+    tags = src.tags()
+    radiometry = json.loads(tags.get("S2PIPE_RADIOMETRY", "{}"))
+    if radiometry.get("convention") != RADIOMETRY_CONVENTION:
+        log.warning("%s: no s2pipe radiometry tag; assuming %s", path, RADIOMETRY_CONVENTION)
+        radiometry = {"convention": RADIOMETRY_CONVENTION, "assumed": True}
+    grid = Grid(src.crs, src.transform, src.width, src.height)
+    if "S2PIPE_PRODUCT" in tags:
+        info = ProductInfo(**json.loads(tags["S2PIPE_PRODUCT"]))
+    else:
+        info = ProductInfo(path=str(path), name=path.stem, level="", product_type="stack",
+                           baseline=str(radiometry.get("baseline", "")), tile="", sensing_time="",
+                           spacecraft="", epsg=src.crs.to_epsg() or 0,
+                           transform=list(src.transform)[:6], width=src.width, height=src.height,
+                           quantification=10000.0, offsets={b: 0 for b in BANDS},
+                           special_values={}, band_files={b: str(path) for b in BANDS},
+                           missing_bands=[], scl_file=None)
+    return Scene(info.name, grid, info, radiometry, [src], [str(path)], None, None, 1.0, ())
+
+
+def open_scene(path: str | os.PathLike, *, resampling: ResamplingName = "bilinear",
+               mask_scl: Sequence[int] = DEFAULT_SCL_MASK) -> Scene:
+    """Open a product or stack for windowed, harmonised reading of the 12 bands.
+
+    Raises :class:`InputNotFoundError`, :class:`SafeFormatError` (unreadable metadata,
+    L1C, not Sentinel-2) or :class:`MissingBandError` (a band file missing, not matching
+    the grid, or - when read - truncated or corrupt).
+    """
+    p = Path(path)
+    if p.suffix.lower() in (".tif", ".tiff") and p.is_file():
+        return _open_stack(p)
+    if resampling not in RESAMPLING_NAMES:
+        raise ValueError(f"resampling must be one of {RESAMPLING_NAMES}, not {resampling!r}")
+    info = read_product_metadata(p)
+    if info.missing_bands:
+        missing = ", ".join(f"{b} ({info.band_files[b] or 'not listed in the metadata'})"
+                            for b in info.missing_bands)
+        raise MissingBandError(f"{p}: band file(s) missing: {missing}; the product is "
+                               "incomplete, download it again")
+    grid = Grid(CRS.from_epsg(info.epsg), Affine(*info.transform), info.width, info.height)
+    method = Resampling[resampling]
+    sources: list[Any] = []
+    try:
+        for band in BANDS:
+            sources.append(_open_band(info.band_files[band], band, grid, method))
+        scl = None
+        if info.scl_file:
+            scl = _open_band(info.scl_file, "SCL", grid, Resampling.nearest)
+        elif mask_scl:
+            log.warning("%s: no SCL_20m file; pixels are not masked by scene class", p)
+    except BaseException:
+        for s in sources:
+            s.close()
+        raise
+    scale = 10000.0 / info.quantification
+    offsets = np.array([info.offsets[b] for b in BANDS], dtype=np.int32)
+    radiometry = {"convention": RADIOMETRY_CONVENTION, "baseline": info.baseline,
+                  "offset_applied": dict(info.offsets), "quantification_value": info.quantification,
+                  "clipped_below": 1, "nodata": 0, "resampling": resampling,
+                  "scl_masked": sorted(int(c) for c in mask_scl) if info.scl_file else []}
+    return Scene(info.name, grid, info, radiometry, sources, list(info.band_files.values()), scl,
+                 offsets, scale, tuple(int(c) for c in mask_scl) if info.scl_file else ())
+
+
+def write_stack(scene: Scene, path: str | os.PathLike, *, rows: int = 512,
+                progress: Any = None) -> Path:
+    """Write the scene's harmonised 12-band 10 m stack as a tiled, compressed GeoTIFF.
+
+    ``path`` is written as given (callers wrap it in ``atomic_output``); ``open_scene``
+    reads it back as an already harmonised scene.
+    """
+    g = scene.grid
+    profile = dict(driver="GTiff", width=g.width, height=g.height, count=len(BANDS),
+                   dtype="uint16", crs=g.crs, transform=g.transform, nodata=0, tiled=True,
+                   blockxsize=256, blockysize=256, compress="deflate", predictor=2,
+                   interleave="pixel", BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.descriptions = BANDS
+        dst.update_tags(S2PIPE_RADIOMETRY=json.dumps(scene.radiometry),
+                        S2PIPE_PRODUCT=json.dumps(asdict(scene.info)))
+        for r0 in range(0, g.height, rows):
+            w = Window(0, r0, g.width, min(rows, g.height - r0))
+            dst.write(scene.read(w), window=w)
+            if progress is not None:
+                progress(int(w.height))
+    return Path(path)
