@@ -128,5 +128,74 @@ def main() -> None:
 # ------------------------------------------------------------------- commands
 # Each command: parse and validate options, make one library call, report the result.
 
+@cli.command()
+@click.argument("prediction", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--labels", "reference", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Reference: a label raster (.tif, 0 = unlabelled) or vectors in any OGR format.")
+@click.option("-o", "--output", "report_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder to create (metrics.json, metrics.md, metrics.csv, confusion.png).")
+@click.option("--layer", help="Layer of a multi-layer vector file.")
+@click.option("--class-field", help="Vector attribute holding the class (default: class, class_id or code).")
+@click.option("--class-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV or JSON mapping source values or names to classes 1..8 (vectors).")
+@click.option("--all-touched", is_flag=True, help="Rasterise vectors with GDAL's all-touched rule.")
+@click.option("--split-from", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A prepare output folder: only pixels of its test tiles count.")
+@click.option("--area-adjusted", is_flag=True,
+              help="Add area-adjusted accuracy and class areas with 95% CIs (Olofsson et al. 2014).")
+@overwrite_option
+@json_option
+def evaluate(prediction: Path, reference: Path, report_dir: Path, layer: str | None,
+             class_field: str | None, class_map: Path | None, all_touched: bool,
+             split_from: Path | None, area_adjusted: bool, overwrite: bool, as_json: bool) -> None:
+    """Accuracy of a land-cover map against reference labels.
+
+    Only pixels labelled in the reference and mapped (not 0) count. Prints the table of
+    overall accuracy, kappa, per-class precision/recall/F1/IoU and the confusion matrix.
+
+    \b
+    s2pipe evaluate landcover.tif --labels landcover.gpkg --split-from tiles/ -o report/
+    """
+    from s2pipe.evaluate import evaluate_map
+
+    result = evaluate_map(prediction, reference, report_dir, layer=layer, class_field=class_field,
+                          class_map=class_map, all_touched=all_touched, split_from=split_from,
+                          area_adjusted=area_adjusted, overwrite=overwrite)
+    report(result, as_json, result.files["metrics_md"].read_text() + f"\nReport: {result.report_dir}")
+
+
+from s2pipe.quicklook import KINDS as QUICKLOOK_KINDS  # noqa: E402  (numpy only; valid values live once)
+
+
+def _png_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    if value.suffix.lower() != ".png":
+        raise click.BadParameter(f"{value} must end in .png", ctx, param)
+    return value
+
+
+@cli.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "out_png", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              callback=_png_path, help="PNG file to write.")
+@click.option("--kind", type=click.Choice(QUICKLOOK_KINDS), default="auto", show_default=True,
+              help="classes: a class map with its legend; rgb: a 12-band stack in true colour (B04/B03/B02).")
+@click.option("--max-size", type=click.IntRange(16, 20000), default=1500, show_default=True,
+              help="Longest side of the image in pixels; the raster is read decimated to fit.")
+@click.option("--title", help="Legend title of a class map.")
+@overwrite_option
+@json_option
+def quicklook(image: Path, out_png: Path, kind: str, max_size: int, title: str | None,
+              overwrite: bool, as_json: bool) -> None:
+    """A PNG quick-look of a class map (legend colours and legend) or a 12-band stack.
+
+    \b
+    s2pipe quicklook landcover.tif -o landcover.png
+    """
+    from s2pipe.quicklook import render_quicklook
+
+    result = render_quicklook(image, out_png, kind=kind, max_size=max_size, title=title, overwrite=overwrite)
+    report(result, as_json, str(result.path))
+
+
 if __name__ == "__main__":
     main()
