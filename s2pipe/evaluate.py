@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -151,8 +151,13 @@ def read_map(path: Path) -> tuple[np.ndarray, Any, tuple[LandCoverClass, ...]]:
     return data, grid, legend
 
 
-def read_reference_raster(path: Path, grid: Any, num_classes: int) -> np.ndarray:
-    """A label raster on ``grid``: read as is when it shares it, else resampled nearest."""
+def read_reference_raster(path: Path, grid: Any, num_classes: int, *,
+                          class_map: str | os.PathLike | None = None) -> np.ndarray:
+    """A label raster on ``grid``: read as is when it shares it, else resampled nearest.
+
+    With ``class_map`` (as ``prepare --class-map``) its values are translated to classes
+    and values the map does not list become unlabelled.
+    """
     import rasterio
     from rasterio.errors import RasterioIOError
     from rasterio.warp import Resampling, reproject
@@ -179,6 +184,19 @@ def read_reference_raster(path: Path, grid: Any, num_classes: int) -> np.ndarray
         raise LabelError(f"{path} is not a raster GDAL can read ({exc})") from None
     if nodata is not None and nodata != NODATA_LABEL:
         ref = np.where(ref == nodata, NODATA_LABEL, ref)
+    if class_map is not None:
+        from .labels import load_class_map
+
+        mapping = load_class_map(class_map)
+        values = [v for v in np.unique(ref) if v != NODATA_LABEL]
+        lut = {v: mapping.get(str(int(v)) if float(v).is_integer() else str(v), NODATA_LABEL) for v in values}
+        unmapped = sorted(str(v) for v, t in lut.items() if t == NODATA_LABEL)
+        if unmapped:
+            log.warning("%s: values not in the class map left unlabelled: %s", path, ", ".join(unmapped[:10]))
+        out = np.zeros(ref.shape, dtype=np.uint8)
+        for v, t in lut.items():
+            out[ref == v] = t
+        ref = out
     bad = (ref < 0) | (ref > num_classes)
     if bad.any():
         raise LabelError(f"{path} holds values outside 0..{num_classes} (e.g. {ref[bad][0]}); "
@@ -228,7 +246,7 @@ class Evaluation:
     per_class: list[dict[str, Any]]
     confusion_matrix: list[list[int]]
     area_adjusted: dict[str, Any] | None
-    table: str  # the Markdown summary printed by the command line
+    labels_report: dict[str, Any] | None  # what read_labels did with vector labels
 
 
 def evaluate_map(prediction: str | os.PathLike, reference: str | os.PathLike,
@@ -252,16 +270,18 @@ def evaluate_map(prediction: str | os.PathLike, reference: str | os.PathLike,
     n = len(legend)
     if pred.max(initial=0) > n or pred.min(initial=0) < 0:
         raise SafeFormatError(f"{prediction} holds values outside 0..{n}; give a map written by s2pipe predict")
+    labels_info = None
     if reference.suffix.lower() in RASTER_SUFFIXES:
-        if class_map is not None or class_field is not None or layer is not None:
-            raise OptionError(f"--class-field/--class-map/--layer apply to vector labels, "
-                              f"and {reference} is a raster; recode it to classes 1..{n} instead")
-        ref = read_reference_raster(reference, grid, n)
+        if class_field is not None or layer is not None:
+            raise OptionError(f"--class-field and --layer apply to vector labels, and {reference} "
+                              "is a raster; leave them out (--class-map works for both)")
+        ref = read_reference_raster(reference, grid, n, class_map=class_map)
     else:
         from .labels import rasterize_labels, read_labels
 
-        gdf, label_report = read_labels(reference, layer=layer, class_field=class_field, class_map=class_map)
-        log.info("labels: %s", label_report)
+        gdf, label_report = read_labels(reference, layer=layer, class_field=class_field,
+                                        class_map=class_map, grid=grid, legend=legend)
+        labels_info = asdict(label_report)
         ref = rasterize_labels(gdf, grid, all_touched=all_touched)
     split = None
     if split_from is not None:
@@ -282,11 +302,12 @@ def evaluate_map(prediction: str | os.PathLike, reference: str | os.PathLike,
     result = Evaluation(report_dir=report_dir, files={}, prediction=prediction, reference=reference,
                         split=split, pixels=d["pixels"], overall_accuracy=d["overall_accuracy"],
                         kappa=d["kappa"], miou=d["miou"], per_class=d["per_class"],
-                        confusion_matrix=cm.tolist(), area_adjusted=adjusted, table=table)
+                        confusion_matrix=cm.tolist(), area_adjusted=adjusted,
+                        labels_report=labels_info)
     names = {"metrics_json": "metrics.json", "metrics_md": "metrics.md",
              "metrics_csv": "metrics.csv", "confusion_png": "confusion.png"}
     with atomic_output(report_dir, overwrite=overwrite, directory=True) as tmp:
-        payload = {k: v for k, v in _plain(result).items() if k not in ("files", "table")}
+        payload = {k: v for k, v in _plain(result).items() if k != "files"}
         payload["classes"] = [c.name for c in legend]
         (tmp / names["metrics_json"]).write_text(json.dumps(payload, indent=2) + "\n")
         (tmp / names["metrics_md"]).write_text(table + "\n")
