@@ -1,0 +1,105 @@
+"""One pass over a loader: forward, masked loss, optional optimizer step, confusion matrix.
+
+Batches arrive as raw uint16 DN and uint8 labels; they are normalised on the device.
+Label 0 (no data) never contributes to the loss, its gradient or the metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .metrics import confusion_matrix_torch
+
+
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                         weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy over labelled pixels and its (weighted) pixel count.
+
+    ``labels`` hold class values 0..n (0 ignored); channel ``k`` of ``logits`` is class
+    ``k + 1``. With no labelled pixel the loss is an exact zero with zero gradient.
+    """
+    target = labels.long() - 1  # 0 -> -1, ignored
+    total = F.cross_entropy(logits.float(), target, weight=weight, ignore_index=-1, reduction="sum")
+    valid = target >= 0
+    denom = weight[target[valid]].sum() if weight is not None else valid.sum().to(total.dtype)
+    return total / denom.clamp_min(1e-12), denom.detach()
+
+
+@dataclass
+class Step:
+    """How batches are moved and computed on the device."""
+
+    device: torch.device
+    mean: torch.Tensor  # (1, C, 1, 1) float32 on device
+    std: torch.Tensor
+    channels_last: bool = False
+    amp_dtype: torch.dtype | None = None  # autocast dtype on CUDA, None = float32
+    num_classes: int = 8
+
+    def inputs(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = images.to(self.device, non_blocking=True).float()
+        x = (x - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, labels.to(self.device, non_blocking=True)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+
+@dataclass
+class EpochStats:
+    loss_sum: torch.Tensor  # float64, sum of loss * pixel weight
+    weight_sum: torch.Tensor  # float64
+    cm: torch.Tensor  # int64 (n, n)
+    steps: int = 0
+
+    @property
+    def loss(self) -> float:
+        w = float(self.weight_sum)
+        return float(self.loss_sum) / w if w else float("nan")
+
+
+def run_epoch(model: nn.Module, batches: Iterable, step: Step, *,
+              optimizer: torch.optim.Optimizer | None = None,
+              weight: torch.Tensor | None = None,
+              scaler: "torch.amp.GradScaler | None" = None,
+              progress: Callable[[int], None] | None = None) -> EpochStats:
+    """Train (when ``optimizer`` is given) or evaluate ``model`` over ``batches``."""
+    training = optimizer is not None
+    model.train(training)
+    n = step.num_classes
+    stats = EpochStats(torch.zeros((), dtype=torch.float64, device=step.device),
+                       torch.zeros((), dtype=torch.float64, device=step.device),
+                       torch.zeros((n, n), dtype=torch.int64, device=step.device))
+    grad = contextlib.nullcontext() if training else torch.no_grad()
+    with grad:
+        for images, labels in batches:
+            x, y = step.inputs(images, labels)
+            with step.autocast():
+                logits = model(x)
+            loss, denom = masked_cross_entropy(logits, y, weight)
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+            stats.loss_sum += loss.detach().double() * denom.double()
+            stats.weight_sum += denom.double()
+            stats.cm += confusion_matrix_torch(y, logits.detach().argmax(1) + 1, n)
+            stats.steps += 1
+            if progress is not None:
+                progress(1)
+    return stats

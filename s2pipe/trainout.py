@@ -1,0 +1,147 @@
+"""What ``s2pipe train`` writes into MODEL_DIR, and the refusal to clobber an old run.
+
+Every file is written atomically; only rank 0 writes. A run folder holds ``best.pt``,
+``last.pt`` (weights + optimizer/scheduler/early-stopping state for ``--resume``),
+``history.csv``, ``metrics.json``, ``curves.png``, ``samples.png`` and optionally
+``training_summary.txt``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import read_checkpoint, save_checkpoint
+from .errors import CheckpointError, OutputExistsError
+from .legend import legend_from_list
+from .outputs import atomic_output
+
+log = logging.getLogger(__name__)
+
+OUTPUT_NAMES = ("best.pt", "last.pt", "history.csv", "metrics.json", "curves.png", "samples.png",
+                "training_summary.txt")
+
+
+def _nan_none(v: Any) -> Any:
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+class TrainOutputs:
+    """Paths and writers of one training run folder."""
+
+    def __init__(self, out_dir: Path, *, save_model: bool = True, save_samples: bool = True,
+                 sample_tiles: int = 4, save_summary: bool = False, main: bool = True) -> None:
+        self.dir = Path(out_dir)
+        self.save_model, self.save_samples, self.sample_tiles = save_model, save_samples, sample_tiles
+        self.save_summary, self.main = save_summary, main
+        for name in OUTPUT_NAMES:
+            setattr(self, name.split(".")[0], self.dir / name)
+
+    def _resuming_here(self, resume: Any) -> bool:
+        return resume is not None and Path(resume).resolve().parent == self.dir.resolve()
+
+    def check(self, *, overwrite: bool, resume: Any) -> None:
+        """Refuse an existing, non-empty run folder unless overwriting or resuming into it."""
+        if self.dir.exists() and not self.dir.is_dir():
+            raise OutputExistsError(f"{self.dir} exists and is not a folder; choose another -o")
+        if self.dir.is_dir() and any(self.dir.iterdir()) and not overwrite and not self._resuming_here(resume):
+            raise OutputExistsError(f"{self.dir} already exists; pass --overwrite to replace it "
+                                    "or --resume DIR/last.pt to continue it")
+
+    def create(self, *, overwrite: bool, resume: Any) -> None:
+        if not self.main:
+            return
+        if overwrite and not self._resuming_here(resume):
+            for name in OUTPUT_NAMES:
+                (self.dir / name).unlink(missing_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def best_weights(self, resume: Any, device: torch.device) -> dict[str, torch.Tensor]:
+        """The best weights of the interrupted run (``best.pt`` next to ``last.pt``)."""
+        best = Path(resume).parent / "best.pt"
+        if not best.is_file():
+            raise CheckpointError(f"{best} not found; --resume needs the best.pt written next to {resume}")
+        return read_checkpoint(best, device=device)["model"]
+
+    @staticmethod
+    def history_row(epoch: int, lr: float, seconds: float, tr: tuple, va: tuple | None) -> dict[str, Any]:
+        row: dict[str, Any] = {"epoch": epoch, "lr": lr, "seconds": round(seconds, 3)}
+        for split, res in (("train", tr), ("val", va)):
+            if res is None:
+                continue
+            loss, sc, cm = res
+            row.update({f"{split}_loss": _nan_none(loss), f"{split}_oa": _nan_none(sc.overall_accuracy),
+                        f"{split}_kappa": _nan_none(sc.kappa), f"{split}_miou": _nan_none(sc.miou)})
+            for c in sc.per_class:
+                row[f"{split}_iou_{c['value']}"] = _nan_none(c["iou"])
+                row[f"{split}_f1_{c['value']}"] = _nan_none(c["f1"])
+            row[f"{split}_cm"] = cm.tolist()
+        return row
+
+    def write_history(self, rows: list[dict[str, Any]]) -> None:
+        if not self.main:
+            return
+        fields = [k for k in rows[0] if not k.endswith("_cm")]
+        with atomic_output(self.history, overwrite=True) as tmp:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def save_best(self, model: nn.Module, meta: dict) -> None:
+        if self.main and self.save_model:
+            save_checkpoint(self.best, model=model, meta=meta)
+
+    def save_last(self, model: nn.Module, meta: dict, optimizer: Any, scheduler: Any, run: dict) -> None:
+        if self.main and self.save_model:
+            save_checkpoint(self.last, model=model, meta=meta, optimizer=optimizer, scheduler=scheduler,
+                            extra_state=run)
+
+    def finish(self, model: nn.Module, meta: dict, metrics: dict, data: dict, step: Any) -> None:
+        """Final files: best.pt with its metrics, metrics.json, curves, samples, summary."""
+        from .plots import plot_curves, plot_samples
+
+        if self.save_model:
+            save_checkpoint(self.best, model=model, meta=meta)
+        with atomic_output(self.metrics, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(metrics, indent=1))
+        plot_curves(metrics["history"], self.curves)
+        if self.save_samples:
+            split = next(s for s in ("val", "test", "train") if s in data)
+            images, labels = data[split]
+            pick = np.argsort(-(labels > 0).reshape(len(labels), -1).sum(1), kind="stable")[: self.sample_tiles]
+            pick = np.sort(pick)
+            model.eval()
+            with torch.no_grad():
+                x, _ = step.inputs(torch.from_numpy(images[pick]), torch.from_numpy(labels[pick]))
+                with step.autocast():
+                    pred = (model(x).argmax(1) + 1).to(torch.uint8).cpu().numpy()
+            pred[~images[pick].any(axis=1)] = 0  # no data stays black
+            plot_samples(images[pick], labels[pick], pred, meta["bands"], legend_from_list(meta["legend"]),
+                         self.samples, title=f"{split} tiles, best weights")
+        if self.save_summary:
+            n_params = sum(p.numel() for p in model.parameters())
+            lines = [f"s2pipe {meta['s2pipe_version']} training summary", "",
+                     f"architecture: {meta['arch']}  ({n_params:,} parameters)",
+                     f"tiles: {metrics['tiles']}  tile size {meta['tile_size']}",
+                     f"stopped: {metrics['stop_reason']} after {metrics['epochs_run']} epochs, "
+                     f"best epoch {metrics['best_epoch']}, {metrics['minutes']:.2f} min on {metrics['device']}",
+                     "", "split   OA      kappa   mIoU"]
+            for s in ("train", "val", "test"):
+                m = metrics[s]
+                if m is not None:
+                    lines.append(f"{s:<7} {m['overall_accuracy'] or 0:.4f}  {m['kappa'] or 0:.4f}  {m['miou'] or 0:.4f}")
+            lines += ["", "options: " + json.dumps(meta["train_options"]), "", str(model)]
+            with atomic_output(self.training_summary, overwrite=True) as tmp:
+                tmp.write_text("\n".join(lines) + "\n")
+
+    def written(self) -> dict[str, Path | None]:
+        return {name: (self.dir / name if (self.dir / name).exists() else None) for name in OUTPUT_NAMES}
