@@ -1,0 +1,237 @@
+"""Land-cover label polygons: read any OGR vector, map classes, rasterise on a grid.
+
+Overlapping polygons: the smaller polygon wins (polygons are burnt largest first), so
+small features inside large ones (a pond in a forest) keep their class.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import InputNotFoundError, LabelError
+from .legend import DEFAULT_LEGEND, LandCoverClass
+
+if TYPE_CHECKING:  # pragma: no cover
+    import geopandas as gpd
+    from rasterio.windows import Window
+
+    from .safe import Grid
+
+log = logging.getLogger(__name__)
+
+CLASS_FIELDS: tuple[str, ...] = ("class", "class_id", "code")
+OVERLAP_RULE = "smaller polygon wins"
+LABEL_COLUMN = "label"
+
+
+@dataclass
+class LabelReport:
+    """What happened to the features of a label file (counts are of features)."""
+
+    path: str
+    layer: str | None
+    class_field: str
+    source_crs: str
+    features: int
+    used: int
+    repaired: int = 0
+    dropped_empty_or_not_polygon: int = 0
+    dropped_unmapped: int = 0
+    unmapped_values: list[str] = field(default_factory=list)
+    outside_scene: int = 0
+    class_features: dict[str, int] = field(default_factory=dict)
+    overlap_rule: str = OVERLAP_RULE
+
+
+def _key(value: Any) -> str:
+    """A class value as a lookup key: 112.0 -> '112', ' Forest ' -> 'forest'."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip().lower()
+
+
+def load_class_map(source: str | os.PathLike | Mapping[Any, Any]) -> dict[str, int]:
+    """A class map from a dict, a JSON object file or a two-column CSV (source, target)."""
+    if isinstance(source, Mapping):
+        items = list(source.items())
+        where = "class map"
+    else:
+        p = Path(source)
+        where = str(p)
+        if not p.is_file():
+            raise InputNotFoundError(f"{p} does not exist; give a CSV or JSON class map")
+        text = p.read_text(encoding="utf-8-sig")
+        try:
+            if p.suffix.lower() == ".json":
+                data = json.loads(text)
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+                items = list(data.items())
+            else:
+                rows = [r for r in csv.reader(text.splitlines()) if r and r[0].strip()]
+                if rows and not rows[0][-1].strip().lstrip("-").isdigit():
+                    rows = rows[1:]  # a header
+                items = [(r[0], r[1]) for r in rows]
+        except (ValueError, IndexError) as exc:
+            raise LabelError(f"{p}: unreadable class map ({exc}); use a JSON object or a CSV "
+                             "with two columns: source value, class 1..8") from None
+    valid = {c.value for c in DEFAULT_LEGEND}
+    out: dict[str, int] = {}
+    for k, v in items:
+        try:
+            target = int(str(v).strip())
+        except ValueError:
+            target = -1
+        if target not in valid:
+            raise LabelError(f"{where}: {k!r} maps to {v!r}, not a class value "
+                             f"{min(valid)}..{max(valid)}; fix the class map")
+        out[_key(k)] = target
+    return out
+
+
+def _default_map(legend: Sequence[LandCoverClass]) -> dict[str, int]:
+    m = {str(c.value): c.value for c in legend}
+    m.update({c.name.lower(): c.value for c in legend})
+    return m
+
+
+def read_labels(path: str | os.PathLike, *, layer: str | None = None,
+                class_field: str | None = None,
+                class_map: str | os.PathLike | Mapping[Any, Any] | None = None,
+                grid: "Grid | None" = None,
+                legend: Sequence[LandCoverClass] = DEFAULT_LEGEND,
+                ) -> tuple["gpd.GeoDataFrame", LabelReport]:
+    """Read label polygons as a GeoDataFrame with a uint8 ``label`` column (1..8).
+
+    Invalid geometries are repaired, empty and non-polygon ones dropped. Without
+    ``class_map`` the class field must hold legend values or names (anything else is an
+    error); with it, unmapped values are dropped and counted. With ``grid`` the
+    polygons are reprojected to its CRS and those outside it dropped. Raises
+    :class:`LabelError` for no CRS, no usable feature or no overlap with ``grid``.
+    """
+    import geopandas as gpd
+    import pyogrio
+
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"{p} does not exist; give a label file GDAL/OGR can read")
+    try:
+        layers = [str(n) for n, _ in pyogrio.list_layers(p)]
+        if layer is None and len(layers) > 1:
+            raise LabelError(f"{p} has {len(layers)} layers ({', '.join(layers)}); choose one "
+                             "with --layer")
+        if layer is not None and layer not in layers:
+            raise LabelError(f"{p} has no layer {layer!r}; its layers: {', '.join(layers)}")
+        gdf = gpd.read_file(p, layer=layer, engine="pyogrio")
+    except LabelError:
+        raise
+    except Exception as exc:  # pyogrio raises its own DataSourceError/DataLayerError
+        raise LabelError(f"{p}: not a readable vector file ({exc}); use GeoPackage, Shapefile, "
+                         "GeoJSON or another OGR format") from None
+    if gdf.crs is None:
+        raise LabelError(f"{p} has no coordinate reference system; assign one (e.g. "
+                         "ogr2ogr -a_srs EPSG:2180) and try again")
+    if class_field is None:
+        lower = {c.lower(): c for c in gdf.columns}
+        class_field = next((lower[f] for f in CLASS_FIELDS if f in lower), None)
+        if class_field is None:
+            raise LabelError(f"{p} has none of the fields {', '.join(CLASS_FIELDS)}; choose the "
+                             f"class field with --class-field (fields: {', '.join(map(str, gdf.columns[:-1]))})")
+    elif class_field not in gdf.columns:
+        raise LabelError(f"{p} has no field {class_field!r}; its fields: "
+                         f"{', '.join(map(str, gdf.columns[:-1]))}")
+    report = LabelReport(str(p), layer, class_field, gdf.crs.to_string(), len(gdf), 0)
+
+    mapping = load_class_map(class_map) if class_map is not None else _default_map(legend)
+    keys = gdf[class_field].map(lambda v: None if v is None or v != v else _key(v))
+    labels = keys.map(lambda k: mapping.get(k) if k is not None else None)
+    unmapped = labels.isna()
+    if unmapped.any():
+        values = sorted({str(k) for k in keys[unmapped]})
+        if class_map is None:
+            raise LabelError(f"{p}: unknown class values {', '.join(values[:10])} in field "
+                             f"{class_field!r}; use values 1..8 or legend names, or pass "
+                             "--class-map to translate them")
+        report.dropped_unmapped, report.unmapped_values = int(unmapped.sum()), values[:50]
+        log.warning("%s: %d features with values not in the class map dropped (%s)", p,
+                    int(unmapped.sum()), ", ".join(values[:10]))
+    gdf = gpd.GeoDataFrame({LABEL_COLUMN: labels[~unmapped].astype(np.uint8)},
+                           geometry=gdf.geometry[~unmapped].values, crs=gdf.crs)
+
+    geom = gdf.geometry
+    usable = geom.notna() & ~geom.is_empty
+    invalid = usable & ~geom.is_valid
+    report.repaired = int(invalid.sum())
+    if report.repaired:
+        geom = geom.copy()
+        geom[invalid] = geom[invalid].make_valid()
+        log.info("%s: %d invalid geometries repaired", p, report.repaired)
+    import shapely
+
+    polys = geom.map(_polygonal)
+    keep = usable & polys.notna()
+    report.dropped_empty_or_not_polygon = int((~keep).sum())
+    gdf = gpd.GeoDataFrame({LABEL_COLUMN: gdf[LABEL_COLUMN][keep].values},
+                           geometry=polys[keep].values, crs=gdf.crs)
+    if grid is not None:
+        gdf = gdf.to_crs(grid.crs)
+        box = shapely.box(*grid.bounds)
+        inside = gdf.geometry.intersects(box)
+        report.outside_scene = int((~inside).sum())
+        gdf = gdf[inside]
+        if len(gdf) == 0:
+            raise LabelError(f"{p}: no feature overlaps the scene; check that the labels and "
+                             "the product cover the same area")
+    if len(gdf) == 0:
+        raise LabelError(f"{p}: no usable polygon feature (of {report.features}); check the "
+                         "geometries and the class field")
+    report.used = len(gdf)
+    counts = gdf[LABEL_COLUMN].value_counts()
+    report.class_features = {str(int(k)): int(v) for k, v in sorted(counts.items())}
+    return gdf.reset_index(drop=True), report
+
+
+def _polygonal(g: Any) -> Any:
+    """The polygonal part of a geometry (None if it has none)."""
+    import shapely
+
+    if g is None or g.is_empty:
+        return None
+    if g.geom_type in ("Polygon", "MultiPolygon"):
+        return g
+    parts = [q for q in shapely.get_parts(g) if q.geom_type in ("Polygon", "MultiPolygon")]
+    return shapely.union_all(parts) if parts else None
+
+
+def rasterize_labels(gdf: "gpd.GeoDataFrame", grid: "Grid", *, all_touched: bool = False,
+                     window: "Window | None" = None) -> np.ndarray:
+    """Burn the ``label`` column onto ``grid`` (or a window of it): uint8, 0 = unlabelled.
+
+    Polygons are reprojected to the grid's CRS if needed; where they overlap, the
+    smaller polygon wins.
+    """
+    from rasterio import features, windows
+
+    if gdf.crs is not None and grid.crs is not None and gdf.crs != grid.crs:
+        gdf = gdf.to_crs(grid.crs)
+    if window is None:
+        shape, transform = (grid.height, grid.width), grid.transform
+    else:
+        shape = (int(window.height), int(window.width))
+        transform = windows.transform(window, grid.transform)
+    out = np.zeros(shape, dtype=np.uint8)
+    if len(gdf) == 0:
+        return out
+    order = np.argsort(-gdf.geometry.area.values, kind="stable")
+    shapes = ((g, int(v)) for g, v in zip(gdf.geometry.values[order],
+                                          gdf[LABEL_COLUMN].values[order]))
+    features.rasterize(shapes, out=out, transform=transform, all_touched=all_touched)
+    return out
