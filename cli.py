@@ -197,5 +197,138 @@ def quicklook(image: Path, out_png: Path, kind: str, max_size: int, title: str |
     report(result, as_json, str(result.path))
 
 
+from s2pipe.predict import TTA_CHOICES  # noqa: E402  (numpy only; valid values live once)
+
+
+@cli.command()
+@click.argument("scenes", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--model", "model_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Checkpoint written by 's2pipe train' (best.pt).")
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
+              help="Map GeoTIFF to write; with several scenes a folder for <product name>.tif.")
+@click.option("--overlap", type=click.IntRange(0), default=64, show_default=True,
+              help="Pixels shared by neighbouring windows, blended smoothly (at most half a tile).")
+@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True,
+              help="Windows per forward pass.")
+@device_option
+@click.option("--tta", type=click.Choice(TTA_CHOICES), default="none", show_default=True,
+              help="Test-time augmentation: average over flips, or all 8 flips/rotations (d4).")
+@click.option("--mask-clouds", is_flag=True,
+              help="Map pixels the SCL flags as cloud, cirrus or cloud shadow as no data (0).")
+@click.option("--probabilities", type=click.Path(path_type=Path),
+              help="Also write the winning class's probability (uint8, 0-255) here.")
+@click.option("--probabilities-all", is_flag=True,
+              help="With --probabilities: one band per class instead of the winning one.")
+@overwrite_option
+@json_option
+def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int, batch_size: int,
+            device: str, tta: str, mask_clouds: bool, probabilities: Path | None,
+            probabilities_all: bool, overwrite: bool, as_json: bool) -> None:
+    """Seamless land-cover map of whole scenes (SAFE folder, zipped SAFE or 12-band stack).
+
+    Writes a Cloud-Optimized GeoTIFF on the scene's 10 m grid: 0 = no data, 1..8 the
+    classes, with the legend's colour table and class names.
+
+    \b
+    s2pipe predict S2B_MSIL2A_...SAFE --model model/best.pt -o landcover.tif
+    """
+    from s2pipe.predict import predict_scenes
+
+    if probabilities_all and probabilities is None:
+        raise click.UsageError("--probabilities-all needs --probabilities PATH")
+    bar: list[Callable[[int], None] | None] = [None]
+
+    def on_total(n: int) -> None:
+        bar[0] = progress(n, "predict", unit="window")
+
+    def tick(n: int) -> None:
+        if bar[0] is not None:
+            bar[0](n)
+
+    run = predict_scenes(scenes, model_path, out, overlap=overlap, batch_size=batch_size,
+                         device=device, tta=tta, mask_clouds=mask_clouds,
+                         probabilities=probabilities, probabilities_all=probabilities_all,
+                         overwrite=overwrite, progress=tick, on_total=on_total)
+    report(run, as_json, "\n".join(r.summary() for r in run.results))
+
+
+from s2pipe.trainopts import CLASS_WEIGHTS  # noqa: E402  (plain data; valid values live once)
+
+
+@cli.command()
+@click.argument("tiles_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder to create (best.pt, last.pt, history.csv, metrics.json, curves.png, samples.png).")
+@click.option("--images-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The study's layout: folder of 12-band image tiles (instead of TILES_DIR).")
+@click.option("--labels-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The study's layout: folder of label tiles paired with --images-dir by file name.")
+@click.option("--train-size", type=click.FloatRange(0, 1, min_open=True), default=0.8, show_default=True,
+              help="Study layout: fraction of tiles to train on; the rest is halved into val and test.")
+@click.option("--num-samples", type=click.IntRange(1), help="Use a random subset of this many tiles.")
+@click.option("--epochs", type=click.IntRange(1), default=60, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+              help="Adam learning rate (reduced x0.1 after 5 epochs without val mIoU gain).")
+@click.option("--filters", type=click.IntRange(1), default=32, show_default=True,
+              help="Filters of the first U-Net block (doubled at each of the 4 levels).")
+@click.option("--class-weights", type=click.Choice(CLASS_WEIGHTS), default="none", show_default=True,
+              help="Loss weights: none, or inverse pixel frequency in the training split.")
+@click.option("--patience", type=click.IntRange(1), default=20, show_default=True,
+              help="Early stopping: epochs without val mIoU gain; the best weights are kept.")
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="Random flips and 90-degree rotations of the training tiles.")
+@click.option("--max-minutes", type=click.FloatRange(0, min_open=True),
+              help="Time budget: no epoch is started that would end after it.")
+@click.option("--workers", type=click.IntRange(0), help="DataLoader worker processes [default: 0 on CPU, 4 on CUDA].")
+@click.option("--resume", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Continue an interrupted run from its MODEL_DIR/last.pt (same options and seed).")
+@click.option("--save-samples/--no-save-samples", "--plot-images/--no-plot-images", default=True,
+              show_default=True, help="Write samples.png (RGB, label, prediction of a few tiles).")
+@click.option("--save-training-summary", is_flag=True, help="Also write training_summary.txt.")
+@click.option("--save-model/--no-save-model", default=True, show_default=True,
+              help="Write best.pt and last.pt.")
+@seed_option
+@device_option
+@overwrite_option
+@json_option
+def train(tiles_dir: Path | None, model_dir: Path, images_dir: Path | None, labels_dir: Path | None,
+          train_size: float, num_samples: int | None, epochs: int, batch_size: int, lr: float,
+          filters: int, class_weights: str, patience: int, augment: bool, max_minutes: float | None,
+          workers: int | None, resume: Path | None, save_samples: bool, save_training_summary: bool,
+          save_model: bool, seed: int, device: str, overwrite: bool, as_json: bool) -> None:
+    """Train the U-Net on tiles from 'prepare' (or the study's images/labels folders).
+
+    Loss and metrics use labelled pixels only. One line per epoch goes to stderr;
+    metrics.json holds train/val/test figures of the best weights. Under torchrun the
+    run is data-parallel (DDP).
+
+    \b
+    s2pipe train tiles/ -o model/ --epochs 60 --max-minutes 30
+    """
+    if (tiles_dir is None) == (images_dir is None and labels_dir is None):
+        raise click.UsageError("give either TILES_DIR or both --images-dir and --labels-dir")
+    if tiles_dir is None and (images_dir is None or labels_dir is None):
+        raise click.UsageError("--images-dir and --labels-dir go together")
+    from s2pipe.train import TrainOptions, train_model
+
+    if not _state().quiet:  # one progress line per epoch, even without -v
+        logging.getLogger("s2pipe.train").setLevel(min(logging.INFO, log.getEffectiveLevel()))
+    options = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, filters=filters,
+                           class_weights=class_weights, patience=patience, augment=augment, seed=seed,
+                           device=device, workers=workers, max_minutes=max_minutes, train_size=train_size,
+                           num_samples=num_samples, save_model=save_model, save_samples=save_samples,
+                           save_summary=save_training_summary)
+    result = train_model(model_dir, tiles_dir=tiles_dir, images_dir=images_dir, labels_dir=labels_dir,
+                         options=options, resume=resume, overwrite=overwrite,
+                         progress=progress(None, "training", "batch"))
+    test = result.scores.get("test") or result.scores.get("val") or result.scores["train"]
+    split = next(s for s in ("test", "val", "train") if result.scores.get(s))
+    report(result, as_json, f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stop_reason}); "
+                            f"{split} OA {test['overall_accuracy']:.3f} mIoU {test['miou']:.3f}\n"
+                            f"{result.best_checkpoint or result.model_dir}")
+
+
 if __name__ == "__main__":
     main()
