@@ -64,6 +64,7 @@ def plot_samples(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray
 
     n_max = max(c.value for c in legend)
     colours = np.zeros((n_max + 1, 4))
+    colours[0] = (0, 0, 0, 1)  # no data: black
     for c in legend:
         colours[c.value] = (*(v / 255 for v in c.rgb), 1.0)
     cmap = ListedColormap(colours)

@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, get_args
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -25,46 +25,15 @@ from . import __version__
 from .checkpoint import read_checkpoint
 from .dataset import EpochSampler, TileDataset, band_statistics, class_counts, find_tiles, load_tiles
 from .distributed import DistInfo, all_sum, barrier, setup, teardown
-from .errors import CheckpointError, OptionError
+from .errors import CheckpointError
 from .legend import legend_from_list
 from .loop import EpochStats, Step, run_epoch
 from .metrics import scores
 from .model import UNet
 from .trainout import TrainOutputs
+from .trainopts import CLASS_WEIGHTS, ClassWeights, TrainOptions, check_options  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
-
-ClassWeights = Literal["none", "inverse-frequency"]
-CLASS_WEIGHTS: tuple[str, ...] = get_args(ClassWeights)
-
-
-@dataclass
-class TrainOptions:
-    """Hyper-parameters and run settings (saved in every checkpoint)."""
-
-    epochs: int = 60
-    batch_size: int = 32
-    lr: float = 1e-3
-    filters: int = 32
-    class_weights: ClassWeights = "none"
-    patience: int = 20          # early stopping, epochs without val mIoU improvement
-    lr_patience: int = 5        # ReduceLROnPlateau
-    lr_factor: float = 0.1
-    min_lr: float = 2e-6
-    augment: bool = True
-    seed: int = 0
-    device: str = "auto"
-    workers: int | None = None  # None: 0 on CPU, 4 on CUDA
-    channels_last: bool | None = None  # None: on CUDA only
-    amp: bool = True            # bf16 (fp16 + scaler where bf16 is missing) on CUDA
-    max_minutes: float | None = None
-    train_size: float = 0.8     # study layout only
-    num_samples: int | None = None
-    save_model: bool = True
-    save_samples: bool = True
-    sample_tiles: int = 4
-    save_summary: bool = False
-
 
 @dataclass
 class TrainResult:
@@ -83,15 +52,6 @@ class TrainResult:
     device: str
     tiles: dict[str, int]
     scores: dict[str, dict | None] = field(default_factory=dict)  # split -> OA, kappa, mIoU
-
-
-def _check_options(o: TrainOptions) -> None:
-    if o.class_weights not in CLASS_WEIGHTS:
-        raise OptionError(f"class weights {o.class_weights!r} unknown; use one of {CLASS_WEIGHTS}")
-    if o.epochs < 1 or o.batch_size < 1 or o.filters < 1 or o.lr <= 0:
-        raise OptionError("epochs, batch size, filters and lr must be positive")
-    if not 0 < o.train_size <= 1:
-        raise OptionError(f"train size {o.train_size} must be in (0, 1]")
 
 
 def _inverse_frequency(counts: np.ndarray) -> list[float]:
@@ -130,7 +90,7 @@ def train_model(out_dir: str | os.PathLike, *, tiles_dir: str | os.PathLike | No
     ``out_dir``, both before anything is written.
     """
     o = options
-    _check_options(o)
+    check_options(o)
     t0 = time.monotonic()
     info = setup(o.device)
     try:
