@@ -23,6 +23,7 @@ from .errors import InputNotFoundError, LabelError, OptionError, SafeFormatError
 from .legend import DEFAULT_LEGEND, NODATA_LABEL, LandCoverClass
 from .metrics import Scores, confusion_matrix, scores
 from .outputs import atomic_output, check_writable
+from .quicklook import raster_legend
 
 log = logging.getLogger(__name__)
 
@@ -115,22 +116,8 @@ def _grid_of(ds) -> Any:
     return Grid(crs=ds.crs, transform=ds.transform, width=ds.width, height=ds.height)
 
 
-def _map_legend(ds) -> tuple[LandCoverClass, ...]:
-    """The legend a map carries in its tags (``legend``: JSON list), else the default."""
-    from .legend import legend_from_list
-
-    for tags in (ds.tags(), ds.tags(1)):
-        for key in ("legend", "LEGEND", "S2PIPE_LEGEND"):
-            if key in tags:
-                try:
-                    return legend_from_list(json.loads(tags[key]))
-                except (ValueError, KeyError, TypeError):
-                    log.warning("ignoring the unreadable legend tag of %s", ds.name)
-    return DEFAULT_LEGEND
-
-
 def read_map(path: Path) -> tuple[np.ndarray, Any, tuple[LandCoverClass, ...]]:
-    """The map's band 1, its grid and its legend."""
+    """The map's band 1, its grid and its legend (class names and colours it carries)."""
     import rasterio
     from rasterio.errors import RasterioIOError
 
@@ -145,7 +132,7 @@ def read_map(path: Path) -> tuple[np.ndarray, Any, tuple[LandCoverClass, ...]]:
                 raise SafeFormatError(f"{path} has no CRS; give a georeferenced class map")
             data = ds.read(1)
             grid = _grid_of(ds)
-            legend = _map_legend(ds)
+            legend = raster_legend(ds)
     except RasterioIOError as exc:
         raise SafeFormatError(f"{path} is not a raster GDAL can read ({exc})") from None
     return data, grid, legend
@@ -219,6 +206,15 @@ def split_mask(tiles_dir: Path, grid: Any, split: str = "test") -> np.ndarray:
         raise TileError(f"{manifest} is not a prepare manifest ({exc}); re-run s2pipe prepare") from None
     if not tiles:
         raise TileError(f"{manifest} lists no {split} tiles; re-run prepare with a {split} share in --split")
+    product = info.get("product") or {}
+    if {"transform", "width", "height"} <= product.keys():
+        same = (int(product["width"]) == grid.width and int(product["height"]) == grid.height
+                and np.allclose(product["transform"][:6], list(grid.transform)[:6], atol=1e-6)
+                and (product.get("epsg") is None or grid.crs.to_epsg() == int(product["epsg"])))
+        if not same:
+            raise TileError(f"{manifest} was prepared on another grid ({product.get('name')}, "
+                            f"{product['width']} x {product['height']} px) than the map; "
+                            "give the tiles of the scene the map was predicted on")
     mask = np.zeros((grid.height, grid.width), dtype=bool)
     for t in tiles:
         r, c = int(t["row"]), int(t["col"])
@@ -267,7 +263,7 @@ def evaluate_map(prediction: str | os.PathLike, reference: str | os.PathLike,
     if not reference.exists():
         raise InputNotFoundError(f"{reference} does not exist; give a label raster or vector file")
     pred, grid, legend = read_map(prediction)
-    n = len(legend)
+    n = max(c.value for c in legend)
     if pred.max(initial=0) > n or pred.min(initial=0) < 0:
         raise SafeFormatError(f"{prediction} holds values outside 0..{n}; give a map written by s2pipe predict")
     labels_info = None

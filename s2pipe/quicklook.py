@@ -56,17 +56,27 @@ def _rgb_indexes(count: int, descriptions: Sequence[str | None]) -> tuple[int, i
     return None
 
 
-def _legend_from_file(ds, legend: Sequence[LandCoverClass]) -> list[LandCoverClass]:
-    """The legend with colours taken from the file's colour table where it has one."""
+def raster_legend(ds, default: Sequence[LandCoverClass] = DEFAULT_LEGEND) -> tuple[LandCoverClass, ...]:
+    """The legend an open class raster carries, completed from ``default``.
+
+    Class names come from the ``CLASS_<value>`` band tags that s2pipe maps carry (else
+    ``default``'s classes), colours from the file's colour table (else ``default``'s).
+    """
+    names = {int(k[6:]): v for k, v in ds.tags(1).items() if k.startswith("CLASS_") and k[6:].isdigit()}
+    base = {c.value: c for c in default}
     try:
         cmap = ds.colormap(1)
     except ValueError:  # no colour table
-        return list(legend)
+        cmap = {}
     out = []
-    for c in legend:
-        r, g, b, *_ = cmap.get(c.value, (*c.rgb, 255))
-        out.append(LandCoverClass(c.value, c.name, f"#{r:02x}{g:02x}{b:02x}"))
-    return out
+    for v in sorted(names or base):
+        name = names.get(v) or (base[v].name if v in base else f"class {v}")
+        if v in cmap:
+            colour = "#{:02x}{:02x}{:02x}".format(*cmap[v][:3])
+        else:
+            colour = base[v].color if v in base else "#808080"
+        out.append(LandCoverClass(v, name, colour))
+    return tuple(out)
 
 
 def stretch(rgb: np.ndarray, valid: np.ndarray,
@@ -89,8 +99,8 @@ def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
     """Render ``image`` as a PNG at ``out_png``, at most ``max_size`` pixels on its long side.
 
     ``kind="auto"`` draws a one-band raster as classes and a stack with B04/B03/B02 in
-    true colour. Class maps use the file's colour table (else ``legend``'s colours) and
-    always list every class of the legend; value 0 (no data) is transparent.
+    true colour. Class maps use the file's own legend (:func:`raster_legend`, completed
+    from ``legend``) and always list every class; value 0 (no data) is transparent.
     """
     import rasterio
     from rasterio.enums import Resampling
@@ -115,7 +125,7 @@ def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
                 raise SafeFormatError(
                     f"{image} has {ds.count} band(s) of {ds.dtypes[0]}; a class map is one integer band")
             data = ds.read(1, out_shape=(h, w), resampling=Resampling.nearest)
-            classes = _legend_from_file(ds, legend)
+            classes = raster_legend(ds, legend)
             indexes = None
         else:
             indexes = _rgb_indexes(ds.count, ds.descriptions)

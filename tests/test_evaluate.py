@@ -202,3 +202,26 @@ def test_cli_usage_errors_exit_2(pair, tmp_path):
     assert runner.invoke(cli, [*base, "--labels", str(tmp_path / "none.gpkg")]).exit_code == 2
     assert runner.invoke(cli, [*base, "--labels", str(pair[1]), "--split-from", str(tmp_path / "no")]).exit_code == 2
     assert not (tmp_path / "rep").exists()
+
+
+def test_class_names_come_from_the_map(tmp_path):
+    pred = _write(tmp_path / "map.tif", PRED)
+    with rasterio.open(pred, "r+") as ds:
+        ds.update_tags(1, **{f"CLASS_{v}": f"Type {v}" for v in range(1, 9)})
+    result = evaluate_map(pred, _write(tmp_path / "ref.tif", REF), tmp_path / "r")
+    assert [c["name"] for c in result.per_class][:2] == ["Type 1", "Type 2"]
+    assert "| 2 | Type 2 |" in (tmp_path / "r" / "metrics.md").read_text()
+
+
+def test_split_from_another_scene_is_refused(pair, tmp_path):
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    (tiles / "prepare.json").write_text(json.dumps({
+        "tile_size": 2, "tiles": [{"id": "a", "row": 0, "col": 0, "split": "test"}],
+        "product": {"name": "OTHER", "epsg": 32633, "width": 10980, "height": 10980,
+                    "transform": [10.0, 0.0, ORIGIN[0], 0.0, -10.0, ORIGIN[1]]}}))
+    res = CliRunner().invoke(cli, ["evaluate", str(pair[0]), "--labels", str(pair[1]),
+                                   "-o", str(tmp_path / "rep"), "--split-from", str(tiles)])
+    assert res.exit_code == 1
+    assert "was prepared on another grid (OTHER, 10980 x 10980 px) than the map" in res.output
+    assert not (tmp_path / "rep").exists()
