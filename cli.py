@@ -330,5 +330,133 @@ def train(tiles_dir: Path | None, model_dir: Path, images_dir: Path | None, labe
                             f"{result.best_checkpoint or result.model_dir}")
 
 
+from s2pipe.mtd import DEFAULT_SCL_MASK, RESAMPLING_NAMES, SCL_CLASSES  # noqa: E402  (stdlib only)
+
+
+def _info_text(info: Any) -> str:
+    lines = [f"Product:        {info.name}",
+             f"Level:          {info.level} ({info.product_type}), baseline {info.baseline}",
+             f"Tile:           {info.tile}   sensing {info.sensing_time}   {info.spacecraft}",
+             f"CRS:            EPSG:{info.epsg}",
+             f"10 m grid:      {info.width} x {info.height} px, transform {info.transform}",
+             f"Quantification: {info.quantification:g}  (s2pipe output: DN = 10000 * reflectance)",
+             "Offsets added:  " + " ".join(f"{b}={v:+d}" for b, v in info.offsets.items())]
+    for band, path in info.band_files.items():
+        state = "MISSING" if band in info.missing_bands else "ok"
+        lines.append(f"  {band:4s} {state:8s} {path}")
+    lines.append(f"SCL:            {info.scl_file or 'MISSING (no cloud masking)'}")
+    if info.missing_bands:
+        lines.append(f"Missing bands {', '.join(info.missing_bands)}: prepare/predict will refuse "
+                     "this product.")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("product", type=click.Path(exists=True, path_type=Path))
+@json_option
+def info(product: Path, as_json: bool) -> None:
+    """What s2pipe reads from a Sentinel-2 L2A product (or a prepare --stack GeoTIFF).
+
+    Level, baseline, tile, sensing time, EPSG, the 10 m grid, quantification value, the
+    offset s2pipe adds to each band, and whether each of the 12 band files and the SCL
+    exist. Exit 1 only when the metadata cannot be read or the product is not L2A.
+
+    \b
+    s2pipe info S2B_MSIL2A_20180607T095029_N0208_R079_T33UYS_20180607T130225.SAFE
+    """
+    from s2pipe.safe import product_info
+
+    result = product_info(product)
+    report(result, as_json, _info_text(result))
+
+
+def _parse_split(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
+        raise click.BadParameter(f"{value!r}: give three fractions train,val,test, e.g. 0.8,0.1,0.1",
+                                 ctx, param)
+    return parts  # type: ignore[return-value]
+
+
+def _parse_mask(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...]:
+    if value is None:
+        return DEFAULT_SCL_MASK
+    if value.strip().lower() == "none":
+        return ()
+    names = {v: k for k, v in SCL_CLASSES.items()}
+    out = []
+    for item in value.split(","):
+        item = item.strip().lower()
+        code = int(item) if item.isdigit() else names.get(item, -1)
+        if code not in SCL_CLASSES:
+            raise click.BadParameter(
+                f"{item!r} is no SCL class; use numbers 0..11 or names "
+                f"{', '.join(SCL_CLASSES.values())}, or 'none'", ctx, param)
+        out.append(code)
+    return tuple(sorted(set(out)))
+
+
+@cli.command()
+@click.argument("product", type=click.Path(exists=True, path_type=Path))
+@click.option("--labels", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Label polygons in any OGR format (GeoPackage, Shapefile, GeoJSON...), any CRS.")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to create: images/, labels/, tiles.gpkg, prepare.json.")
+@click.option("--layer", help="Layer of a multi-layer label file.")
+@click.option("--class-field", help="Attribute holding the class (default: class, class_id or code).")
+@click.option("--class-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV or JSON mapping source values or names to classes 1..8 (unmapped features are dropped).")
+@click.option("--all-touched", is_flag=True, help="Label every pixel a polygon touches (default: pixel centres).")
+@click.option("--resampling", type=click.Choice(RESAMPLING_NAMES), default="bilinear", show_default=True,
+              help="How 20 m and 60 m bands are resampled onto the 10 m grid.")
+@click.option("--mask", "mask_scl", callback=_parse_mask, metavar="CLASSES",
+              help="SCL classes made no data (numbers or names, comma-separated, or 'none'). "
+                   "Default: no_data, saturated_defective, cloud_shadow, cloud_medium, cloud_high, thin_cirrus.")
+@click.option("--tile-size", type=click.IntRange(16), default=256, show_default=True, help="Tile side in pixels (multiple of 16).")
+@click.option("--stride", type=click.IntRange(1), help="Step between tiles in pixels (default: the tile size).")
+@click.option("--min-labelled", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+              help="Smallest fraction of labelled pixels for a tile to be written.")
+@click.option("--max-nodata", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Largest fraction of no-data pixels for a tile to be written.")
+@click.option("--split", default="0.8,0.1,0.1", show_default=True, callback=_parse_split,
+              help="Train,val,test fractions, dealt out by spatial blocks of tiles.")
+@click.option("--block-size", type=click.IntRange(16), help="Side of a split block in pixels "
+              "(default: 4, 3, 2 or 1 tiles, the largest giving at least 10 blocks).")
+@seed_option
+@click.option("--stack", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the full 10 m 12-band stack here (a GeoTIFF predict can read).")
+@overwrite_option
+@json_option
+def prepare(product: Path, labels: Path, out_dir: Path, layer: str | None, class_field: str | None,
+            class_map: Path | None, all_touched: bool, resampling: str, mask_scl: tuple[int, ...],
+            tile_size: int, stride: int | None, min_labelled: float, max_nodata: float,
+            split: tuple[float, float, float], block_size: int | None, seed: int,
+            stack: Path | None, overwrite: bool, as_json: bool) -> None:
+    """Cut a Sentinel-2 L2A product and label polygons into labelled training tiles.
+
+    PRODUCT is a .SAFE folder, a zipped SAFE (read in place) or its MTD_MSIL2A.xml. The
+    12 bands (B01..B12 without B10) are resampled to 10 m and harmonised to
+    DN = 10000 * reflectance whatever the processing baseline; SCL-masked pixels are no
+    data (0) and unlabelled. Writes OUT/images/<id>.tif, OUT/labels/<id>.tif,
+    OUT/tiles.gpkg and OUT/prepare.json (splits, counts, provenance).
+
+    \b
+    s2pipe prepare S2B_MSIL2A_...SAFE --labels landcover.gpkg -o tiles/
+    """
+    from s2pipe.prepare import prepare_scene
+
+    result = prepare_scene(product, labels, out_dir, layer=layer, class_field=class_field,
+                           class_map=class_map, resampling=resampling, mask_scl=mask_scl,
+                           tile_size=tile_size, stride=stride, min_labelled=min_labelled,
+                           max_nodata=max_nodata, split=split, block_size=block_size, seed=seed,
+                           all_touched=all_touched, stack=stack, overwrite=overwrite,
+                           progress=progress(None, "prepare", unit="tile row"))
+    splits = ", ".join(f"{v} {k}" for k, v in result.splits.items())
+    report(result, as_json, f"{result.out_dir}: {result.tiles} tiles ({splits}) from {result.product}")
+
+
 if __name__ == "__main__":
     main()

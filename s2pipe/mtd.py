@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from .errors import InputNotFoundError, SafeFormatError
 
@@ -34,6 +35,16 @@ BAND_IDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B
 DEFAULT_OFFSET_N0400 = -1000
 SUPPORTED = ("supported: a Sentinel-2 L2A .SAFE folder, a zipped .SAFE, its MTD_MSIL2A.xml, "
              "or a 12-band stack written by 's2pipe prepare --stack'")
+ResamplingName = Literal["bilinear", "nearest", "cubic", "average"]
+RESAMPLING_NAMES: tuple[str, ...] = ("bilinear", "nearest", "cubic", "average")
+RADIOMETRY_CONVENTION = "DN = 10000 * reflectance (BOA_ADD_OFFSET applied)"
+#: Scene classification (SCL) values and short names.
+SCL_CLASSES: dict[int, str] = {
+    0: "no_data", 1: "saturated_defective", 2: "dark_area", 3: "cloud_shadow", 4: "vegetation",
+    5: "not_vegetated", 6: "water", 7: "unclassified", 8: "cloud_medium", 9: "cloud_high",
+    10: "thin_cirrus", 11: "snow_ice"}
+#: SCL classes masked by default: no data, saturated/defective, cloud shadow, clouds, cirrus.
+DEFAULT_SCL_MASK: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
 _EXT = {"JPEG2000": (".jp2", ".tif"), "GeoTIFF": (".tif", ".jp2")}
 
 

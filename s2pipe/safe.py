@@ -21,7 +21,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import rasterio
@@ -33,10 +33,13 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from .errors import MissingBandError, SafeFormatError
-from .mtd import BAND_RESOLUTION, BANDS, SUPPORTED, ProductInfo, read_product_metadata
+from .mtd import (BAND_RESOLUTION, BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION,
+                  RESAMPLING_NAMES, SCL_CLASSES, SUPPORTED, ProductInfo, ResamplingName,
+                  read_product_metadata)
 
 __all__ = ["BANDS", "BAND_RESOLUTION", "DEFAULT_SCL_MASK", "RADIOMETRY_CONVENTION", "Grid",
-           "ProductInfo", "Scene", "open_scene", "read_product_metadata", "SCL_CLASSES"]
+           "ProductInfo", "Scene", "open_scene", "product_info", "read_product_metadata",
+           "SCL_CLASSES", "write_stack"]
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +49,6 @@ os.environ.setdefault("GDAL_CACHEMAX", "512")
 os.environ.setdefault("GDAL_NUM_THREADS", "ALL_CPUS")
 os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
 
-ResamplingName = Literal["bilinear", "nearest", "cubic", "average"]
-RESAMPLING_NAMES: tuple[str, ...] = ("bilinear", "nearest", "cubic", "average")
-RADIOMETRY_CONVENTION = "DN = 10000 * reflectance (BOA_ADD_OFFSET applied)"
-SCL_CLASSES: dict[int, str] = {
-    0: "no_data", 1: "saturated_defective", 2: "dark_area", 3: "cloud_shadow", 4: "vegetation",
-    5: "not_vegetated", 6: "water", 7: "unclassified", 8: "cloud_medium", 9: "cloud_high",
-    10: "thin_cirrus", 11: "snow_ice"}
-#: SCL classes masked by default: no data, saturated/defective, cloud shadow, clouds, cirrus.
-DEFAULT_SCL_MASK: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
 SATURATED = 65535
 
 
@@ -277,3 +271,12 @@ def write_stack(scene: Scene, path: str | os.PathLike, *, rows: int = 512,
             if progress is not None:
                 progress(int(w.height))
     return Path(path)
+
+
+def product_info(path: str | os.PathLike) -> ProductInfo:
+    """What s2pipe reads from a product (metadata only) or from a ``prepare --stack`` file."""
+    p = Path(path)
+    if p.suffix.lower() in (".tif", ".tiff") and p.is_file():
+        with _open_stack(p) as scene:
+            return scene.info
+    return read_product_metadata(p)
