@@ -458,5 +458,50 @@ def prepare(product: Path, labels: Path, out_dir: Path, layer: str | None, class
     report(result, as_json, f"{result.out_dir}: {result.tiles} tiles ({splits}) from {result.product}")
 
 
+def _parse_baseline(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"\d\d\.\d\d", value):
+        raise click.BadParameter(f"{value!r}: give a processing baseline NN.NN, e.g. 02.08 or 05.09", ctx, param)
+    return value
+
+
+@cli.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--size", type=click.IntRange(256, 10980), default=2560, show_default=True,
+              help="Scene side in 10 m pixels (10980 = a full Sentinel-2 tile).")
+@seed_option
+@click.option("--baseline", default="02.08", show_default=True, callback=_parse_baseline,
+              help="Processing baseline NN.NN; from 04.00 on DNs carry the +1000 offset (BOA_ADD_OFFSET).")
+@click.option("--origin", type=(float, float), default=(599980.0, 5700000.0), show_default=True,
+              metavar="X Y", help="Upper-left corner of the scene in the image CRS (metres).")
+@click.option("--epsg", type=click.IntRange(1024), default=32633, show_default=True,
+              help="EPSG code of the image CRS (a projected CRS in metres, e.g. a UTM zone).")
+@click.option("--label-epsg", type=click.IntRange(1024), default=2180, show_default=True,
+              help="EPSG code of the label GeoPackage.")
+@overwrite_option
+@json_option
+def synth(out_dir: Path, size: int, seed: int, baseline: str, origin: tuple[float, float], epsg: int,
+          label_epsg: int, overwrite: bool, as_json: bool) -> None:
+    """A synthetic Sentinel-2 L2A product with land-cover labels, for demos and tests.
+
+    Writes into OUT_DIR a .SAFE folder laid out like a real one (JPEG2000 bands at
+    10/20/60 m, MTD_MSIL2A.xml, MTD_TL.xml, manifest.safe; GDAL's SENTINEL2 driver reads
+    it), landcover.gpkg (truth polygons of the central part of the scene, fields class
+    and name) and truth.tif (the full-scene truth, 0 = no data). The same --seed gives
+    the same ground in every --baseline.
+
+    \b
+    s2pipe synth demo/ --size 2560 --seed 0 --baseline 05.09
+    """
+    from s2pipe.synth import synth_product
+
+    result = synth_product(out_dir, size=size, seed=seed, baseline=baseline, origin=origin, epsg=epsg,
+                           label_epsg=label_epsg, overwrite=overwrite,
+                           progress=progress(None, "synth", unit="file"))
+    report(result, as_json, f"{result.safe_path}\n{result.labels_path} ({result.polygons} polygons)\n"
+                            f"{result.truth_path}")
+
+
 if __name__ == "__main__":
     main()
