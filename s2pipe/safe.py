@@ -4,11 +4,13 @@
 ``MTD_MSIL2A.xml`` path, or a 12-band stack written by ``prepare --stack``. ``Scene.read``
 returns uint16 ``(12, h, w)`` for any window of the 10 m grid with
 
-* bands in :data:`BANDS` order, each resampled from its native-resolution file onto the
-  10 m grid through a warped VRT defined on that grid (so a 20 m pixel covers exactly
-  2 x 2 output pixels; ``nearest`` is exact replication);
+* bands in :data:`BANDS` order, each read from its native-resolution file and upsampled
+  by an exact integer factor (:mod:`s2pipe.resample`: a 20 m pixel covers exactly 2 x 2
+  output pixels; ``nearest`` is exact replication);
 * DN = 10000 * reflectance whatever the baseline: ``DN + BOA_ADD_OFFSET`` (offset 0 before
-  04.00), values that would fall below 1 clipped to 1, 65535 (saturated) kept;
+  04.00), values that would fall below 1 clipped to 1, 65535 (saturated) kept. This is
+  applied before resampling, so N0208 and N0509 products of the same ground give the
+  same numbers;
 * 0 = no data in every band: a pixel that is 0 in any band, or whose SCL class is in
   ``mask_scl``, is 0 in all bands.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -27,12 +30,11 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from .errors import MissingBandError, SafeFormatError
+from .resample import upsample
 from .mtd import (BAND_RESOLUTION, BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION,
                   RESAMPLING_NAMES, SCL_CLASSES, SUPPORTED, ProductInfo, ResamplingName,
                   read_product_metadata)
@@ -83,8 +85,9 @@ class Scene:
     """An open product; use as a context manager. Not safe for concurrent ``read`` calls."""
 
     def __init__(self, name: str, grid: Grid, info: ProductInfo, radiometry: dict[str, Any],
-                 sources: list[Any], paths: list[str], scl: Any | None,
-                 offsets: np.ndarray | None, scale: float, mask_scl: tuple[int, ...]) -> None:
+                 sources: list[Any], paths: list[str], scl: Any | None = None,
+                 offsets: np.ndarray | None = None, scale: float = 1.0,
+                 mask_scl: tuple[int, ...] = (), resampling: str = "bilinear") -> None:
         self.name = name
         self.grid = grid
         self.info = info
@@ -95,16 +98,35 @@ class Scene:
         self._scl = scl
         self._offsets = offsets  # None: already harmonised (a stack)
         self._scale = scale
+        self._resampling = resampling
         self._mask = np.array(sorted(mask_scl), dtype=np.uint8)
         self._pool = ThreadPoolExecutor(max_workers=min(len(sources), os.cpu_count() or 1)) \
             if len(sources) > 1 else None
 
-    def _read_band(self, i: int, window: Window) -> np.ndarray:
+    def _native(self, i: int, window: Window) -> np.ndarray:
+        """Harmonised values of a window of band ``i``'s own file (int32, 0 = no data)."""
         try:
-            return self._sources[i].read(1, window=window)
+            raw = self._sources[i].read(1, window=window)
         except RasterioError as exc:
-            raise MissingBandError(f"{self._paths[i]}: cannot be decoded ({exc}); the file is "
-                                   "truncated or corrupt, download the product again") from None
+            raise MissingBandError(f"{self._paths[i]}: cannot be decoded ({exc.__cause__ or exc}); "
+                                   "the file is truncated or corrupt, download the product "
+                                   "again") from None
+        out = raw.astype(np.int32) + int(self._offsets[i])
+        if self._scale != 1.0:
+            out = np.rint(out * self._scale).astype(np.int32)
+        np.clip(out, 1, SATURATED, out=out)
+        out[raw == SATURATED] = SATURATED
+        out[raw == 0] = 0
+        return out
+
+    def _band(self, i: int, window: Window) -> np.ndarray:
+        src = self._sources[i]
+        k = max(1, round(src.transform.a / self.grid.transform.a))
+        if k == 1:
+            return self._native(i, window)
+        values, valid = upsample(lambda w: self._native(i, w), (src.height, src.width), k,
+                                 window, self._resampling)
+        return np.where(valid, np.clip(np.rint(values), 1, SATURATED), 0)
 
     def read(self, window: Window | None = None) -> np.ndarray:
         """Harmonised uint16 ``(12, h, w)`` of ``window`` (default: the whole grid)."""
@@ -114,19 +136,18 @@ class Scene:
                 return self._sources[0].read(window=w)
             except RasterioError as exc:
                 raise MissingBandError(f"{self._paths[0]}: cannot be read ({exc})") from None
-        raw = np.stack(list(self._pool.map(lambda i: self._read_band(i, w), range(len(BANDS)))))
-        nodata = (raw == 0).any(axis=0)
-        scl = self.read_scl(w)
-        if scl is not None and self._mask.size:
-            nodata |= np.isin(scl, self._mask)
-        saturated = raw == SATURATED
-        out = raw.astype(np.int32)
-        out += self._offsets[:, None, None]
-        if self._scale != 1.0:
-            out = np.rint(out * self._scale).astype(np.int32)
-        np.clip(out, 1, 65535, out=out)
-        out = out.astype(np.uint16)
-        out[saturated] = SATURATED
+        out = np.empty((len(self._sources), int(w.height), int(w.width)), dtype=np.uint16)
+
+        def fill(i: int) -> None:
+            out[i] = self._band(i, w)
+
+        for _ in self._pool.map(fill, range(len(self._sources))):
+            pass
+        nodata = (out == 0).any(axis=0)
+        if self._mask.size:
+            scl = self.read_scl(w)
+            if scl is not None:
+                nodata |= np.isin(scl, self._mask)
         out[:, nodata] = 0
         return out
 
@@ -135,10 +156,19 @@ class Scene:
         if self._scl is None:
             return None
         w = _check_window(window, self.grid)
-        try:
-            return self._scl.read(1, window=w)
-        except RasterioError as exc:
-            raise MissingBandError(f"{self.info.scl_file}: cannot be decoded ({exc})") from None
+        k = max(1, round(self._scl.transform.a / self.grid.transform.a))
+
+        def native(win: Window) -> np.ndarray:
+            try:
+                return self._scl.read(1, window=win)
+            except RasterioError as exc:
+                raise MissingBandError(f"{self.info.scl_file}: cannot be decoded "
+                                       f"({exc.__cause__ or exc})") from None
+
+        if k == 1:
+            return native(w)
+        values, _ = upsample(native, (self._scl.height, self._scl.width), k, w, "nearest")
+        return values.astype(np.uint8)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -154,8 +184,8 @@ class Scene:
         self.close()
 
 
-def _open_band(path: str, band: str, grid: Grid, resampling: Resampling) -> Any:
-    """The band as a dataset on the 10 m grid (a warped VRT unless it is already there)."""
+def _open_band(path: str, band: str, grid: Grid) -> Any:
+    """The band's native-resolution file, checked against the 10 m grid."""
     try:
         src = rasterio.open(path)
     except RasterioError as exc:
@@ -163,18 +193,15 @@ def _open_band(path: str, band: str, grid: Grid, resampling: Resampling) -> Any:
                                "missing or corrupt, download the product again") from None
     res = BAND_RESOLUTION.get(band, 20)
     t = src.transform
-    expected = (round(grid.width * 10 / res), round(grid.height * 10 / res))
-    if (src.width, src.height) != expected or abs(t.a - res) > 1e-6 or \
+    expected = (math.ceil(grid.width * 10 / res), math.ceil(grid.height * 10 / res))
+    floor = (grid.width * 10 // res, grid.height * 10 // res)
+    if (src.width, src.height) not in (expected, floor) or abs(t.a - res) > 1e-6 or \
             abs(t.c - grid.transform.c) > 1e-3 or abs(t.f - grid.transform.f) > 1e-3:
         src.close()
         raise MissingBandError(f"{path}: band {band} is {src.width} x {src.height} px at "
                                f"{t.a:g} m, expected {expected[0]} x {expected[1]} at {res} m "
                                "on the tile's grid; the file does not belong to this product")
-    if res == 10:
-        return src
-    return WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
-                     height=grid.height, resampling=resampling, src_nodata=0, nodata=0,
-                     warp_mem_limit=256)
+    return src
 
 
 def _open_stack(path: Path) -> Scene:
@@ -225,14 +252,13 @@ def open_scene(path: str | os.PathLike, *, resampling: ResamplingName = "bilinea
         raise MissingBandError(f"{p}: band file(s) missing: {missing}; the product is "
                                "incomplete, download it again")
     grid = Grid(CRS.from_epsg(info.epsg), Affine(*info.transform), info.width, info.height)
-    method = Resampling[resampling]
     sources: list[Any] = []
     try:
         for band in BANDS:
-            sources.append(_open_band(info.band_files[band], band, grid, method))
+            sources.append(_open_band(info.band_files[band], band, grid))
         scl = None
         if info.scl_file:
-            scl = _open_band(info.scl_file, "SCL", grid, Resampling.nearest)
+            scl = _open_band(info.scl_file, "SCL", grid)
         elif mask_scl:
             log.warning("%s: no SCL_20m file; pixels are not masked by scene class", p)
     except BaseException:
@@ -246,7 +272,8 @@ def open_scene(path: str | os.PathLike, *, resampling: ResamplingName = "bilinea
                   "clipped_below": 1, "nodata": 0, "resampling": resampling,
                   "scl_masked": sorted(int(c) for c in mask_scl) if info.scl_file else []}
     return Scene(info.name, grid, info, radiometry, sources, list(info.band_files.values()), scl,
-                 offsets, scale, tuple(int(c) for c in mask_scl) if info.scl_file else ())
+                 offsets, scale, tuple(int(c) for c in mask_scl) if info.scl_file else (),
+                 resampling)
 
 
 def write_stack(scene: Scene, path: str | os.PathLike, *, rows: int = 512,
