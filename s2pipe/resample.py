@@ -6,7 +6,7 @@ which for upsampling is the same) replicates each source pixel; ``bilinear`` and
 ``cubic`` (Keys, a = -0.5) are separable kernels whose weights are renormalised over
 valid (non-zero) source pixels, so no-data edges do not darken their neighbours. An
 output pixel is no data (0) exactly where its nearest source pixel is. The arithmetic is
-done here in float64 on already harmonised values, so products of different baselines
+done here in float32 on already harmonised values, so products of different baselines
 give identical results.
 """
 
@@ -61,14 +61,22 @@ def upsample(read_native: ReadNative, native_shape: tuple[int, int], k: int, win
     ic, wc = _taps(c0, w, k, nw, method)
     rs, re_ = int(ir.min()), int(ir.max())
     cs, ce = int(ic.min()), int(ic.max())
-    src = read_native(Window(cs, rs, ce - cs + 1, re_ - rs + 1)).astype(np.float64)
-    mask = (src != 0).astype(np.float64)
+    src = read_native(Window(cs, rs, ce - cs + 1, re_ - rs + 1)).astype(np.float32)
     ir, ic = ir - rs, ic - cs
-    num = sum(wr[:, t, None] * src[ir[:, t], :] for t in range(ir.shape[1]))
-    den = sum(wr[:, t, None] * mask[ir[:, t], :] for t in range(ir.shape[1]))
-    num = sum(wc[None, :, t] * num[:, ic[:, t]] for t in range(ic.shape[1]))
-    den = sum(wc[None, :, t] * den[:, ic[:, t]] for t in range(ic.shape[1]))
-    valid = mask[np.ix_(near_r - rs, near_c - cs)] > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(valid & (den != 0), num / np.where(den == 0, 1.0, den), 0.0)
+    wr, wc = wr.astype(np.float32), wc.astype(np.float32)
+    valid = src[np.ix_(near_r - rs, near_c - cs)] != 0
+
+    def resample(a: np.ndarray) -> np.ndarray:
+        rows = sum(wr[:, t, None] * np.take(a, ir[:, t], axis=0) for t in range(ir.shape[1]))
+        return sum(wc[None, :, t] * np.take(rows, ic[:, t], axis=1) for t in range(ic.shape[1]))
+
+    num = resample(src)
+    if (src != 0).all():  # the common case: the same sums as resample(ones), but cheaper
+        r = sum(wr[:, t] for t in range(ir.shape[1]))
+        den = sum(wc[None, :, t] * r[:, None] for t in range(ic.shape[1]))
+    else:
+        den = resample((src != 0).astype(np.float32))
+    out = np.zeros_like(num)
+    ok = valid & (den != 0)
+    out[ok] = num[ok] / den[ok]
     return out, valid
