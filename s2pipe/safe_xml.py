@@ -93,6 +93,11 @@ class ProductNames:
                 f"_A{self.absolute_orbit:06d}_T{self.tile}_N{self.baseline}")
 
 
+def _num(v: float) -> str:
+    """A coordinate as ESA writes it: an integer when whole, else every digit."""
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
 def _iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
@@ -233,7 +238,7 @@ def mtd_tl(names: ProductNames, epsg: int, cs_name: str, ulx: float, uly: float,
     """The granule metadata ``MTD_TL.xml``: CRS, per-resolution size and geoposition, angles."""
     size = "".join(f'      <Size resolution="{r}">\n        <NROWS>{n}</NROWS>\n        <NCOLS>{n}</NCOLS>\n'
                    f"      </Size>\n" for r, n in sizes.items())
-    geo = "".join(f'      <Geoposition resolution="{r}">\n        <ULX>{ulx:g}</ULX>\n        <ULY>{uly:g}</ULY>\n'
+    geo = "".join(f'      <Geoposition resolution="{r}">\n        <ULX>{_num(ulx)}</ULX>\n        <ULY>{_num(uly)}</ULY>\n'
                   f"        <XDIM>{r}</XDIM>\n        <YDIM>-{r}</YDIM>\n      </Geoposition>\n" for r in sizes)
     view = "".join(f'        <Mean_Viewing_Incidence_Angle bandId="{i}">\n'
                    f'          <ZENITH_ANGLE unit="deg">{5.1 + 0.02 * i:.4f}</ZENITH_ANGLE>\n'

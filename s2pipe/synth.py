@@ -247,6 +247,20 @@ def write_labels(path: Path, land: Landscape, *, origin: tuple[float, float], ep
     return len(gdf)
 
 
+def _check_crs(epsg: int, label_epsg: int) -> None:
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    for code, what in ((epsg, "--epsg"), (label_epsg, "--label-epsg")):
+        try:
+            crs = CRS.from_epsg(code)
+        except CRSError:
+            raise OptionError(f"{what} {code}: EPSG:{code} is not a known CRS; give a valid EPSG code") from None
+        if code == epsg and not (crs.is_projected and crs.linear_units in ("metre", "meter")):
+            raise OptionError(f"{what} {code}: the image CRS must be projected in metres "
+                              f"(e.g. 32633, WGS 84 / UTM zone 33N)")
+
+
 def synth_product(out_dir: str | Path, *, size: int = 2560, seed: int = 0, baseline: str = "02.08",
                   origin: tuple[float, float] = (599980.0, 5700000.0), epsg: int = 32633,
                   label_epsg: int = 2180, overwrite: bool = False,
@@ -261,6 +275,7 @@ def synth_product(out_dir: str | Path, *, size: int = 2560, seed: int = 0, basel
         raise OptionError(f"size {size} is out of range; choose {MIN_SIZE}..{MAX_SIZE} pixels")
     if not re.fullmatch(r"\d\d\.\d\d", baseline):
         raise OptionError(f"baseline {baseline!r} is not of the form NN.NN (e.g. 02.08 or 05.09)")
+    _check_crs(epsg, label_epsg)
     out_dir = Path(out_dir)
     names = ProductNames.for_baseline(baseline)
     safe_path = out_dir / f"{names.product}.SAFE"

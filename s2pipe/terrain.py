@@ -28,7 +28,7 @@ _MATERIALS: tuple[tuple[str, int, tuple[float, ...], float], ...] = (
     ("roof_red", 5, (.070, .080, .100, .160, .190, .210, .222, .232, .238, .240, .300, .240), .15),
     ("roof_grey", 5, (.110, .125, .145, .165, .185, .198, .208, .218, .224, .228, .265, .235), .15),
     ("asphalt", 5, (.060, .066, .076, .086, .092, .100, .106, .111, .115, .115, .130, .120), .12),
-    ("roof_bright", 5, (.210, .230, .260, .280, .290, .300, .305, .312, .315, .315, .330, .290), .10),
+    ("roof_bright", 5, (.170, .185, .205, .220, .232, .240, .246, .252, .255, .256, .290, .260), .10),
     ("sand", 5, (.095, .125, .175, .225, .255, .278, .295, .308, .315, .318, .370, .320), .12),
     ("spoil", 5, (.040, .045, .052, .058, .063, .068, .072, .076, .079, .080, .092, .082), .15),
 )
@@ -150,7 +150,7 @@ def build_ground(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     bid, bedge = _parcels(n, seed + 1, rng.uniform(-0.6, 0.6), 14, 34, 14, 34, 3)
     street = bedge < 1.0
     hb = hash01(bid, seed + 3)
-    ind_zone = (smooth_noise(rng, n, radius / 4) + 0.6 * (d - 0.5)) > 0.35
+    ind_zone = (smooth_noise(rng, n, radius / 5) + 0.25 * (d - 0.5)) > 0.3
     park = (hb < 0.13) | (smooth_noise(rng, n, 40) > 0.75)
     urb = city & ~ind_zone & ~park
     ind = city & ind_zone & ~(park & (hb < 0.05))
@@ -183,10 +183,10 @@ def build_ground(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
     # -- mines and dumps: irregular pits with terraces, on the city's outskirts
     area = (n / 1000.0) ** 2
-    for k in range(max(1, int(round(1.2 * area)))):
+    for k in range(max(1, int(round(2 * area)))):
         ang = rng.uniform(0, 2 * np.pi)
         dist = radius * rng.uniform(0.85, 1.25)
-        mr = rng.uniform(18, 45)
+        mr = rng.uniform(22, 60)
         win, wy, wx = window(n, cy + dist * np.sin(ang), cx + dist * np.cos(ang), 2.2 * mr)
         r = np.sqrt(wy**2 + (wx * rng.uniform(0.6, 1.4)) ** 2) / mr
         r = r + 0.35 * smooth_noise(rng, max(r.shape), mr / 2)[:r.shape[0], :r.shape[1]]
@@ -203,7 +203,9 @@ def build_ground(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     dist = np.abs(y - yc) / np.sqrt(1 + slope**2)
     width = rng.uniform(5, 7.5)
     wet_w = 6 + 12 * (smooth_noise(rng, n, 60) + 0.5)
-    wet = (dist < width + wet_w) & (d > 0.6) & (smooth_noise(rng, n, 25) > -0.2)
+    wet = (dist < width + wet_w) & (smooth_noise(rng, n, 25) > -0.2)
+    wet |= (dist < min(220, 0.1 * n)) & (smooth_noise(rng, n, 45) > 0.5)  # floodplain marshes
+    wet &= d > 0.7
     _set_wetland(classes, cover, gain, wet, px)
     river = dist < width
     classes[river] = WATER
@@ -219,7 +221,7 @@ def build_ground(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         win, wy, wx = window(n, ly, lx, 2.2 * lr)
         r = np.sqrt((wy / rng.uniform(0.6, 1.0)) ** 2 + wx**2) / lr
         r = r + 0.25 * smooth_noise(rng, max(r.shape), lr / 2)[:r.shape[0], :r.shape[1]]
-        reeds = (r < 1.45) & (r >= 1.0) & (smooth_noise(rng, max(r.shape), 10)[:r.shape[0], :r.shape[1]] > -0.3)
+        reeds = (r < 1.7) & (r >= 1.0) & (smooth_noise(rng, max(r.shape), 10)[:r.shape[0], :r.shape[1]] > -0.3)
         _set_wetland(classes[win], cover[win], gain[win], reeds, px[win])
         lake = r < 1.0
         classes[win][lake] = WATER

@@ -1,2 +1,253 @@
-def test_fixtures(synth_n0208, synth_n0509):
-    assert synth_n0208.safe_path.exists() and synth_n0509.safe_path.name.split("_")[3] == "N0509"
+"""The synthetic L2A product: what GDAL reads, DNs per baseline, vectors, truth, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from cli import cli
+from s2pipe.landscape import band_reflectance, make_landscape
+from s2pipe.synth import band_files, block_mean, dn_from_reflectance, synth_product
+
+
+def _jp2(result, band: str, res: int) -> Path:
+    (path,) = result.safe_path.glob(f"GRANULE/*/IMG_DATA/R{res}m/*_{band}_{res}m.jp2")
+    return path
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read()
+
+
+def _mtd(result) -> ET.Element:
+    return ET.parse(result.safe_path / "MTD_MSIL2A.xml").getroot()
+
+
+# ------------------------------------------------------------------ layout and metadata
+def test_product_and_file_names_follow_the_real_pattern(synth_n0208, synth_n0509):
+    assert synth_n0208.safe_path.name == "S2B_MSIL2A_20180607T095029_N0208_R079_T33UYS_20180607T130225.SAFE"
+    assert re.fullmatch(r"S2B_MSIL2A_20180607T095029_N0509_R079_T33UYS_\d{8}T\d{6}\.SAFE",
+                        synth_n0509.safe_path.name)
+    (granule,) = (synth_n0208.safe_path / "GRANULE").iterdir()
+    assert re.fullmatch(r"L2A_T33UYS_A\d{6}_\d{8}T\d{6}", granule.name)
+    assert (granule / "MTD_TL.xml").is_file() and (synth_n0208.safe_path / "manifest.safe").is_file()
+    for res in (10, 20, 60):
+        names = sorted(p.name for p in (granule / "IMG_DATA" / f"R{res}m").iterdir())
+        assert all(re.fullmatch(rf"T33UYS_20180607T095029_[A-Z0-9]{{3}}_{res}m\.jp2", n) for n in names)
+        assert sorted(n.split("_")[2] for n in names) == sorted(band_files("02.08")[res])
+    r20 = {p.name.split("_")[2] for p in _jp2(synth_n0509, "B02", 20).parent.iterdir()}
+    assert "B01" in r20 and "B01" not in band_files("02.08")[20]
+    assert "B08" not in r20 and "B09" not in r20
+
+
+def test_image_file_list_is_exactly_the_band_files(synth_n0208, synth_n0509):
+    for result in (synth_n0208, synth_n0509):
+        listed = {e.text for e in _mtd(result).iter("IMAGE_FILE")}
+        on_disk = {p.relative_to(result.safe_path).with_suffix("").as_posix()
+                   for p in result.safe_path.glob("GRANULE/*/IMG_DATA/R*m/*.jp2")}
+        assert listed == on_disk and len(listed) == result.band_files
+
+
+def test_product_metadata_values(synth_n0208, synth_n0509):
+    old, new = _mtd(synth_n0208), _mtd(synth_n0509)
+    assert old.tag == "{https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd}Level-2A_User_Product"
+    assert old.findtext(".//PRODUCT_TYPE") == "S2MSI2A" and old.findtext(".//PROCESSING_BASELINE") == "02.08"
+    assert new.findtext(".//PROCESSING_BASELINE") == "05.09"
+    for root in (old, new):
+        assert root.findtext(".//BOA_QUANTIFICATION_VALUE") == "10000"
+        special = {e.findtext("SPECIAL_VALUE_TEXT"): e.findtext("SPECIAL_VALUE_INDEX")
+                   for e in root.iter("Special_Values")}
+        assert special == {"NODATA": "0", "SATURATED": "65535"}
+    assert not list(old.iter("BOA_ADD_OFFSET"))
+    offsets = {e.get("band_id"): e.text for e in new.iter("BOA_ADD_OFFSET")}
+    assert offsets == {str(i): "-1000" for i in range(13)}
+
+
+def test_tile_metadata_geocoding(synth_n0208):
+    (tl,) = synth_n0208.safe_path.glob("GRANULE/*/MTD_TL.xml")
+    root = ET.parse(tl).getroot()
+    assert root.findtext(".//HORIZONTAL_CS_CODE") == "EPSG:32633"
+    sizes = {e.get("resolution"): (e.findtext("NROWS"), e.findtext("NCOLS")) for e in root.iter("Size")}
+    assert sizes == {"10": ("512", "512"), "20": ("256", "256"), "60": ("86", "86")}
+    for geo in root.iter("Geoposition"):
+        r = geo.get("resolution")
+        assert (geo.findtext("ULX"), geo.findtext("ULY"), geo.findtext("XDIM"), geo.findtext("YDIM")) == \
+            ("599980", "5700000", r, f"-{r}")
+
+
+def test_manifest_lists_every_file_with_its_md5(synth_n0208):
+    safe = synth_n0208.safe_path
+    text = (safe / "manifest.safe").read_text()
+    entries = dict(re.findall(r'href="\./([^"]+)"/>\s*<checksum checksumName="MD5">([0-9a-f]{32})<', text))
+    files = {p.relative_to(safe).as_posix() for p in safe.rglob("*") if p.is_file()} - {"manifest.safe"}
+    assert set(entries) == files
+    some = "MTD_MSIL2A.xml"
+    assert entries[some] == hashlib.md5((safe / some).read_bytes()).hexdigest()
+
+
+def test_band_files_are_lossless_georeferenced_jp2(synth_n0208):
+    for band, res, count, dtype in (("B02", 10, 1, "uint16"), ("B05", 20, 1, "uint16"),
+                                    ("B09", 60, 1, "uint16"), ("SCL", 20, 1, "uint8"),
+                                    ("TCI", 10, 3, "uint8"), ("AOT", 60, 1, "uint16")):
+        with rasterio.open(_jp2(synth_n0208, band, res)) as ds:
+            assert ds.driver == "JP2OpenJPEG" and ds.count == count and ds.dtypes[0] == dtype
+            assert ds.crs.to_epsg() == 32633
+            assert ds.transform.a == res and ds.transform.e == -res
+            assert (ds.transform.c, ds.transform.f) == (599980.0, 5700000.0)
+            assert ds.width == -(-512 * 10 // res)
+    assert not list(synth_n0208.safe_path.rglob("*.aux.xml"))
+
+
+# ------------------------------------------------------------------ what GDAL reads
+def test_gdal_sentinel2_driver_lists_10_20_60m(synth_n0208):
+    with rasterio.open(synth_n0208.safe_path / "MTD_MSIL2A.xml") as ds:
+        assert ds.driver == "SENTINEL2"
+        subs = ds.subdatasets
+    for res in ("10m", "20m", "60m"):
+        assert any(s.startswith("SENTINEL2_L2A:") and s.endswith(f":{res}:EPSG_32633") for s in subs)
+
+
+def test_gdal_reads_back_the_dns_synth_wrote(synth_n0208):
+    land = make_landscape(512, 0)
+    expected = {}
+    for band, res, f in (("B08", 10, 1), ("B11", 20, 2), ("B09", 60, 6)):
+        plane, ok = block_mean(band_reflectance(land, band), land.valid, f)
+        expected[band] = dn_from_reflectance(plane, ok, "02.08")
+        assert np.array_equal(_read(_jp2(synth_n0208, band, res))[0], expected[band])
+    with rasterio.open(synth_n0208.safe_path / "MTD_MSIL2A.xml") as ds:
+        subs = {s.split(":")[-2]: s for s in ds.subdatasets}
+    for res, band in (("10m", "B8"), ("20m", "B11"), ("60m", "B9")):
+        with rasterio.open(subs[res]) as sub:
+            names = [sub.tags(i).get("BANDNAME") for i in sub.indexes]
+            got = sub.read(names.index(band) + 1)
+        assert np.array_equal(got, expected[{"B8": "B08", "B9": "B09"}.get(band, band)])
+
+
+def test_n0509_holds_the_same_ground_plus_1000(synth_n0208, synth_n0509):
+    for band, res in (("B02", 10), ("B08", 10), ("B11", 20), ("B01", 60), ("B09", 60)):
+        old, new = _read(_jp2(synth_n0208, band, res)), _read(_jp2(synth_n0509, band, res))
+        valid = old > 0
+        assert valid.mean() > 0.85 and (~valid).any()
+        assert np.array_equal(new[valid].astype(np.int32), old[valid].astype(np.int32) + 1000)
+        assert not new[~valid].any()
+    assert np.array_equal(_read(_jp2(synth_n0208, "SCL", 20)), _read(_jp2(synth_n0509, "SCL", 20)))
+
+
+def test_nodata_strip_clouds_and_scl(synth_n0208):
+    b02 = _read(_jp2(synth_n0208, "B02", 10))[0]
+    b8 = _read(_jp2(synth_n0208, "B08", 10))[0]
+    assert not b02[:, -1].any() and b02[:, 0].all()  # a strip along the east edge
+    assert np.array_equal(b02 == 0, b8 == 0)
+    scl = _read(_jp2(synth_n0208, "SCL", 20))[0]
+    assert not scl[:, -1].any()
+    counts = np.bincount(scl.ravel(), minlength=12)
+    assert counts[8] + counts[9] > 0 and counts[3] > 0 and counts[4] > counts[5] > counts[6] > 0
+    b02_20 = _read(_jp2(synth_n0208, "B02", 20))[0].astype(float)
+    assert b02_20[scl == 9].mean() > 2 * b02_20[np.isin(scl, (4, 5))].mean()
+    tci = _read(_jp2(synth_n0208, "TCI", 10))
+    assert tci.shape == (3, 512, 512) and not tci[:, :, -1].any() and tci[:, :, 0].all()
+
+
+# ------------------------------------------------------------------ truth and vectors
+def test_truth_raster(synth_n0208):
+    with rasterio.open(synth_n0208.truth_path) as ds:
+        assert ds.dtypes[0] == "uint8" and ds.nodata == 0 and ds.crs.to_epsg() == 32633
+        assert ds.colormap(1)[5][:3] == (0xE6, 0x00, 0x4D)
+        truth = ds.read(1)
+    assert set(np.unique(truth)) == set(range(9))
+    assert synth_n0208.class_pixels == {c: int((truth == c).sum()) for c in range(1, 9)}
+
+
+def test_labels_overlap_the_scene_and_rasterise_back_onto_the_truth(synth_n0208):
+    import geopandas as gpd
+    from rasterio.features import rasterize
+
+    gdf = gpd.read_file(synth_n0208.labels_path)
+    assert gdf.crs.to_epsg() == 2180 and len(gdf) == synth_n0208.polygons
+    assert gdf["class"].dtype.kind == "i" and set(gdf["class"]) <= set(range(1, 9))
+    assert gdf["name"].iloc[0] and gdf.is_valid.all()
+    with rasterio.open(synth_n0208.truth_path) as ds:
+        truth, transform, bounds = ds.read(1), ds.transform, ds.bounds
+    utm = gdf.to_crs(32633)
+    x0, y0, x1, y1 = utm.total_bounds
+    assert bounds.left < x0 < x1 < bounds.right and bounds.bottom < y0 < y1 < bounds.top
+    raster = rasterize(zip(utm.geometry, utm["class"]), out_shape=truth.shape, transform=transform, dtype="uint8")
+    labelled = raster > 0
+    assert 0.5 < labelled.mean() < 0.8  # only the central part is labelled
+    assert (raster[labelled] == truth[labelled]).mean() > 0.97
+
+
+def test_pixels_alone_do_not_solve_it(synth_n0208):
+    """A per-pixel nearest-class-mean classifier stays far below what context allows."""
+    truth = _read(synth_n0208.truth_path)[0]
+    x = np.stack([_read(_jp2(synth_n0208, b, 10))[0] for b in ("B02", "B03", "B04", "B08")]
+                 + [np.repeat(np.repeat(_read(_jp2(synth_n0208, b, 20))[0], 2, 0), 2, 1)
+                    for b in ("B05", "B06", "B07", "B8A", "B11", "B12")]).reshape(10, -1).T.astype(np.float32)
+    y = truth.ravel()
+    x, y = x[y > 0], y[y > 0]
+    means = np.stack([x[y == c].mean(0) for c in range(1, 9)])
+    pred = np.argmin(((x[:, None, :] - means[None]) ** 2).sum(-1), 1) + 1
+    assert (pred == y).mean() < 0.7
+
+
+def test_same_seed_same_product_other_seed_other_ground(tmp_path):
+    a = synth_product(tmp_path / "a", size=256, seed=3)
+    b = synth_product(tmp_path / "b", size=256, seed=3)
+    c = make_landscape(256, 4)
+    assert np.array_equal(_read(_jp2(a, "B04", 10)), _read(_jp2(b, "B04", 10)))
+    assert np.array_equal(_read(_jp2(a, "B12", 20)), _read(_jp2(b, "B12", 20)))
+    assert np.array_equal(_read(a.truth_path), _read(b.truth_path))
+    assert not np.array_equal(_read(a.truth_path)[0], c.classes)
+
+
+# ------------------------------------------------------------------ command line
+def test_cli_json_and_refusal_to_overwrite(tmp_path):
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(cli, ["synth", str(out), "--size", "256", "--baseline", "05.09", "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert Path(info["safe_path"]).name.split("_")[3] == "N0509" and info["band_files"] == 36
+    assert Path(info["labels_path"]).is_file() and Path(info["truth_path"]).is_file()
+    before = sorted(p.name for p in out.iterdir())
+    res = CliRunner().invoke(cli, ["synth", str(out), "--size", "256", "--baseline", "05.09"])
+    assert res.exit_code == 1 and res.output.startswith("Error: ") and "--overwrite" in res.output
+    assert sorted(p.name for p in out.iterdir()) == before
+    res = CliRunner().invoke(cli, ["synth", str(out), "--size", "256", "--baseline", "05.09", "--overwrite"])
+    assert res.exit_code == 0 and sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.parametrize("args", [["--size", "100"], ["--size", "20000"], ["--baseline", "5.9"],
+                                  ["--baseline", "latest"], ["--origin", "1"]])
+def test_cli_usage_errors(tmp_path, args):
+    res = CliRunner().invoke(cli, ["synth", str(tmp_path / "x"), *args])
+    assert res.exit_code == 2 and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("args,message", [(["--epsg", "4326"], "projected in metres"),
+                                          (["--epsg", "99999"], "not a known CRS"),
+                                          (["--label-epsg", "99999"], "not a known CRS")])
+def test_cli_bad_crs_fails_cleanly(tmp_path, args, message):
+    res = CliRunner().invoke(cli, ["synth", str(tmp_path / "x"), "--size", "256", *args])
+    assert res.exit_code == 1 and message in res.output
+    assert [ln for ln in res.output.splitlines() if ln.startswith("Error: ")] and not (tmp_path / "x").exists()
+
+
+def test_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
+    import s2pipe.synth as synth
+
+    def boom(*args, **kwargs):
+        raise synth.OptionError("labels could not be written")
+
+    monkeypatch.setattr(synth, "write_labels", boom)
+    res = CliRunner().invoke(cli, ["synth", str(tmp_path / "x"), "--size", "256"])
+    assert res.exit_code == 1 and res.output.strip() == "Error: labels could not be written"
+    assert not (tmp_path / "x").exists()
