@@ -1,0 +1,111 @@
+"""The workflow scripts end to end on a tiny synthetic scene (tiny budget: seconds, not minutes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = Path(sys.executable).parent.parent
+TINY = {"S2PIPE_DEMO_SIZE": "384", "S2PIPE_DEMO_TILE": "64", "S2PIPE_DEMO_EPOCHS": "1",
+        "S2PIPE_DEMO_FILTERS": "4", "S2PIPE_DEMO_BATCH": "8", "S2PIPE_DEVICE": "cpu"}
+
+
+def _run(script: str, *args: str | Path, **env: str) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if k != "FORCE"}
+    full.update({"S2PIPE_VENV": str(VENV), "S2PIPE": str(VENV / "bin" / "s2pipe"),
+                 "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}", **env})
+    return subprocess.run(["bash", str(ROOT / "workflows" / script), *map(str, args)],
+                          env=full, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    res = _run("demo.sh", out, **TINY)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, res
+
+
+def test_demo_runs_end_to_end(demo):
+    out, res = demo
+    safe = next((out / "scene").glob("*.SAFE"))
+    expected = [safe / "MTD_MSIL2A.xml", out / "scene" / "landcover.gpkg", out / "scene" / "truth.tif",
+                out / "tiles" / "prepare.json", out / "stack.tif", out / "model" / "best.pt",
+                out / "landcover.tif", out / "report" / "metrics.json", out / "report" / "metrics.md",
+                out / "report" / "metrics.csv", out / "report" / "confusion.png",
+                out / "landcover.png", out / "scene.png"]
+    assert [p for p in expected if not p.is_file()] == []
+    assert not list(out.rglob(".*tmp-*"))  # no temporary output left anywhere
+    for path in (out / "landcover.tif", out / "landcover.png", out / "scene.png", out / "report" / "metrics.md"):
+        assert str(path) in res.stdout  # tells where the results are
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["pixels"] > 0 and metrics["area_adjusted"] is not None
+    assert f"mIoU: {metrics['miou']:.3f}" in res.stdout
+    for step in ("synth", "prepare", "train", "predict", "evaluate", "quicklook"):
+        assert f"demo: {step} -> " in res.stderr
+
+
+def test_demo_rerun_skips_finished_steps(demo):
+    out, _ = demo
+    stamp = (out / "landcover.tif").stat().st_mtime_ns
+    shutil.rmtree(out / "report")  # only this step is redone
+    res = _run("demo.sh", out, **TINY)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stderr.count("exists, skipped") == 6
+    assert "demo: evaluate -> " in res.stderr and (out / "report" / "metrics.json").is_file()
+    assert (out / "landcover.tif").stat().st_mtime_ns == stamp
+
+
+def test_scene_script_continues_a_run(demo, tmp_path):
+    out, _ = demo
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("tiles", "model"):  # finished steps of an earlier run are reused
+        shutil.copytree(out / name, run / name)
+    shutil.copy(out / "stack.tif", run / "stack.tif")
+    safe = next((out / "scene").glob("*.SAFE"))
+    knobs = {"TILE_SIZE": "64", "EPOCHS": "1", "FILTERS": "4", "OVERLAP": "16", "DEVICE": "cpu"}
+    res = _run("scene.sh", safe, out / "scene" / "landcover.gpkg", run, **knobs)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "scene: prepare: " in res.stderr and "scene: train: " in res.stderr  # skipped
+    assert "scene: predict -> " in res.stderr and "scene: evaluate -> " in res.stderr
+    assert all((run / p).is_file() for p in ("landcover.tif", "report/metrics.json", "landcover.png", "scene.png"))
+    report = json.loads((run / "report" / "metrics.json").read_text())
+    assert report["reference"].endswith("landcover.gpkg") and report["labels_report"]["used"] > 0
+
+
+def test_many_scenes_continues_past_failures(demo, tmp_path):
+    out, _ = demo
+    safe = next((out / "scene").glob("*.SAFE"))
+    maps = tmp_path / "maps"
+    env = {"OVERLAP": "16", "DEVICE": "cpu"}
+    res = _run("many-scenes.sh", out / "model" / "best.pt", maps, tmp_path / "missing.SAFE", out / "stack.tif", **env)
+    assert res.returncode == 1
+    assert "1 failed:" in res.stderr and str(tmp_path / "missing.SAFE") in res.stderr
+    assert (maps / "stack.tif").is_file() and (maps / "stack.png").is_file()
+    assert res.stdout.split() == [str(maps / "stack.tif")]
+
+    listing = tmp_path / "scenes.txt"
+    listing.write_text(f"# products to map\n{out / 'stack.tif'}\n\n  {safe}  \n")
+    res = _run("many-scenes.sh", out / "model" / "best.pt", maps, listing, **env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "stack: " in res.stderr and "exists, skipped" in res.stderr  # done before
+    assert (maps / f"{safe.stem}.tif").is_file() and "2 of 2 scenes mapped" in res.stderr
+
+    stamp = (maps / "stack.tif").stat().st_mtime_ns
+    res = _run("many-scenes.sh", out / "model" / "best.pt", maps, out / "stack.tif", **env, FORCE="1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "skipped" not in res.stderr and (maps / "stack.tif").stat().st_mtime_ns != stamp
+
+
+@pytest.mark.parametrize("script, args", [("scene.sh", ["a", "b"]), ("many-scenes.sh", ["model.pt", "out"])])
+def test_scripts_usage_errors_exit_2(script, args, tmp_path):
+    res = _run(script, *args)
+    assert res.returncode == 2 and "usage:" in res.stderr
