@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 #: Reference files with these suffixes are label rasters; anything else is read as vectors.
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 Z95 = 1.959964  # two-sided 95% normal quantile
+STRIP_ROWS = 1024
 
 
 def _nan_none(v: Any) -> Any:
@@ -283,7 +284,9 @@ def evaluate_map(prediction: str | os.PathLike, reference: str | os.PathLike,
     if split_from is not None:
         split = "test"
         ref = np.where(split_mask(Path(split_from), grid, split), ref, NODATA_LABEL)
-    cm = confusion_matrix(ref, pred, num_classes=n)
+    # in strips of rows: confusion_matrix works in int64, 8 bytes per pixel of a full scene
+    cm = sum(confusion_matrix(ref[r:r + STRIP_ROWS], pred[r:r + STRIP_ROWS], num_classes=n)
+             for r in range(0, grid.height, STRIP_ROWS))
     if cm.sum() == 0:
         raise LabelError(f"no pixel is labelled in {reference} and mapped in {prediction}"
                          + (" within the test tiles" if split else "") + "; check that they overlap")
@@ -307,7 +310,7 @@ def evaluate_map(prediction: str | os.PathLike, reference: str | os.PathLike,
         payload["classes"] = [c.name for c in legend]
         (tmp / names["metrics_json"]).write_text(json.dumps(payload, indent=2) + "\n")
         (tmp / names["metrics_md"]).write_text(table + "\n")
-        _write_csv(tmp / names["metrics_csv"], sc.to_dict()["per_class"], adjusted)
+        _write_csv(tmp / names["metrics_csv"], d["per_class"], adjusted)
         plot_confusion(cm, legend, tmp / names["confusion_png"])
     result.files = {k: report_dir / v for k, v in names.items()}
     return result

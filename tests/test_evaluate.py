@@ -72,6 +72,13 @@ def test_metrics_equal_hand_computed_matrix(pair, tmp_path):
         "confusion.png", "metrics.csv", "metrics.json", "metrics.md"]
 
 
+def test_matrix_summed_over_row_strips(pair, tmp_path, monkeypatch):
+    import s2pipe.evaluate
+
+    monkeypatch.setattr(s2pipe.evaluate, "STRIP_ROWS", 3)  # strips of 3 and 1 rows
+    assert np.array_equal(evaluate_map(*pair, tmp_path / "r").confusion_matrix, HAND_CM)
+
+
 def test_reference_raster_on_another_grid_is_resampled_nearest(tmp_path):
     coarse = np.array([[1, 2, 0], [3, 5, 5]], dtype=np.uint8)  # 20 m, same origin
     ref = _write(tmp_path / "ref20.tif", coarse, res=20.0)
