@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.transform import from_origin
+from affine import Affine
 
 from s2pipe.dataset import STUDY_BANDS
 from s2pipe.legend import legend_to_list
@@ -39,7 +39,7 @@ def write_tif(path: Path, array: np.ndarray, *, col: int = 0, row: int = 0) -> N
     size = array.shape[-1]
     with rasterio.open(path, "w", driver="GTiff", width=array.shape[2], height=array.shape[1],
                        count=array.shape[0], dtype=array.dtype, crs="EPSG:32633",
-                       transform=from_origin(600000 + col * size * 10, 5600000 - row * size * 10, 10, 10)) as dst:
+                       transform=Affine(10, 0, 600000 + col * size * 10, 0, -10, 5600000 - row * size * 10)) as dst:
         dst.write(array)
 
 

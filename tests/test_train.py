@@ -1,0 +1,167 @@
+"""Training: masked loss, overfitting, resume, outputs and the CLI contract."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli import cli
+from s2pipe.checkpoint import load_checkpoint, read_checkpoint
+from s2pipe.loop import masked_cross_entropy
+from s2pipe.model import UNet
+from s2pipe.train import TrainOptions, train_model
+from tiles_helpers import make_prepare_dir, make_study_dirs, write_tif
+
+from conftest import SEED_SAMPLE
+
+TINY = dict(batch_size=4, filters=4, save_samples=False)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions run many times faster on one thread on a shared 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_loss_ignores_label_zero():
+    torch.manual_seed(0)
+    model = UNet(filters=4)
+    x = torch.randn(2, 12, 16, 16)
+    loss, denom = masked_cross_entropy(model(x), torch.zeros(2, 16, 16, dtype=torch.uint8))
+    loss.backward()
+    assert loss.item() == 0.0 and denom.item() == 0
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+    # changing logits where the label is 0 leaves the loss unchanged
+    labels = torch.randint(0, 9, (1, 4, 4))
+    logits = torch.randn(1, 8, 4, 4)
+    other = logits.clone()
+    other[:, :, labels[0] == 0] += 100.0
+    assert masked_cross_entropy(logits, labels)[0].item() == pytest.approx(masked_cross_entropy(other, labels)[0].item())
+    w = torch.arange(1.0, 9.0)
+    loss_w, denom_w = masked_cross_entropy(logits, labels, w)
+    assert denom_w.item() == pytest.approx(w[labels[labels > 0].long() - 1].sum().item())
+
+
+def test_overfits_a_tiny_set(tmp_path):
+    tiles = make_prepare_dir(tmp_path / "tiles", n=2, size=16, splits=(2, 0, 0))
+    result = train_model(tmp_path / "m", tiles_dir=tiles,
+                         options=TrainOptions(epochs=60, batch_size=2, filters=8, lr=1e-2, augment=False,
+                                              save_samples=False, save_model=False))
+    assert result.scores["train"]["overall_accuracy"] >= 0.95
+    assert result.scores["val"] is None and result.scores["test"] is None
+
+
+def test_outputs_and_checkpoint_meta(tmp_path):
+    tiles = make_prepare_dir(tmp_path / "tiles")
+    opts = TrainOptions(epochs=2, class_weights="inverse-frequency", save_summary=True,
+                        **{**TINY, "save_samples": True})
+    result = train_model(tmp_path / "m", tiles_dir=tiles, options=opts)
+    out = tmp_path / "m"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["best.pt", "last.pt", "history.csv", "metrics.json", "curves.png", "samples.png",
+         "training_summary.txt"])
+    model, meta = load_checkpoint(out / "best.pt")
+    for key in ("bands", "legend", "normalization", "tile_size", "arch", "radiometry",
+                "train_options", "metrics", "s2pipe_version"):
+        assert key in meta
+    assert meta["arch"] == {"name": "unet", "in_channels": 12, "num_classes": 8, "filters": 4}
+    assert meta["tile_size"] == 32 and len(meta["normalization"]["mean"]) == 12
+    assert meta["train_options"]["class_weights"] == "inverse-frequency"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"train", "val", "test"} <= metrics.keys() and metrics["tiles"] == {"train": 8, "val": 2, "test": 2}
+    # each split evaluated on its own tiles: pixel counts differ as the tiles do
+    assert metrics["train"]["pixels"] > metrics["val"]["pixels"] > 0
+    assert np.array(metrics["test"]["confusion_matrix"]).sum() == metrics["test"]["pixels"]
+    assert meta["metrics"]["test"]["miou"] == pytest.approx(metrics["test"]["miou"])
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and "val_iou_8" in rows[0]
+    assert result.best_epoch in (1, 2) and result.epochs_run == 2
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    tiles = make_prepare_dir(tmp_path / "tiles", n=6, splits=(4, 1, 1))
+    full = train_model(tmp_path / "full", tiles_dir=tiles, options=TrainOptions(epochs=4, seed=5, **TINY))
+    train_model(tmp_path / "part", tiles_dir=tiles, options=TrainOptions(epochs=2, seed=5, **TINY))
+    resumed = train_model(tmp_path / "part", tiles_dir=tiles, options=TrainOptions(epochs=4, seed=5, **TINY),
+                          resume=tmp_path / "part" / "last.pt")
+    assert resumed.epochs_run == full.epochs_run == 4
+    a = read_checkpoint(tmp_path / "full" / "last.pt")
+    b = read_checkpoint(tmp_path / "part" / "last.pt")
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
+    ha = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    hb = json.loads((tmp_path / "part" / "metrics.json").read_text())
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h["history"]]  # noqa: E731
+    assert strip(ha) == strip(hb)
+    assert ha["test"] == hb["test"]
+
+
+def test_time_budget_stops_early(tmp_path):
+    tiles = make_prepare_dir(tmp_path / "tiles", n=4, splits=(3, 1, 0))
+    result = train_model(tmp_path / "m", tiles_dir=tiles,
+                         options=TrainOptions(epochs=500, max_minutes=0.02, **TINY))
+    assert result.stop_reason.startswith("time budget") and 1 <= result.epochs_run < 500
+
+
+def test_cli_seed_sample_writes_loadable_checkpoint(tmp_path):
+    out = tmp_path / "model"
+    result = CliRunner().invoke(cli, ["train", "--images-dir", str(SEED_SAMPLE / "images"),
+                                      "--labels-dir", str(SEED_SAMPLE / "labels"), "-o", str(out),
+                                      "--epochs", "2", "--batch-size", "1", "--filters", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["epochs_run"] == 2 and payload["tiles"]["train"] == 1
+    model, meta = load_checkpoint(out / "best.pt")
+    assert meta["train_options"]["tiles_source"] == "study" and meta["radiometry"]["assumed"]
+    assert (out / "samples.png").stat().st_size > 0
+    assert "epoch 2/2" in result.stderr
+
+
+def _run(args):
+    return CliRunner().invoke(cli, ["train", *args, "--epochs", "1", "--filters", "4"])
+
+
+@pytest.mark.parametrize("breakage, culprit", [
+    ("empty", "images"), ("unpaired", "000000000001.tif"), ("bands", "000000000000.tif"),
+    ("label9", "000000000002.tif")])
+def test_cli_bad_tiles_exit_1(tmp_path, breakage, culprit):
+    images, labels = make_study_dirs(tmp_path, n=3)
+    if breakage == "empty":
+        for p in images.iterdir():
+            p.unlink()
+    elif breakage == "unpaired":
+        (labels / "000000000001.tif").rename(labels / "zzz.tif")
+    elif breakage == "bands":
+        write_tif(images / "000000000000.tif", np.ones((11, 32, 32), np.uint16))
+    elif breakage == "label9":
+        write_tif(labels / "000000000002.tif", np.full((32, 32), 9, np.uint8))
+    out = tmp_path / "model"
+    result = _run(["--images-dir", str(images), "--labels-dir", str(labels), "-o", str(out)])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: ") and culprit in lines[-1]
+    assert not out.exists()
+
+
+def test_cli_refuses_existing_run_and_bad_usage(tmp_path):
+    tiles = make_prepare_dir(tmp_path / "tiles", n=2, splits=(1, 1, 0))
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = _run([str(tiles), "-o", str(out)])
+    assert result.exit_code == 1 and "--overwrite" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert _run(["-o", str(tmp_path / "x")]).exit_code == 2
+    assert _run([str(tiles), "--images-dir", str(tiles), "-o", str(tmp_path / "x")]).exit_code == 2
+    assert _run([str(tiles), "-o", str(tmp_path / "x"), "--class-weights", "magic"]).exit_code == 2
+    bad_device = _run([str(tiles), "-o", str(tmp_path / "x"), "--device", "tpu7"])
+    assert bad_device.exit_code == 1 and "Error: unknown device" in bad_device.stderr
+    assert not (tmp_path / "x").exists()
