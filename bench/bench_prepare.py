@@ -1,0 +1,136 @@
+"""Benchmark ``s2pipe prepare`` against GDAL making the same 10 m 12-band stack.
+
+Prints one JSON object: prepare wall time and peak RSS on a synthetic scene, the time
+GDAL takes (12 warped VRTs onto the 10 m grid, bilinear, written as one tiled deflate
+GeoTIFF, as ``gdalwarp``/``gdal_translate`` would: the ``gdalwarp`` binary is used when
+installed), their ratio, and the same for ``prepare --stack``. Each step runs in its own
+child process so that its peak RSS (``resource.getrusage``) is its own.
+
+    python bench/bench_prepare.py --size 2048 --workdir /tmp/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _child(step: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--step", step, "--size", str(args.size),
+           "--workdir", str(args.workdir)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _step(step: str, args: argparse.Namespace) -> dict:
+    work = Path(args.workdir)
+    t0 = time.perf_counter()
+    if step == "synth":
+        from s2pipe.synth import synth_product
+
+        r = synth_product(work / "synth", size=args.size, seed=0, baseline="05.09", overwrite=True)
+        extra = {"safe": str(r.safe_path), "labels": str(r.labels_path)}
+    elif step in ("prepare", "prepare_stack"):
+        from s2pipe.prepare import prepare_scene
+
+        safe = next((work / "synth").glob("*.SAFE"))
+        r = prepare_scene(safe, work / "synth" / "landcover.gpkg", work / step, overwrite=True,
+                          stack=(work / "prepare_stack.tif") if step == "prepare_stack" else None)
+        extra = {"tiles": r.tiles}
+    elif step == "gdal":
+        extra = _gdal_stack(next((work / "synth").glob("*.SAFE")), work / "gdal_stack.tif")
+    else:
+        raise SystemExit(f"unknown step {step}")
+    seconds = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(rss_mb, 1), **extra}
+
+
+def _gdal_stack(safe: Path, out: Path) -> dict:
+    """The same 10 m 12-band stack, made by GDAL alone (bilinear warp + deflate GeoTIFF)."""
+    from s2pipe.safe import BANDS, read_product_metadata
+
+    info = read_product_metadata(safe)
+    files = [info.band_files[b] for b in BANDS]
+    a, _, c, _, e, f = info.transform
+    te = [c, f + e * info.height, c + a * info.width, f]
+    if shutil.which("gdalwarp") and shutil.which("gdalbuildvrt"):
+        vrts = []
+        for i, path in enumerate(files):  # each band onto the 10 m grid, then stacked
+            v = out.with_name(f"b{i}.vrt")
+            subprocess.run(["gdalwarp", "-q", "-overwrite", "-of", "VRT", "-r", "bilinear",
+                            "-tr", "10", "10", "-te", *map(str, te), path, str(v)], check=True)
+            vrts.append(str(v))
+        stack = out.with_suffix(".vrt")
+        subprocess.run(["gdalbuildvrt", "-q", "-separate", "-overwrite", str(stack), *vrts], check=True)
+        subprocess.run(["gdal_translate", "-q", "-co", "TILED=YES", "-co", "COMPRESS=DEFLATE",
+                        "-co", "PREDICTOR=2", "-co", "NUM_THREADS=ALL_CPUS", "-co", "BIGTIFF=IF_SAFER",
+                        "--config", "GDAL_NUM_THREADS", "ALL_CPUS", str(stack), str(out)], check=True)
+        return {"tool": "gdalwarp + gdal_translate binaries"}
+    import rasterio
+    from affine import Affine
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+    from rasterio.windows import Window
+
+    transform = Affine(*info.transform)
+    srcs = [rasterio.open(p) for p in files]
+    vrts = [WarpedVRT(s, crs=s.crs, transform=transform, width=info.width, height=info.height,
+                      resampling=Resampling.bilinear) for s in srcs]
+    profile = dict(driver="GTiff", width=info.width, height=info.height, count=12, dtype="uint16",
+                   crs=srcs[0].crs, transform=transform, tiled=True, blockxsize=256, blockysize=256,
+                   compress="deflate", predictor=2, BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
+    with rasterio.open(out, "w", **profile) as dst:
+        for r0 in range(0, info.height, 512):
+            w = Window(0, r0, info.width, min(512, info.height - r0))
+            for i, v in enumerate(vrts, start=1):
+                dst.write(v.read(1, window=w), i, window=w)
+    for v, s in zip(vrts, srcs):
+        v.close()
+        s.close()
+    return {"tool": "rasterio WarpedVRT (GDAL warper, bilinear) + GTiff write (no gdalwarp binary)"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=10980, help="scene side in 10 m pixels")
+    ap.add_argument("--workdir", default="bench-work", help="scratch folder (removed unless --keep)")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--step", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    os.environ.setdefault("GDAL_NUM_THREADS", "ALL_CPUS")
+    if args.step:
+        print(json.dumps(_step(args.step, args)))
+        return
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    try:
+        synth = _child("synth", args)
+        gdal = _child("gdal", args)
+        prep = _child("prepare", args)
+        prep_stack = _child("prepare_stack", args)
+    finally:
+        if not args.keep:
+            shutil.rmtree(args.workdir, ignore_errors=True)
+    print(json.dumps({
+        "size_px": args.size, "cpus": os.cpu_count(),
+        "synth_seconds": synth["seconds"],
+        "gdal_stack_seconds": gdal["seconds"], "gdal_tool": gdal["tool"],
+        "gdal_peak_rss_mb": gdal["peak_rss_mb"],
+        "prepare_seconds": prep["seconds"], "prepare_peak_rss_mb": prep["peak_rss_mb"],
+        "tiles": prep["tiles"],
+        "ratio_prepare_to_gdal": round(prep["seconds"] / gdal["seconds"], 3),
+        "prepare_with_stack_seconds": prep_stack["seconds"],
+        "prepare_with_stack_peak_rss_mb": prep_stack["peak_rss_mb"],
+        "ratio_prepare_with_stack_to_gdal": round(prep_stack["seconds"] / gdal["seconds"], 3),
+    }))
+
+
+if __name__ == "__main__":
+    main()
