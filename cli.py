@@ -455,7 +455,12 @@ def prepare(product: Path, labels: Path, out_dir: Path, layer: str | None, class
                            all_touched=all_touched, stack=stack, overwrite=overwrite,
                            progress=progress(None, "prepare", unit="tile row"))
     splits = ", ".join(f"{v} {k}" for k, v in result.splits.items())
-    report(result, as_json, f"{result.out_dir}: {result.tiles} tiles ({splits}) from {result.product}")
+    lab = result.labels
+    report(result, as_json,
+           f"{result.out_dir}: {result.tiles} tiles ({splits}) from {result.product}\n"
+           f"labels: {lab.used} of {lab.features} features used ({lab.repaired} repaired, "
+           f"{lab.outside_scene} outside the scene, {lab.dropped_unmapped} unmapped, "
+           f"{lab.dropped_empty_or_not_polygon} empty or not polygons)")
 
 
 def _parse_baseline(ctx: click.Context, param: click.Parameter, value: str) -> str:
