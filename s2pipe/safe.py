@@ -24,7 +24,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import rasterio
@@ -219,8 +219,10 @@ def _open_stack(path: Path) -> Scene:
         log.warning("%s: no s2pipe radiometry tag; assuming %s", path, RADIOMETRY_CONVENTION)
         radiometry = {"convention": RADIOMETRY_CONVENTION, "assumed": True}
     grid = Grid(src.crs, src.transform, src.width, src.height)
-    if "S2PIPE_PRODUCT" in tags:
+    if "S2PIPE_PRODUCT" in tags:  # the product it came from, now read from this file
         info = ProductInfo(**json.loads(tags["S2PIPE_PRODUCT"]))
+        info.path, info.missing_bands, info.scl_file = str(path), [], None
+        info.band_files = {b: f"{path} (band {i})" for i, b in enumerate(BANDS, start=1)}
     else:
         info = ProductInfo(path=str(path), name=path.stem, level="", product_type="stack",
                            baseline=str(radiometry.get("baseline", "")), tile="", sensing_time="",
@@ -277,7 +279,7 @@ def open_scene(path: str | os.PathLike, *, resampling: ResamplingName = "bilinea
 
 
 def write_stack(scene: Scene, path: str | os.PathLike, *, rows: int = 512,
-                progress: Any = None) -> Path:
+                progress: Callable[[int], None] | None = None) -> Path:
     """Write the scene's harmonised 12-band 10 m stack as a tiled, compressed GeoTIFF.
 
     ``path`` is written as given (callers wrap it in ``atomic_output``); ``open_scene``

@@ -16,7 +16,7 @@ from rasterio.windows import Window
 from cli import cli
 from s2pipe.errors import InputNotFoundError, MissingBandError, SafeFormatError
 from s2pipe.safe import (BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION, open_scene,
-                         read_product_metadata, write_stack)
+                         product_info, read_product_metadata, write_stack)
 
 S2_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "s2-reference"
 N0214 = S2_REFERENCE / "S2B_MSIL2A_20210122T133229_N0214_R081_T22HBD_20210122T155500.SAFE"
@@ -137,6 +137,8 @@ def test_stack_round_trip(synth_n0509, tmp_path):
             assert st.grid == s.grid and st.bands == BANDS and st.info.baseline == "05.09"
             assert st.radiometry == s.radiometry and st.read_scl() is None
             np.testing.assert_array_equal(st.read(), s.read())
+    info = product_info(tmp_path / "stack.tif")
+    assert info.name == s.name and info.band_files["B02"].startswith(str(tmp_path / "stack.tif"))
 
 
 def _broken_copy(src, tmp_path, band):
