@@ -98,9 +98,9 @@ def band_reflectance(land: Landscape, band: str) -> np.ndarray:
 def nodata_strip(n: int, seed: int) -> np.ndarray:
     """Valid-data mask: False in a slanted strip along the east edge (an orbit edge)."""
     rng = np.random.default_rng([seed, 3])
-    y, x = T.grid(n)
     top, bottom = rng.uniform(0.86, 0.93), rng.uniform(0.90, 0.97)
-    return x < n * (top + (bottom - top) * y / n)
+    y = np.arange(n, dtype=np.float32)[:, None]
+    return np.arange(n, dtype=np.float32)[None, :] < n * (top + (bottom - top) * y / n)
 
 
 def clouds(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +112,7 @@ def clouds(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         cy, cx, cr = rng.uniform(0.05, 0.95) * n, rng.uniform(0.05, 0.8) * n, rng.uniform(12, 40)
         win, wy, wx = T.window(n, cy, cx, 2.0 * cr)
         r = np.sqrt(wy**2 + wx**2) / cr
-        r = r + 0.3 * T.smooth_noise(rng, max(r.shape), cr / 2)[:r.shape[0], :r.shape[1]]
+        r = r + 0.3 * T.Noise(rng, max(r.shape), cr / 2).grid(*r.shape)
         np.maximum(alpha[win], np.clip(1.4 - r, 0, 1), out=alpha[win])
     cloud = (alpha * 255).astype(np.uint8)
     dy, dx = int(rng.integers(12, 22)), int(rng.integers(8, 16))

@@ -22,6 +22,7 @@ from .errors import OptionError
 from .landscape import BANDS, Landscape, band_reflectance, make_landscape
 from .legend import DEFAULT_LEGEND, colormap
 from .outputs import atomic_output, check_writable
+from .terrain import Noise
 from .safe_xml import ProductNames, baseline_number, manifest, mtd_msil2a, mtd_tl
 
 log = logging.getLogger(__name__)
@@ -156,10 +157,8 @@ def _write_bands(w: _Writer, land: Landscape, baseline: str) -> None:
                 tci[res].insert(0, _tci(plane, ok))  # B04, B03, B02 order (R, G, B)
         del refl
     rng = np.random.default_rng([land.seed, 21])
-    from .terrain import smooth_noise
-
-    aot = 0.11 + 0.02 * smooth_noise(rng, land.size, 400)
-    wvp = 1.9 + 0.25 * smooth_noise(rng, land.size, 600)
+    aot = 0.11 + 0.02 * Noise(rng, land.size, 400).grid(land.size, land.size)
+    wvp = 1.9 + 0.25 * Noise(rng, land.size, 600).grid(land.size, land.size)
     scl = land.scl()
     for res in RESOLUTIONS:
         f = factors[res]

@@ -38,203 +38,269 @@ SPECTRA = np.array([m[2] for m in _MATERIALS], dtype=np.float32)  # (n_materials
 SCL_OF_MATERIAL = np.array([m[1] for m in _MATERIALS], dtype=np.uint8)
 TEXTURE = np.array([m[3] for m in _MATERIALS], dtype=np.float32)
 AGRI, FOREST, WETLAND, WATER, URBAN, INDUSTRIAL, MINE, GREEN = range(1, 9)
-_U64 = np.uint64
+STRIPE = 1024  # rows painted at a time: memory stays a few full planes whatever the size
+_M8 = {k: np.uint8(v) for k, v in M.items()}
 
 
 def _rng(seed: int, tag: int) -> np.random.Generator:
     return np.random.default_rng([seed, tag])
 
 
-def hash01(ids: np.ndarray, salt: int) -> np.ndarray:
-    """A deterministic pseudo-random value in [0, 1) per integer id (vectorised)."""
-    x = ids.astype(np.int64).view(np.uint64) + _U64(salt * 0x9E3779B97F4A7C15 % 2**64)
-    x ^= x >> _U64(31)
-    x *= _U64(0xBF58476D1CE4E5B9)
-    x ^= x >> _U64(29)
-    x *= _U64(0x94D049BB133111EB)
-    x ^= x >> _U64(32)
-    return (x >> _U64(11)).astype(np.float64) * (1.0 / 2**53)
+class Noise:
+    """A smooth random field (~N(0, 0.5)) on an n x n grid, features about ``cell`` px wide.
+
+    The coarse grid is drawn once, so any window evaluates to the same values.
+    """
+
+    def __init__(self, rng: np.random.Generator, n: int, cell: float) -> None:
+        self.cell = float(cell)
+        m = int(n / cell) + 3
+        self.g = rng.standard_normal((m, m)).astype(np.float32)
+
+    def _weights(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = np.asarray(idx, dtype=np.float32) / np.float32(self.cell)
+        i = t.astype(np.int64)
+        f = t - i
+        return i, f * f * (3 - 2 * f)  # smoothstep
+
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        i, fy = self._weights(rows)
+        j, fx = self._weights(cols)
+        r = self.g[i] * (1 - fy)[:, None] + self.g[i + 1] * fy[:, None]
+        return r[:, j] * (1 - fx) + r[:, j + 1] * fx
+
+    def grid(self, h: int, w: int) -> np.ndarray:
+        return self.at(np.arange(h), np.arange(w))
 
 
-def smooth_noise(rng: np.random.Generator, n: int, cell: float) -> np.ndarray:
-    """A smooth random field (float32, ~N(0, 0.5)) with features about ``cell`` px wide."""
-    g = rng.standard_normal((int(n / cell) + 3, int(n / cell) + 3)).astype(np.float32)
-    t = np.arange(n, dtype=np.float32) / cell
-    i = t.astype(np.int64)
-    f = t - i
-    f = f * f * (3 - 2 * f)  # smoothstep
-    rows = g[i] * (1 - f)[:, None] + g[i + 1] * f[:, None]  # (n, gw)
-    return rows[:, i] * (1 - f)[None, :] + rows[:, i + 1] * f[None, :]
+class Fbm:
+    """Several octaves of :class:`Noise`: rough outlines (forest edges)."""
 
+    def __init__(self, rng: np.random.Generator, n: int, cell: float, octaves: int = 3) -> None:
+        self.layers = [(Noise(rng, n, cell / 2**k), 0.5**k) for k in range(octaves)]
 
-def fbm(rng: np.random.Generator, n: int, cell: float, octaves: int = 3) -> np.ndarray:
-    out = smooth_noise(rng, n, cell)
-    for k in range(1, octaves):
-        out += smooth_noise(rng, n, cell / 2**k) * (0.5**k)
-    return out
-
-
-def grid(n: int) -> tuple[np.ndarray, np.ndarray]:
-    y = np.arange(n, dtype=np.float32)[:, None]
-    x = np.arange(n, dtype=np.float32)[None, :]
-    return y, x
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        out = self.layers[0][0].at(rows, cols)
+        for noise, weight in self.layers[1:]:
+            out += noise.at(rows, cols) * np.float32(weight)
+        return out
 
 
 def window(n: int, cy: float, cx: float, half: float) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
-    """The part of the grid within ``half`` px of (cy, cx): slices, and y, x relative to it."""
-    y0, y1 = int(max(0, cy - half)), int(min(n, cy + half + 1))
-    x0, x1 = int(max(0, cx - half)), int(min(n, cx + half + 1))
-    y1, x1 = max(y1, y0 + 1), max(x1, x0 + 1)
-    y0, x0 = min(y0, n - 1), min(x0, n - 1)
-    y1, x1 = min(max(y1, y0 + 1), n), min(max(x1, x0 + 1), n)
+    """The grid within ``half`` px of (cy, cx), at least one pixel: slices, y and x relative to it."""
+    y0, x0 = (min(max(int(c - half), 0), n - 1) for c in (cy, cx))
+    y1, x1 = (min(max(int(c + half) + 1, lo + 1), n) for c, lo in ((cy, y0), (cx, x0)))
     wy = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(cy)
     wx = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(cx)
     return (slice(y0, y1), slice(x0, x1)), wy, wx
 
 
-def _strips(rng: np.random.Generator, v: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cut coordinate ``v`` into strips of random width in [lo, hi): (index, distance to edge)."""
-    vmin, vmax = float(v.min()) - hi, float(v.max()) + hi
-    edges = vmin + np.cumsum(rng.integers(lo, hi, size=int((vmax - vmin) / lo) + 2))
-    idx = np.searchsorted(edges, v)
-    below = edges[np.maximum(idx - 1, 0)]
-    dist = np.minimum(v - below, edges[idx] - v)
-    return idx, dist
+def _edges(rng: np.random.Generator, lo_v: float, hi_v: float, lo: int, hi: int) -> np.ndarray:
+    steps = rng.integers(lo, hi, size=int((hi_v - lo_v) / lo) + 2)
+    return (lo_v + np.cumsum(steps)).astype(np.float32)
 
 
-def _parcels(n: int, seed: int, angle: float, lo: int, hi: int, wlo: int, whi: int,
-             warp: float) -> tuple[np.ndarray, np.ndarray]:
-    """Rectangular parcels in a rotated, slightly warped frame: (parcel id, edge distance)."""
-    rng = _rng(seed, 11)
-    y, x = grid(n)
-    c, s = np.cos(angle), np.sin(angle)
-    u = x * c + y * s + smooth_noise(rng, n, 400) * warp
-    v = y * c - x * s + smooth_noise(rng, n, 400) * warp
-    row, dv = _strips(rng, v, lo, hi)
-    u += (hash01(row, seed + 5) * 1000).astype(np.float32)
-    col, du = _strips(rng, u, wlo, whi)
-    return row.astype(np.int64) * 1_000_003 + col, np.minimum(du, dv)
+def _strips(edges: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the strip holding each v and its distance to the nearer strip edge."""
+    idx = np.searchsorted(edges, v).astype(np.int32)
+    return idx, np.minimum(v - edges[np.maximum(idx - 1, 0)], edges[idx] - v)
+
+
+class Parcels:
+    """Rectangular parcels (fields, city blocks) in a rotated, slightly warped frame."""
+
+    def __init__(self, rng: np.random.Generator, n: int, angle: float, rows: tuple[int, int],
+                 cols: tuple[int, int], warp: float) -> None:
+        self.c, self.s = np.float32(np.cos(angle)), np.float32(np.sin(angle))
+        self.warp = np.float32(warp)
+        self.wu, self.wv = Noise(rng, n, 400), Noise(rng, n, 400)
+        reach = n * (abs(self.c) + abs(self.s)) + 4 * warp + 1000 + max(rows[1], cols[1])
+        self.vedges = _edges(rng, -reach, reach, *rows)
+        self.uedges = _edges(rng, -reach, reach + 1000, *cols)
+        self.offset = rng.uniform(0, 1000, len(self.vedges) + 1).astype(np.float32)
+        self.row_tab = rng.random((8, len(self.vedges) + 1), dtype=np.float32)
+        self.col_tab = rng.random((8, len(self.uedges) + 1), dtype=np.float32)
+
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row index, column index, distance to the parcel edge in px) of each pixel."""
+        y = rows.astype(np.float32)[:, None]
+        x = cols.astype(np.float32)[None, :]
+        u = x * self.c + y * self.s + np.clip(self.wu.at(rows, cols), -3, 3) * self.warp
+        v = y * self.c - x * self.s + np.clip(self.wv.at(rows, cols), -3, 3) * self.warp
+        ri, dv = _strips(self.vedges, v)
+        u += self.offset[ri]
+        ci, du = _strips(self.uedges, u)
+        return ri, ci, np.minimum(du, dv)
+
+    def value(self, ri: np.ndarray, ci: np.ndarray, k: int) -> np.ndarray:
+        """The k-th random value in [0, 1) of each parcel (k < 8)."""
+        v = self.row_tab[k][ri] + self.col_tab[k][ci]
+        return v - np.floor(v)
+
+
+class City:
+    """A city of housing blocks, industrial estates and parks around a centre."""
+
+    def __init__(self, rng: np.random.Generator, n: int) -> None:
+        self.n = n
+        self.cy, self.cx = n * rng.uniform(0.45, 0.55), n * rng.uniform(0.45, 0.55)
+        self.radius = min(0.3 * n, 1400.0)
+        self.outline = Noise(rng, n, self.radius / 3)
+        self.blocks = Parcels(rng, n, rng.uniform(-0.6, 0.6), (14, 34), (14, 34), 3)
+        self.industry = Noise(rng, n, self.radius / 5)
+        self.parks = Noise(rng, n, 40)
+        self.trees = Noise(rng, n, 5)
+        half = 1.5 * self.radius  # the outline noise is clipped so d < 1 stays inside
+        self.rows = (max(0, int(self.cy - half)), min(n, int(self.cy + half) + 1))
+        self.cols = (max(0, int(self.cx - half)), min(n, int(self.cx + half) + 1))
+
+    def distance(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Distance from the centre in city radii, with a ragged outline (< 1: in the city)."""
+        y = rows.astype(np.float32)[:, None] - np.float32(self.cy)
+        x = cols.astype(np.float32)[None, :] - np.float32(self.cx)
+        return np.sqrt(y * y + x * x) / np.float32(self.radius) + 0.25 * np.clip(self.outline.at(rows, cols), -2, 2)
+
+    def paint(self, r0: int, r1: int, classes: np.ndarray, cover: np.ndarray, gain: np.ndarray,
+              px: np.ndarray) -> None:
+        """Paint rows r0..r1 of the full-width stripe arrays (``px``: per-pixel dice)."""
+        a, b = max(r0, self.rows[0]), min(r1, self.rows[1])
+        if a >= b:
+            return
+        c0, c1 = self.cols
+        rows, cols = np.arange(a, b), np.arange(c0, c1)
+        win = (slice(a - r0, b - r0), slice(c0, c1))
+        cls, cov, gn, dice = classes[win], cover[win], gain[win], px[win]
+        d = self.distance(rows, cols)
+        city = d < 1.0
+        ri, ci, edge = self.blocks.at(rows, cols)
+        hb = self.blocks.value(ri, ci, 0)
+        ind_zone = (self.industry.at(rows, cols) + 0.25 * (d - 0.5)) > 0.3
+        park = (hb < 0.13) | (self.parks.at(rows, cols) > 0.75)
+        urb = city & ~ind_zone & ~park
+        ind = city & ind_zone & ~(park & (hb < 0.05))
+        grn = city & park & ~ind
+        cls[urb], cls[ind], cls[grn] = URBAN, INDUSTRIAL, GREEN
+        # housing: roofs, paved yards and gardens mixed at pixel level, denser in the centre
+        garden = dice < np.clip(0.15 + 0.3 * d, 0.15, 0.4)
+        roof = dice > 0.55 - 0.1 * (d < 0.4)
+        red = self.blocks.value(ri, ci, 1) < 0.55
+        m = np.where(garden, np.where(dice < 0.06, _M8["deciduous"], _M8["grass"]),
+                     np.where(roof, np.where(red, _M8["roof_red"], _M8["roof_grey"]), _M8["asphalt"]))
+        cov[urb] = m[urb]
+        # industry: one large hall per block on paved lots
+        hall = (edge > 2.5 + 0.9 * self.blocks.value(ri, ci, 2)) & (self.blocks.value(ri, ci, 3) < 0.85)
+        bright = self.blocks.value(ri, ci, 4) < 0.5
+        m = np.where(hall, np.where(bright, _M8["roof_bright"], _M8["roof_grey"]),
+                     np.where(dice < 0.06, _M8["grass"], _M8["asphalt"]))
+        cov[ind] = m[ind]
+        # parks: lawns with clumps of trees and a few paths
+        m = np.where(self.trees.at(rows, cols) > 0.15, _M8["deciduous"], _M8["grass"])
+        cov[grn] = m[grn]
+        cov[grn & (dice > 0.985)] = _M8["asphalt"]
+        cov[city & (edge < 1.0) & ~grn] = _M8["asphalt"]  # streets
+        gn[city] = (1.0 + 0.08 * (self.blocks.value(ri, ci, 5) - 0.5))[city]
+
+
+class River:
+    """A meandering river across the scene with reed banks and floodplain marshes."""
+
+    def __init__(self, rng: np.random.Generator, n: int, city: City) -> None:
+        self.n, self.city = n, city
+        amp, wl, ph = rng.uniform(0.05, 0.12) * n, rng.uniform(0.6, 1.2) * n, rng.uniform(0, 6.28)
+        x = np.arange(n)
+        meander = Noise(rng, n, 300).at(np.zeros(1, np.int64), x)[0]
+        self.yc = (city.cy + amp * np.sin(2 * np.pi * x / wl + ph) + 25 * meander).astype(np.float32)
+        self.stretch = np.sqrt(1 + np.gradient(self.yc) ** 2).astype(np.float32)
+        self.width = np.float32(rng.uniform(5, 7.5))
+        self.bank, self.reeds, self.marsh = Noise(rng, n, 60), Noise(rng, n, 25), Noise(rng, n, 45)
+        self.reach = min(220.0, 0.1 * n)
+
+    def paint(self, r0: int, r1: int, classes: np.ndarray, cover: np.ndarray, gain: np.ndarray,
+              px: np.ndarray) -> None:
+        if r1 + self.reach + 40 < self.yc.min() or r0 - self.reach - 40 > self.yc.max():
+            return
+        rows, cols = np.arange(r0, r1), np.arange(self.n)
+        dist = np.abs(rows.astype(np.float32)[:, None] - self.yc[None, :]) / self.stretch[None, :]
+        wet = (dist < self.width + 6 + 12 * (self.bank.at(rows, cols) + 0.5)) & (self.reeds.at(rows, cols) > -0.2)
+        wet |= (dist < self.reach) & (self.marsh.at(rows, cols) > 0.5)
+        wet &= self.city.distance(rows, cols) > 1.05  # no marsh inside the city
+        set_wetland(classes, cover, gain, wet, px)
+        river = dist < self.width
+        classes[river], cover[river], gain[river] = WATER, _M8["water_turbid"], 1.0
+
+
+def set_wetland(classes: np.ndarray, cover: np.ndarray, gain: np.ndarray, where: np.ndarray,
+                px: np.ndarray) -> None:
+    """Reed, wet meadow and pools on ``where`` (not over open water)."""
+    where = where & (classes != WATER)
+    classes[where] = WETLAND
+    dice = px[where]
+    cover[where] = np.where(dice < 0.55, _M8["reed"], np.where(dice < 0.9, _M8["grass"], _M8["water"]))
+    gain[where] = 1.0
+
+
+def _stripes(n: int, seed: int):
+    for k, r0 in enumerate(range(0, n, STRIPE)):
+        r1 = min(n, r0 + STRIPE)
+        yield r0, r1, _rng(seed, 100 + k).random((r1 - r0, n), dtype=np.float32)
+
+
+def _blob(rng: np.random.Generator, n: int, cy: float, cx: float, radius: float, squash: float,
+          rough: float) -> tuple[tuple[slice, slice], np.ndarray]:
+    """A window around (cy, cx) and the normalised radius of a ragged ellipse in it."""
+    win, wy, wx = window(n, cy, cx, 2.2 * radius)
+    r = np.sqrt(wy**2 + (wx * squash) ** 2) / np.float32(radius)
+    return win, r + rough * Noise(rng, max(r.shape), radius / 2).grid(*r.shape)
 
 
 def build_ground(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The class map (uint8 1..8), material map (uint8) and brightness gain (float32)."""
     rng = _rng(seed, 1)
-    y, x = grid(n)
+    fields = Parcels(rng, n, rng.uniform(-0.5, 0.5), (25, 70), (7, 32), 12)
+    woods, kind = Fbm(rng, n, 140), Noise(rng, n, 220)
+    sub = np.arange(0, n, 7)
+    woods_cut = np.quantile(woods.at(sub, sub), 0.78)
+    city = City(rng, n)
+    river = River(rng, n, city)
+    texture = Fbm(rng, n, 12, 2)
+    crops = np.array([M["crop_green"], M["crop_ripe"], M["bare_soil"], M["grass"], M["crop_young"]], np.uint8)
     classes = np.full((n, n), AGRI, np.uint8)
-    px = _rng(seed, 2).random((n, n), dtype=np.float32)  # per-pixel dice
-
-    # -- fields: parcels of several crops, grass margins
-    pid, edge = _parcels(n, seed, rng.uniform(-0.5, 0.5), 25, 70, 7, 32, 12)
-    crop = np.array([M["crop_green"], M["crop_ripe"], M["bare_soil"], M["grass"],
-                     M["crop_young"]], np.uint8)
-    h = hash01(pid, seed + 1)
-    cover = crop[np.searchsorted([0.3, 0.5, 0.65, 0.82], h)].astype(np.uint8)
-    cover[edge < 0.9] = M["grass"]
-    gain = (0.88 + 0.24 * hash01(pid, seed + 2)).astype(np.float32)
-    del pid, edge, h
-
-    # -- forest patches
-    f = fbm(rng, n, 140)
-    forest = f > np.quantile(f[::7, ::7], 0.78)
-    kind = smooth_noise(rng, n, 220) > 0
-    classes[forest] = FOREST
-    cover[forest] = np.where(kind[forest], M["conifer"], M["deciduous"])
-    cover[forest & (px < 0.04)] = M["grass"]
-    del f, kind, forest
-
-    # -- the city: blocks of housing, industrial estates, parks
-    cy, cx = n * rng.uniform(0.45, 0.55), n * rng.uniform(0.45, 0.55)
-    radius = min(0.3 * n, 1400.0)
-    d = np.sqrt((y - cy) ** 2 + (x - cx) ** 2) / radius + 0.25 * smooth_noise(rng, n, radius / 3)
-    city = d < 1.0
-    bid, bedge = _parcels(n, seed + 1, rng.uniform(-0.6, 0.6), 14, 34, 14, 34, 3)
-    street = bedge < 1.0
-    hb = hash01(bid, seed + 3)
-    ind_zone = (smooth_noise(rng, n, radius / 5) + 0.25 * (d - 0.5)) > 0.3
-    park = (hb < 0.13) | (smooth_noise(rng, n, 40) > 0.75)
-    urb = city & ~ind_zone & ~park
-    ind = city & ind_zone & ~(park & (hb < 0.05))
-    grn = city & park & ~ind
-    classes[urb] = URBAN
-    classes[ind] = INDUSTRIAL
-    classes[grn] = GREEN
-    # housing: roofs, paved yards and gardens mixed at pixel level, denser in the centre
-    garden = px < np.clip(0.15 + 0.3 * d, 0.15, 0.4)
-    roof = px > 0.55 - 0.1 * (d < 0.4)
-    red = hash01(bid, seed + 4) < 0.55
-    m_urb = np.where(garden, np.where(px < 0.06, M["deciduous"], M["grass"]),
-                     np.where(roof, np.where(red, M["roof_red"], M["roof_grey"]), M["asphalt"]))
-    cover[urb] = m_urb[urb]
-    # industry: one large hall per block on paved lots
-    lu = (hash01(bid, seed + 6) * 0.3).astype(np.float32)
-    hall = (bedge > 2.5 + 3 * lu) & (hash01(bid, seed + 7) < 0.85)
-    m_ind = np.where(hall, np.where(hash01(bid, seed + 8) < 0.5, M["roof_bright"], M["roof_grey"]),
-                     np.where(px < 0.06, M["grass"], M["asphalt"]))
-    cover[ind] = m_ind[ind]
-    # parks: lawns with clumps of trees and a few paths
-    trees = smooth_noise(rng, n, 5) > 0.15
-    m_grn = np.where(trees, M["deciduous"], M["grass"])
-    cover[grn] = m_grn[grn]
-    cover[grn & (px > 0.985)] = M["asphalt"]
-    cover[city & street & ~grn] = M["asphalt"]
-    gain[city] = 1.0 + 0.08 * (hash01(bid, seed + 9)[city] - 0.5)
-    del bid, bedge, street, hb, ind_zone, park, urb, ind, grn, garden, roof, red, m_urb, lu, hall
-    del m_ind, trees, m_grn
-
-    # -- mines and dumps: irregular pits with terraces, on the city's outskirts
+    cover = np.empty((n, n), np.uint8)
+    gain = np.empty((n, n), np.float32)
+    cols = np.arange(n)
+    for r0, r1, px in _stripes(n, seed):  # fields, forest, city
+        rows, cls, cov, gn = np.arange(r0, r1), classes[r0:r1], cover[r0:r1], gain[r0:r1]
+        ri, ci, edge = fields.at(rows, cols)
+        cov[:] = crops[np.searchsorted(np.array([0.3, 0.5, 0.65, 0.82], np.float32), fields.value(ri, ci, 0))]
+        cov[edge < 0.9] = M["grass"]
+        gn[:] = 0.88 + 0.24 * fields.value(ri, ci, 1)
+        forest = woods.at(rows, cols) > woods_cut
+        cls[forest] = FOREST
+        cov[forest] = np.where(kind.at(rows, cols)[forest] > 0, _M8["conifer"], _M8["deciduous"])
+        cov[forest & (px < 0.04)] = M["grass"]
+        city.paint(r0, r1, cls, cov, gn, px)
     area = (n / 1000.0) ** 2
-    for k in range(max(1, int(round(2 * area)))):
-        ang = rng.uniform(0, 2 * np.pi)
-        dist = radius * rng.uniform(0.85, 1.25)
-        mr = rng.uniform(22, 60)
-        win, wy, wx = window(n, cy + dist * np.sin(ang), cx + dist * np.cos(ang), 2.2 * mr)
-        r = np.sqrt(wy**2 + (wx * rng.uniform(0.6, 1.4)) ** 2) / mr
-        r = r + 0.35 * smooth_noise(rng, max(r.shape), mr / 2)[:r.shape[0], :r.shape[1]]
+    for _ in range(max(1, round(2 * area))):  # mines and dumps on the city's outskirts
+        ang, dist = rng.uniform(0, 2 * np.pi), city.radius * rng.uniform(0.85, 1.25)
+        win, r = _blob(rng, n, city.cy + dist * np.sin(ang), city.cx + dist * np.cos(ang),
+                       rng.uniform(22, 60), rng.uniform(0.6, 1.4), 0.35)
         pit = r < 1.0
-        ring = (np.floor(r * 6) % 3).astype(np.int64)
-        mats = np.array([M["sand"], M["bare_soil"], M["spoil"]], np.uint8)
-        classes[win][pit] = MINE
-        cover[win][pit] = mats[ring[pit]]
-        gain[win][pit] = 1.0
-    # -- the river (through the city) with wetlands on its banks outside the centre
-    amp, wl, ph = rng.uniform(0.05, 0.12) * n, rng.uniform(0.6, 1.2) * n, rng.uniform(0, 6.28)
-    yc = cy + amp * np.sin(2 * np.pi * x / wl + ph) + 25 * smooth_noise(rng, n, 300)[:1, :]
-    slope = np.gradient(yc[0])[None, :]
-    dist = np.abs(y - yc) / np.sqrt(1 + slope**2)
-    width = rng.uniform(5, 7.5)
-    wet_w = 6 + 12 * (smooth_noise(rng, n, 60) + 0.5)
-    wet = (dist < width + wet_w) & (smooth_noise(rng, n, 25) > -0.2)
-    wet |= (dist < min(220, 0.1 * n)) & (smooth_noise(rng, n, 45) > 0.5)  # floodplain marshes
-    wet &= d > 0.7
-    _set_wetland(classes, cover, gain, wet, px)
-    river = dist < width
-    classes[river] = WATER
-    cover[river] = M["water_turbid"]
-    gain[river] = 1.0
-    # -- lakes in the countryside, with reed belts
-    for k in range(max(1, int(round(2.5 * area)))):
+        terraces = np.array([M["sand"], M["bare_soil"], M["spoil"]], np.uint8)
+        classes[win][pit], gain[win][pit] = MINE, 1.0
+        cover[win][pit] = terraces[(np.floor(r[pit] * 6) % 3).astype(np.int64)]
+    for r0, r1, px in _stripes(n, seed):
+        river.paint(r0, r1, classes[r0:r1], cover[r0:r1], gain[r0:r1], px)
+    for _ in range(max(1, round(2.5 * area))):  # lakes in the countryside, with reed belts
         for _ in range(20):
             ly, lx = rng.uniform(0.05, 0.95, 2) * n
-            if np.hypot(ly - cy, lx - cx) > radius * 0.9:
+            if np.hypot(ly - city.cy, lx - city.cx) > city.radius * 0.9:
                 break
-        lr = rng.uniform(12, 40)
-        win, wy, wx = window(n, ly, lx, 2.2 * lr)
-        r = np.sqrt((wy / rng.uniform(0.6, 1.0)) ** 2 + wx**2) / lr
-        r = r + 0.25 * smooth_noise(rng, max(r.shape), lr / 2)[:r.shape[0], :r.shape[1]]
-        reeds = (r < 1.7) & (r >= 1.0) & (smooth_noise(rng, max(r.shape), 10)[:r.shape[0], :r.shape[1]] > -0.3)
-        _set_wetland(classes[win], cover[win], gain[win], reeds, px[win])
+        win, r = _blob(rng, n, ly, lx, rng.uniform(12, 40), rng.uniform(1.0, 1.6), 0.25)
+        reeds = (r >= 1.0) & (r < 1.7) & (Noise(rng, max(r.shape), 10).grid(*r.shape) > -0.3)
+        set_wetland(classes[win], cover[win], gain[win], reeds, rng.random(r.shape, dtype=np.float32))
         lake = r < 1.0
-        classes[win][lake] = WATER
-        cover[win][lake] = M["water"]
-        gain[win][lake] = 1.0
-    gain *= 1.0 + TEXTURE[cover] * fbm(rng, n, 12, 2)
+        classes[win][lake], cover[win][lake], gain[win][lake] = WATER, M["water"], 1.0
+    for r0 in range(0, n, STRIPE):
+        r1 = min(n, r0 + STRIPE)
+        gain[r0:r1] *= 1.0 + TEXTURE[cover[r0:r1]] * texture.at(np.arange(r0, r1), cols)
     return classes, cover, gain
-
-
-def _set_wetland(classes: np.ndarray, cover: np.ndarray, gain: np.ndarray, where: np.ndarray,
-                 px: np.ndarray) -> None:
-    where = where & (classes != WATER)
-    classes[where] = WETLAND
-    cover[where] = np.where(px[where] < 0.55, M["reed"],
-                            np.where(px[where] < 0.9, M["grass"], M["water"]))
-    gain[where] = 1.0
