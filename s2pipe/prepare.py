@@ -105,12 +105,14 @@ def prepare_scene(product: str | os.PathLike, labels: str | os.PathLike,
                                   class_map=class_map, grid=grid)
         block_size = block_size or default_block_size(grid.width, grid.height, tile_size)
         options["block_size"] = block_size
+        # The tile folder is entered first so that it is renamed into place last: when it
+        # exists, the stack is complete too (workflows skip finished steps by that).
+        tmp = stack_ctx.enter_context(atomic_output(out_dir, overwrite=overwrite, directory=True))
         source: Scene = scene
-        if stack is not None:
+        if stack is not None:  # tiles are then cut from the stack: no second JP2 decode
             tmp_stack = stack_ctx.enter_context(atomic_output(stack, overwrite=overwrite))
             write_stack(scene, tmp_stack)
             source = stack_ctx.enter_context(open_scene(tmp_stack))
-        tmp = stack_ctx.enter_context(atomic_output(out_dir, overwrite=overwrite, directory=True))
         tiles, counts = _cut_tiles(source, scene, gdf, tmp, tile_size=tile_size, stride=stride,
                                    min_labelled=min_labelled, max_nodata=max_nodata,
                                    split=split, block_size=block_size, seed=seed,
