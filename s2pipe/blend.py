@@ -1,25 +1,25 @@
 """Seamless blending of overlapping window predictions, one strip of windows at a time.
 
-The scene is covered by a regular grid of ``tile x tile`` windows with stride
-``tile - overlap`` that starts ``overlap`` pixels before the scene and ends at least
-``overlap`` pixels after it; the parts of a window outside the scene are filled by
-reflection (:func:`read_padded`). Each window's class probabilities are weighted with a
-separable raised-cosine ramp over its ``overlap`` border pixels: neighbouring ramps sum
-to one, so the blend is a partition of unity and no window border shows in the map,
-and no scene pixel is ever predicted from the outermost, context-poor ring of a window.
+The scene is covered by ``tile x tile`` windows every ``tile - overlap`` px (the grid of
+:func:`s2pipe.tiling.tile_windows`) laid over the scene grown by ``overlap`` pixels on
+each side; the parts of a window outside the scene are filled by reflection
+(:func:`read_padded`). Each window's class probabilities are weighted with a separable
+raised-cosine ramp over its ``overlap`` border pixels: neighbouring ramps sum to one (the
+sums are normalised anyway, for the edge-aligned last window), so no window border shows
+in the map, and no scene pixel is predicted from the outer, context-poor ring of a window.
 
 :class:`StripAccumulator` holds only ``num_classes x tile x padded width`` float32: the
-rows of the current window row. After a window row is added, its first ``stride`` rows
-are final and handed out; the last ``overlap`` rows move up for the next window row.
+rows of the current window row. After a window row is added, the rows above the next
+window row are final and handed out; the rest move up for the next window row.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WindowGrid:
-    """Window origins (in scene pixels; negative = before the scene) covering a scene."""
+    """Window origins (in scene pixels; negative = before the scene) covering a scene.
+
+    The windows are :func:`s2pipe.tiling.tile_windows` (the grid ``prepare`` cuts tiles
+    on) laid over the scene grown by ``overlap`` reflected pixels on every side (and to
+    at least one tile), so each scene pixel is at least ``overlap`` px inside a window.
+    """
 
     width: int
     height: int
@@ -40,23 +45,29 @@ class WindowGrid:
     def stride(self) -> int:
         return self.tile - self.overlap
 
-    def _origins(self, size: int) -> list[int]:
-        need = size + 2 * self.overlap  # the scene plus a reflected margin on both sides
-        n = 1 if need <= self.tile else 1 + math.ceil((need - self.tile) / self.stride)
-        return [-self.overlap + k * self.stride for k in range(n)]
+    @cached_property
+    def _origins(self) -> tuple[list[int], list[int]]:
+        from .tiling import tile_windows
+
+        o = self.overlap
+        w, h = max(self.width + 2 * o, self.tile), max(self.height + 2 * o, self.tile)
+        windows = tile_windows(w, h, self.tile, self.stride)
+        cols = sorted({int(win.col_off) - o for win in windows})
+        rows = sorted({int(win.row_off) - o for win in windows})
+        return cols, rows
 
     @property
     def cols(self) -> list[int]:
-        return self._origins(self.width)
+        return self._origins[0]
 
     @property
     def rows(self) -> list[int]:
-        return self._origins(self.height)
+        return self._origins[1]
 
     @property
     def padded_width(self) -> int:
         """Width of the accumulator: from the first window's left to the last one's right."""
-        return (len(self.cols) - 1) * self.stride + self.tile
+        return self.cols[-1] - self.cols[0] + self.tile
 
     def __len__(self) -> int:
         return len(self.cols) * len(self.rows)
@@ -77,23 +88,30 @@ def ramp_weights(tile: int, overlap: int) -> np.ndarray:
     return np.outer(w, w).astype(np.float32)
 
 
+def reflect_index(start: int, length: int, size: int) -> np.ndarray:
+    """Indices into ``range(size)`` of positions ``start .. start+length-1``, reflected
+    about the borders (without repeating the edge pixel) as often as needed."""
+    pos = np.arange(start, start + length)
+    if size == 1:
+        return np.zeros_like(pos)
+    period = 2 * (size - 1)
+    m = np.mod(pos, period)
+    return np.where(m < size, m, period - m)
+
+
 def read_padded(read: Callable[[int, int, int, int], np.ndarray], width: int, height: int,
                 x0: int, y0: int, w: int, h: int) -> np.ndarray:
     """The ``w x h`` window at (x0, y0) of a (bands, height, width) scene.
 
-    ``read(col_off, row_off, w, h)`` returns the in-scene part; pixels outside the scene
+    ``read(col_off, row_off, w, h)`` returns a part of the scene; pixels outside the scene
     are its reflection about the scene border (repeated for scenes smaller than the margin).
     """
-    cx0, cy0 = max(x0, 0), max(y0, 0)
-    cx1, cy1 = min(x0 + w, width), min(y0 + h, height)
-    data = read(cx0, cy0, cx1 - cx0, cy1 - cy0)
-    pad = ((0, 0), (cy0 - y0, y0 + h - cy1), (cx0 - x0, x0 + w - cx1))
-    if any(p for pair in pad for p in pair):
-        if min(data.shape[1:]) == 1:
-            data = np.pad(data, pad, mode="edge")  # reflect needs two pixels
-        else:
-            data = np.pad(data, pad, mode="reflect")
-    return data
+    cols, rows = reflect_index(x0, w, width), reflect_index(y0, h, height)
+    c0, c1, r0, r1 = int(cols.min()), int(cols.max()) + 1, int(rows.min()), int(rows.max()) + 1
+    data = read(c0, r0, c1 - c0, r1 - r0)
+    if x0 >= 0 and y0 >= 0 and x0 + w <= width and y0 + h <= height:
+        return data
+    return data[:, rows - r0][:, :, cols - c0]
 
 
 class StripAccumulator:
@@ -125,21 +143,20 @@ class StripAccumulator:
         self.wsum[:, px:px + t] += self.weights
         self.valid[:, px:px + t] = True if valid is None else valid
 
-    def final_rows(self, last: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """The finished rows: probabilities normalised in place (classes, rows, padded
-        width) and their valid mask (rows, padded width).
+    def final_rows(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``n`` rows, finished: probabilities normalised in place (classes, n,
+        padded width) and their valid mask (n, padded width).
 
-        ``stride`` rows, or all ``tile`` rows after the last window row. The views are
-        valid until :meth:`advance`.
+        ``n`` is the step to the next window row, or ``tile`` after the last one. The
+        views are valid until :meth:`advance`.
         """
-        n = self.grid.tile if last else self.grid.stride
         self.sums[:, :n] /= np.maximum(self.wsum[:n], 1e-12)
         return self.sums[:, :n], self.valid[:n]
 
-    def advance(self) -> None:
-        """Move the overlap rows up and clear the rest for the next window row."""
-        n, keep = self.grid.stride, self.grid.overlap
-        if keep:
+    def advance(self, n: int) -> None:
+        """Drop the first ``n`` rows; move the rest up and clear below them."""
+        keep = self.grid.tile - n
+        if keep > 0:
             self.sums[:, :keep] = self.sums[:, n:]
             self.wsum[:keep] = self.wsum[n:]
             self.valid[:keep] = self.valid[n:]
@@ -236,8 +253,10 @@ def blend_scene(scene: Any, model: Callable[[np.ndarray], np.ndarray], grid: Win
             progress(len(batch.cols))
         if batch.last_in_row:
             y0 = rows[batch.row]
-            p, valid = acc.final_rows(last=batch.row == len(rows) - 1)
-            a, b = max(0, -y0), min(p.shape[1], grid.height - y0)
+            last = batch.row == len(rows) - 1
+            n = grid.tile if last else rows[batch.row + 1] - y0
+            p, valid = acc.final_rows(n)
+            a, b = max(0, -y0), min(n, grid.height - y0)
             if b > a:
                 on_rows(p[:, a:b, o:o + grid.width], valid[a:b, o:o + grid.width])
-            acc.advance()
+            acc.advance(n)

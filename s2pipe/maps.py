@@ -24,7 +24,8 @@ from .legend import LandCoverClass, colormap
 
 log = logging.getLogger(__name__)
 
-BLOCKSIZE = 512
+BLOCKSIZE = 512   # of the COG
+STAGE_BLOCK = 256  # of the staging GeoTIFF: rows are buffered to this height, then written
 Resampling = Literal["mode", "average", "nearest"]
 
 
@@ -44,7 +45,7 @@ class MapWriter:
         self.legend = tuple(legend) if legend else None
         self.overview_resampling = overview_resampling
         self._stage = self.path.with_name(f".{self.path.stem}.stage.tif")
-        block = min(BLOCKSIZE, max(16, 16 * (max(self.width, self.height) // 16)))
+        block = STAGE_BLOCK
         self._ds = rasterio.open(
             self._stage, "w", driver="GTiff", width=self.width, height=self.height, count=count,
             dtype=dtype, crs=grid.crs, transform=grid.transform, nodata=nodata, tiled=True,
@@ -93,7 +94,7 @@ class MapWriter:
             raise ValueError(f"only {self.rows_written} of {self.height} rows were written")
         self._ds.close()
         rasterio.shutil.copy(
-            self._stage, self.path, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=self._block,
+            self._stage, self.path, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=BLOCKSIZE,
             OVERVIEW_RESAMPLING=self.overview_resampling.upper(), BIGTIFF="IF_SAFER")
         self.close()
         if self.legend:

@@ -90,6 +90,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def gdal_cache_mb(grid: WindowGrid) -> int:
+    """GDAL's block cache for one scene: two window rows of 12-band input, so that the
+    overlap rows are read once, and the cache does not grow with the scene's height."""
+    return max(8, int(2 * 12 * 2 * grid.tile * grid.padded_width / 2**20) + 1)
+
+
 # ----------------------------------------------------------------- checks
 def check_compatible(meta: dict[str, Any], scene: Any, model_path: Path) -> None:
     """Raise :class:`CheckpointError` if the checkpoint cannot read this scene."""
@@ -175,6 +181,8 @@ def _predict_opened(scene: Any, scene_path: Path, model_path: Path, meta: dict[s
                     overlap: int, batch_size: int, tta: str, mask_clouds: bool,
                     probabilities: Path | None, probabilities_all: bool, overwrite: bool,
                     device: str, progress: Callable[[int], None] | None) -> PredictResult:
+    import rasterio
+
     from .maps import MapWriter, sidecar_path
 
     start = time.perf_counter()
@@ -187,6 +195,7 @@ def _predict_opened(scene: Any, scene_path: Path, model_path: Path, meta: dict[s
                        mask_clouds=mask_clouds)
     counts = np.zeros(256, dtype=np.int64)
     with ExitStack() as stack:  # exits in reverse: writers close, then outputs are renamed
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(grid)))
         aux_tmp = stack.enter_context(atomic_output(sidecar_path(out_path), overwrite=overwrite))
         map_tmp = stack.enter_context(atomic_output(out_path, overwrite=overwrite))
         stack.callback(sidecar_path(map_tmp).unlink, missing_ok=True)

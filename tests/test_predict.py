@@ -1,0 +1,320 @@
+"""predict: seamless, streamed full-scene maps (issue 6).
+
+Inputs are tiny: 12-band stacks written here the way ``prepare --stack`` writes them,
+and U-Nets with 4 filters on 64 px tiles; one of them trained for a few seconds on the
+stack's own pattern so its class boundaries are decisive, like a real model's.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from click.testing import CliRunner
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from cli import cli
+from s2pipe.blend import StripAccumulator, WindowGrid, blend_scene, ramp_weights, read_padded
+from s2pipe.checkpoint import load_checkpoint, save_checkpoint
+from s2pipe.legend import DEFAULT_LEGEND, colormap, legend_to_list
+from s2pipe.model import UNet
+from s2pipe.predict import WindowModel, predict_scene, predict_scenes
+from s2pipe.safe import BANDS, RADIOMETRY_CONVENTION, Grid, open_scene
+
+TILE = 64
+MEAN, STD = 3000.0, 1500.0
+
+
+def pattern(h: int, w: int, x0: int = 0, y0: int = 0) -> np.ndarray:
+    """A smooth landscape field in [-1, 1] at scene pixels (y0.., x0..)."""
+    yy, xx = np.mgrid[y0:y0 + h, x0:x0 + w].astype(np.float64)
+    return (np.sin(xx / 29.0) * np.cos(yy / 23.0) + 0.6 * np.sin((xx + 2 * yy) / 41.0)) / 1.6
+
+
+def truth(field: np.ndarray) -> np.ndarray:
+    """Classes 1..4 by thresholds on the field."""
+    return (np.digitize(field, [-0.4, 0.0, 0.4]) + 1).astype(np.uint8)
+
+
+SPECTRA = 1000.0 * np.array([[1.0 + 0.2 * b for b in range(12)], [2.5] * 12,
+                             [4.0 - 0.2 * b for b in range(12)], [5.0, 1.0] * 6])
+
+
+def stack_array(h: int, w: int, x0: int = 0, y0: int = 0, seed: int = 0) -> np.ndarray:
+    """12 bands: each class's spectrum, a little of the field and noise."""
+    f = pattern(h, w, x0, y0)
+    rng = np.random.default_rng(seed)
+    data = SPECTRA[truth(f) - 1].transpose(2, 0, 1) + 300 * f + rng.normal(0, 100, (12, h, w))
+    return np.clip(data, 1, 10000).astype(np.uint16)
+
+
+def write_stack(path: Path, data: np.ndarray, *, x0: float = 500000.0, y0: float = 6000000.0,
+                radiometry: str = RADIOMETRY_CONVENTION) -> Path:
+    _, h, w = data.shape
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=12, dtype="uint16",
+                       crs="EPSG:32634", transform=from_origin(x0, y0, 10, 10), nodata=0,
+                       tiled=True, blockxsize=64, blockysize=64) as dst:
+        dst.descriptions = BANDS
+        dst.update_tags(S2PIPE_RADIOMETRY=json.dumps({"convention": radiometry}))
+        dst.write(data)
+    return path
+
+
+def make_checkpoint(path: Path, model: UNet | None = None, **meta_over) -> Path:
+    torch.manual_seed(0)
+    model = model or UNet(12, 8, 4)
+    meta = dict(bands=list(BANDS), legend=legend_to_list(), tile_size=TILE, arch=model.arch,
+                normalization={"mean": [MEAN] * 12, "std": [STD] * 12},
+                radiometry={"convention": RADIOMETRY_CONVENTION})
+    meta.update(meta_over)
+    save_checkpoint(path, model=model, meta=meta)
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The test machine's 2 cores are shared: several torch threads only spin."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _batch(rng: np.random.Generator, n: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for _ in range(n):
+        x0, y0 = rng.integers(0, 2000, 2)
+        xs.append((stack_array(TILE, TILE, x0, y0).astype(np.float32) - MEAN) / STD)
+        ys.append(truth(pattern(TILE, TILE, x0, y0)).astype(np.int64) - 1)
+    return np.stack(xs), np.stack(ys)
+
+
+@pytest.fixture(scope="module")
+def trained(one_torch_thread, tmp_path_factory) -> Path:
+    """A 4-filter U-Net trained 60 steps (~6 s) to map the pattern's classes."""
+    torch.manual_seed(0)
+    model = UNet(12, 8, 4)
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    rng = np.random.default_rng(1)
+    model.train()
+    for _ in range(60):
+        x, y = _batch(rng)
+        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for m in model.modules():  # batch-norm statistics of the final weights
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    with torch.no_grad():
+        for _ in range(8):
+            model(torch.from_numpy(_batch(rng)[0]))
+    model.eval()
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "best.pt", model)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    data = stack_array(200, 300)
+    data[:, 150:, :40] = 0  # a no-data corner
+    return write_stack(tmp_path_factory.mktemp("scene") / "S2_TEST.tif", data)
+
+
+def read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+# ------------------------------------------------------------------ engine units
+def test_ramp_weights_sum_to_one_across_the_overlap():
+    tile, overlap = 64, 16
+    w = ramp_weights(tile, overlap)[tile // 2]
+    assert w.min() > 0 and w.max() == 1
+    both = w[tile - overlap:] + w[:overlap]  # two windows tile - overlap apart
+    np.testing.assert_allclose(both, 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(300, 200), (40, 30), (1, 1), (64, 64)])
+def test_window_grid_keeps_every_pixel_overlap_inside_a_window(size):
+    w, h = size
+    grid = WindowGrid(w, h, TILE, 16)
+    for origins, n in ((grid.cols, w), (grid.rows, h)):
+        assert origins[0] == -16 and origins[-1] + TILE >= n + 16
+        assert all(b - a <= grid.stride for a, b in zip(origins, origins[1:]))
+    assert grid.padded_width == grid.cols[-1] + TILE + 16
+
+
+@pytest.mark.parametrize("x0,y0,w,h", [(-5, -7, 20, 20), (90, 50, 30, 40), (-70, -70, 200, 150)])
+def test_read_padded_reflects_outside_the_scene(x0, y0, w, h):
+    img = np.arange(2 * 60 * 100, dtype=np.int64).reshape(2, 60, 100)
+    full = np.pad(img, ((0, 0), (200, 200), (200, 200)), mode="reflect")
+    got = read_padded(lambda c, r, ww, hh: img[:, r:r + hh, c:c + ww], 100, 60, x0, y0, w, h)
+    np.testing.assert_array_equal(got, full[:, y0 + 200:y0 + 200 + h, x0 + 200:x0 + 200 + w])
+
+
+class _Scene:
+    """What blend_scene needs of a Scene: grid size and read(window)."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+        self.grid = Grid(None, None, data.shape[2], data.shape[1])
+
+    def read(self, w: Window) -> np.ndarray:
+        return self.data[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width]
+
+
+def _pixelwise(x: np.ndarray) -> np.ndarray:
+    """A model whose class depends only on each pixel: one-hot of thresholds on band 0."""
+    cls = np.digitize(x[:, 0], [-0.4, 0.0, 0.4])
+    return np.eye(8, dtype=np.float32)[cls].transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("w,h,overlap,batch", [(300, 200, 16, 4), (131, 77, 32, 3),
+                                                (40, 30, 16, 1), (64, 64, 0, 2)])
+def test_strips_put_every_window_back_where_it_came_from(w, h, overlap, batch):
+    data = stack_array(h, w)
+    data[:, : h // 3, : w // 4] = 0
+    grid = WindowGrid(w, h, TILE, overlap)
+    rows_out, valid_out = [], []
+    blend_scene(_Scene(data), _pixelwise, grid, np.float32(MEAN), np.float32(STD),
+                batch_size=batch, num_classes=8,
+                on_rows=lambda p, v: (rows_out.append(p.argmax(0) + 1), valid_out.append(v.copy())))
+    got = np.concatenate(rows_out)
+    expect = truth((data[0].astype(np.float32) - np.float32(MEAN)) / np.float32(STD))
+    valid = np.concatenate(valid_out)
+    assert got.shape == (h, w)
+    np.testing.assert_array_equal(valid, data.any(axis=0))
+    np.testing.assert_array_equal(got[valid], expect[valid])
+
+
+def test_accumulator_memory_is_one_window_row():
+    grid = WindowGrid(10980, 10980, 256, 64)
+    acc = StripAccumulator(grid, 8)
+    assert acc.sums.shape == (8, 256, grid.padded_width)
+    assert grid.padded_width <= 10980 + 2 * 64 + 256
+
+
+def test_d4_tta_is_rotation_equivariant():
+    torch.manual_seed(0)
+    model = WindowModel(UNet(12, 8, 4), torch.device("cpu"), "d4")
+    x = np.random.default_rng(0).normal(size=(1, 12, 32, 32)).astype(np.float32)
+    p = model(x)
+    p_rot = model(np.ascontiguousarray(np.rot90(x, 1, (2, 3))))
+    np.testing.assert_allclose(np.rot90(p, 1, (2, 3)), p_rot, atol=1e-5)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+
+
+# --------------------------------------------------------------- whole scenes
+def test_map_is_on_the_scene_grid_with_nodata_legend_and_provenance(scene, trained, tmp_path):
+    out = tmp_path / "map.tif"
+    result = predict_scene(scene, trained, out, overlap=16, batch_size=4, device="cpu")
+    with rasterio.open(scene) as src, rasterio.open(out) as dst:
+        assert (dst.crs, dst.transform, dst.width, dst.height) == \
+            (src.crs, src.transform, src.width, src.height)
+        band = dst.read(1)
+        assert dst.dtypes[0] == "uint8" and dst.nodata == 0
+        assert dst.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert dst.compression.name.lower() == "deflate" and dst.profile["tiled"]
+        cmap = dst.colormap(1)
+        tags, band_tags = dst.tags(), dst.tags(1)
+    assert (band[150:, :40] == 0).all() and (band[:150] > 0).all() and (band[:, 40:] > 0).all()
+    assert result.nodata_pixels == 50 * 40
+    for c in DEFAULT_LEGEND:
+        assert cmap[c.value] == colormap()[c.value]
+        assert band_tags[f"CLASS_{c.value}"] == c.name
+    assert cmap[0][3] == 0
+    assert tags["S2PIPE_PRODUCT"] == "S2_TEST" and tags["S2PIPE_OVERLAP"] == "16"
+    assert tags["S2PIPE_MODEL"] == str(trained) and "S2PIPE_VERSION" in tags
+    # class names for gdalinfo/QGIS: category names and a raster attribute table
+    pam = ET.parse(f"{out}.aux.xml").getroot().find("PAMRasterBand")
+    cats = [c.text or "" for c in pam.find("CategoryNames")]
+    assert cats[0] == "" and cats[1:] == [c.name for c in DEFAULT_LEGEND]
+    rows = pam.find("GDALRasterAttributeTable").findall("Row")
+    assert [r[1].text for r in rows] == [c.name for c in DEFAULT_LEGEND]
+    # areas add up
+    assert sum(a.pixels for a in result.class_areas) == 300 * 200 - 50 * 40
+    assert sum(a.percent for a in result.class_areas) == pytest.approx(100.0)
+    assert result.class_areas[0].hectares == pytest.approx(result.class_areas[0].pixels * 0.01)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif", "map.tif.aux.xml"]
+    # the trained model actually maps the pattern
+    assert (band == truth(pattern(200, 300)))[band > 0].mean() > 0.9
+
+
+def _crop(path: Path, out: Path, x: int, y: int, w: int, h: int) -> Path:
+    with rasterio.open(path) as src:
+        data = src.read(window=Window(x, y, w, h))
+    return write_stack(out, data, x0=500000.0 + 10 * x, y0=6000000.0 - 10 * y)
+
+
+def _border_change_ratio(band: np.ndarray, cols: list[int], margin: int) -> float:
+    """How much more often the class changes across window borders than elsewhere."""
+    change = (band[:, 1:] != band[:, :-1])[margin:-margin]
+    rate = change.mean(axis=0)
+    at = [c - 1 for c in cols if margin < c < band.shape[1] - margin]
+    return float(rate[at].mean() / max(rate.mean(), 1e-9))
+
+
+def test_seamless_across_window_layouts(trained, tmp_path):
+    big = write_stack(tmp_path / "big.tif", stack_array(256, 320))
+    a = predict_scene(big, trained, tmp_path / "a.tif", overlap=16, device="cpu").output
+    # window borders fall elsewhere on the landscape (the shift is not a multiple of the
+    # stride, 48); it is a multiple of 16, the U-Net's pooling stride, which the tiny
+    # model is far from invariant to
+    shifted = _crop(big, tmp_path / "shift.tif", 32, 16, 283, 235)
+    b = predict_scene(shifted, trained, tmp_path / "b.tif", overlap=16, device="cpu").output
+    c = predict_scene(big, trained, tmp_path / "c.tif", overlap=32, device="cpu").output
+    ma, mb, mc = read(a), read(b), read(c)
+    m = 24  # away from the scene borders
+    same_shift = (ma[16 + m:16 + 235 - m, 32 + m:32 + 283 - m] == mb[m:-m, m:-m]).mean()
+    same_overlap = (ma[m:-m, m:-m] == mc[m:-m, m:-m]).mean()
+    assert same_shift >= 0.995 and same_overlap >= 0.995
+    grid = WindowGrid(320, 256, TILE, 16)
+    edges = sorted({x for c in grid.cols for x in (c + 16, c + TILE - 16)})
+    assert _border_change_ratio(ma, edges, m) < 2.0
+    assert _border_change_ratio(ma.T, edges, m) < 2.0
+
+
+def test_a_window_inside_the_scene_is_the_model_applied_to_it(trained, tmp_path):
+    data = stack_array(192, 192)
+    path = write_stack(tmp_path / "s.tif", data)
+    band = read(predict_scene(path, trained, tmp_path / "m.tif", overlap=16, device="cpu").output)
+    model, meta = load_checkpoint(trained)
+    x0, y0 = 70, 50
+    win = (data[:, y0:y0 + TILE, x0:x0 + TILE].astype(np.float32) - MEAN) / STD
+    with torch.no_grad():
+        direct = model(torch.from_numpy(win[None])).argmax(1)[0].numpy() + 1
+    e = 16  # blending reaches 16 px into the window
+    agree = (band[y0 + e:y0 + TILE - e, x0 + e:x0 + TILE - e] == direct[e:-e, e:-e]).mean()
+    assert agree >= 0.99
+
+
+def test_scene_smaller_than_a_tile_and_probabilities(trained, tmp_path):
+    path = write_stack(tmp_path / "tiny.tif", stack_array(25, 30))
+    r = predict_scene(path, trained, tmp_path / "m.tif", overlap=16, device="cpu",
+                      probabilities=tmp_path / "p.tif", tta="flips")
+    r_all = predict_scene(path, trained, tmp_path / "m2.tif", overlap=16, device="cpu",
+                          probabilities=tmp_path / "pall.tif", probabilities_all=True)
+    assert read(r.output).shape == (25, 30) and r.windows == 1
+    with rasterio.open(r.probabilities) as p1, rasterio.open(r_all.probabilities) as p8:
+        win, every = p1.read(1).astype(int), p8.read().astype(int)
+        assert p8.count == 8 and p8.descriptions[0] == f"P({DEFAULT_LEGEND[0].name})"
+    assert win.min() >= 255 // 8 and win.max() <= 255
+    assert np.abs(every.sum(axis=0) - 255).max() <= 8          # probabilities sum to one
+    np.testing.assert_array_equal(every.argmax(axis=0) + 1, read(r_all.output))
+
+
+def test_several_scenes_write_product_names_into_a_folder(trained, tmp_path):
+    one = write_stack(tmp_path / "S2A_ONE.tif", stack_array(40, 50))
+    two = write_stack(tmp_path / "S2B_TWO.tif", stack_array(50, 40))
+    run = predict_scenes([one, two], trained, tmp_path / "maps", overlap=16, device="cpu")
+    assert [r.output.name for r in run.results] == ["S2A_ONE.tif", "S2B_TWO.tif"]
+    assert read(tmp_path / "maps" / "S2B_TWO.tif").shape == (50, 40)
