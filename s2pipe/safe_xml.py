@@ -77,6 +77,10 @@ class ProductNames:
     def granule(self) -> str:
         return f"L2A_T{self.tile}_A{self.absolute_orbit:06d}_{self.datastrip_start:%Y%m%dT%H%M%S}"
 
+    def mask_file(self, kind: str, res: int) -> str:
+        """Path of a QI_DATA mask inside the SAFE, e.g. MSK_CLDPRB at 20 m."""
+        return f"GRANULE/{self.granule}/QI_DATA/{kind}_{res}m.jp2"
+
     def band_file(self, band: str, res: int) -> str:
         """Path of a band file inside the SAFE, without the .jp2 extension (as in the MTD)."""
         return (f"GRANULE/{self.granule}/IMG_DATA/R{res}m/"
@@ -234,8 +238,9 @@ def mtd_msil2a(names: ProductNames, image_files: Sequence[str], footprint: Seque
 
 
 def mtd_tl(names: ProductNames, epsg: int, cs_name: str, ulx: float, uly: float,
-           sizes: dict[int, int], scl_percent: Sequence[float]) -> str:
-    """The granule metadata ``MTD_TL.xml``: CRS, per-resolution size and geoposition, angles."""
+           sizes: dict[int, int], scl_percent: Sequence[float], masks: Sequence[tuple[str, str]] = ()) -> str:
+    """The granule metadata ``MTD_TL.xml``: CRS, per-resolution size and geoposition, angles, masks."""
+    qi = "".join(f'      <MASK_FILENAME type="{kind}">{rel}</MASK_FILENAME>\n' for kind, rel in masks)
     size = "".join(f'      <Size resolution="{r}">\n        <NROWS>{n}</NROWS>\n        <NCOLS>{n}</NCOLS>\n'
                    f"      </Size>\n" for r, n in sizes.items())
     geo = "".join(f'      <Geoposition resolution="{r}">\n        <ULX>{_num(ulx)}</ULX>\n        <ULY>{_num(uly)}</ULY>\n'
@@ -277,6 +282,8 @@ def mtd_tl(names: ProductNames, epsg: int, cs_name: str, ulx: float, uly: float,
     <Image_Content_QI>
       <CLOUDY_PIXEL_PERCENTAGE>{cloud:.6f}</CLOUDY_PIXEL_PERCENTAGE>
 {_qi(scl_percent, "      ")}    </Image_Content_QI>
+    <Pixel_Level_QI geometry="FULL_RESOLUTION">
+{qi}    </Pixel_Level_QI>
   </n1:Quality_Indicators_Info>
 </n1:Level-2A_Tile_ID>
 """

@@ -120,14 +120,25 @@ class _Writer:
         self.safe, self.names, self.origin = safe, names, origin
         self.crs = CRS.from_epsg(epsg)
         self.written: list[str] = []
+        self.masks: list[tuple[str, str]] = []
         self.progress = progress
 
     def write(self, band: str, res: int, data: np.ndarray) -> None:
+        """Write one IMG_DATA band file (listed in MTD_MSIL2A.xml)."""
+        rel = self.names.band_file(band, res)
+        self._jp2(self.safe / f"{rel}.jp2", res, data)
+        self.written.append(rel)
+
+    def write_mask(self, kind: str, res: int, data: np.ndarray) -> None:
+        """Write a QI_DATA mask (MSK_CLDPRB, MSK_SNWPRB), listed in MTD_TL.xml."""
+        rel = self.names.mask_file(kind, res)
+        self._jp2(self.safe / rel, res, data)
+        self.masks.append((kind, rel))
+
+    def _jp2(self, path: Path, res: int, data: np.ndarray) -> None:
         import rasterio
         from rasterio.transform import from_origin
 
-        rel = self.names.band_file(band, res)
-        path = self.safe / f"{rel}.jp2"
         path.parent.mkdir(parents=True, exist_ok=True)
         arr = data if data.ndim == 3 else data[None]
         block = min(1024, arr.shape[2])
@@ -136,7 +147,6 @@ class _Writer:
                            transform=from_origin(*self.origin, res, res),
                            BLOCKXSIZE=block, BLOCKYSIZE=block, **JP2_OPTIONS) as dst:
             dst.write(arr)
-        self.written.append(rel)
         if self.progress:
             self.progress(1)
 
@@ -166,6 +176,9 @@ def _write_bands(w: _Writer, land: Landscape, baseline: str) -> None:
         v, _ = block_mean(wvp, land.valid, f)
         if res in (20, 60):
             w.write("SCL", res, _subsample(scl, f))
+            cloud, _ = block_mean(land.cloud.astype(np.float32) * np.float32(100 / 255), land.valid, f)
+            w.write_mask("MSK_CLDPRB", res, np.rint(cloud).astype(np.uint8))
+            w.write_mask("MSK_SNWPRB", res, np.zeros_like(cloud, dtype=np.uint8))
         for name, arr in (("AOT", a), ("WVP", v)):
             q = np.rint(arr * 1000).astype(np.uint16)
             q[~ok] = 0
@@ -198,7 +211,8 @@ def write_safe(safe: Path, land: Landscape, names: ProductNames, *, origin: tupl
     percent = [percent[0]] + [p * 100.0 / valid for p in percent[1:]]  # QI over valid pixels
     sizes = {r: -(-land.size * 10 // r) for r in RESOLUTIONS}
     cs_name = CRS.from_epsg(epsg).to_wkt().split('"')[1]
-    (granule / "MTD_TL.xml").write_text(mtd_tl(names, epsg, cs_name, *origin, sizes, percent), encoding="utf-8")
+    (granule / "MTD_TL.xml").write_text(mtd_tl(names, epsg, cs_name, *origin, sizes, percent, w.masks),
+                                        encoding="utf-8")
     (safe / "MTD_MSIL2A.xml").write_text(
         mtd_msil2a(names, w.written, _footprint(origin, land.size * 10.0, epsg), percent), encoding="utf-8")
     (safe / "manifest.safe").write_text(manifest(safe, names), encoding="utf-8")

@@ -113,7 +113,11 @@ def test_gdal_sentinel2_driver_lists_10_20_60m(synth_n0208):
         assert ds.driver == "SENTINEL2"
         subs = ds.subdatasets
     for res in ("10m", "20m", "60m"):
-        assert any(s.startswith("SENTINEL2_L2A:") and s.endswith(f":{res}:EPSG_32633") for s in subs)
+        (sub,) = [s for s in subs if s.startswith("SENTINEL2_L2A:") and s.endswith(f":{res}:EPSG_32633")]
+        with rasterio.open(sub) as ds:  # every file GDAL wants exists, QI cloud masks included
+            assert ds.files and all(Path(f).is_file() for f in ds.files)
+            if res != "10m":
+                assert any(Path(f).name == f"MSK_CLDPRB_{res}.jp2" for f in ds.files)
 
 
 def test_gdal_reads_back_the_dns_synth_wrote(synth_n0208):
