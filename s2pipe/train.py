@@ -179,6 +179,9 @@ def _train(out_dir: Path, tiles_dir, images_dir, labels_dir, o: TrainOptions, re
     epoch_times: list[float] = []
     while run["epoch"] < o.epochs:
         epoch = run["epoch"] + 1
+        if run["bad_epochs"] >= o.patience:  # a resumed run that had already stopped
+            stop_reason = f"early stopping: no {monitor} mIoU gain in {o.patience} epochs"
+            break
         if deadline is not None and epoch_times:
             late = float(time.monotonic() + float(np.mean(epoch_times)) > deadline)
             if all_sum(torch.tensor([late], device=device), info).item() > 0:
