@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import terrain as T
-from .terrain import M, SCL_OF_MATERIAL, SPECTRA
+from .terrain import SCL_OF_MATERIAL, SPECTRA
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,186 @@
+"""Writing a synthetic landscape as a Sentinel-2 L2A SAFE folder (used by :mod:`s2pipe.synth`).
+
+Band files are lossless, tiled JPEG2000 (GDAL's JP2OpenJPEG) on the 10/20/60 m grids; the
+20 m and 60 m bands are block means of the 10 m reflectance, SCL is sampled at block
+centres. Metadata comes from :mod:`s2pipe.safe_xml` and lists exactly the files written.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .landscape import BANDS, Landscape, band_reflectance
+from .safe_xml import ProductNames, baseline_number, manifest, mtd_msil2a, mtd_tl
+from .terrain import Noise
+
+log = logging.getLogger(__name__)
+
+RESOLUTIONS = (10, 20, 60)
+JP2_OPTIONS = {"QUALITY": "100", "REVERSIBLE": "YES", "YCC": "NO"}
+
+
+def band_files(baseline: str) -> dict[int, tuple[str, ...]]:
+    """Band file names per resolution that a real L2A product of ``baseline`` holds."""
+    r20 = ("B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12", "SCL", "AOT", "WVP", "TCI")
+    if baseline_number(baseline) >= 4.0:
+        r20 = ("B01",) + r20
+    return {10: ("B02", "B03", "B04", "B08", "AOT", "WVP", "TCI"),
+            20: r20,
+            60: ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12",
+                 "SCL", "AOT", "WVP", "TCI")}
+
+
+def dn_from_reflectance(refl: np.ndarray, valid: np.ndarray, baseline: str) -> np.ndarray:
+    """uint16 DN of the baseline's convention; 0 (no data) outside ``valid``."""
+    offset = 1000 if baseline_number(baseline) >= 4.0 else 0
+    dn = np.rint(refl * 10000.0)
+    np.clip(dn, 1, 65535 - 1000, out=dn)
+    dn += offset
+    out = dn.astype(np.uint16)
+    out[~valid] = 0
+    return out
+
+
+def block_mean(a: np.ndarray, valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the valid pixels in f x f blocks (edge blocks may be partial) and block validity."""
+    if f == 1:
+        return a, valid
+    n = a.shape[0]
+    m = -(-n // f)
+    w = valid.astype(np.float32)
+    s = a * w
+    if m * f != n:
+        s = np.pad(s, ((0, m * f - n), (0, m * f - n)))
+        w = np.pad(w, ((0, m * f - n), (0, m * f - n)))
+    total = s.reshape(m, f, m, f).sum(axis=(1, 3))
+    count = w.reshape(m, f, m, f).sum(axis=(1, 3))
+    return total / np.maximum(count, 1), count > 0
+
+
+def _subsample(a: np.ndarray, f: int) -> np.ndarray:
+    """Nearest-neighbour value at the centre of each f x f block (for class-like rasters)."""
+    if f == 1:
+        return a
+    n = a.shape[0]
+    idx = np.minimum(np.arange(-(-n // f)) * f + f // 2, n - 1)
+    return a[np.ix_(idx, idx)]
+
+
+def _tci(refl: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """8-bit true-colour value: reflectance 0..0.2 stretched to 1..255, 0 = no data."""
+    v = np.clip(np.rint(refl * (255 / 0.2)), 1, 255).astype(np.uint8)
+    v[~valid] = 0
+    return v
+
+
+class _Writer:
+    """Writes the band files of one granule and remembers their names."""
+
+    def __init__(self, safe: Path, names: ProductNames, origin: tuple[float, float], epsg: int,
+                 progress: Callable[[int], None] | None) -> None:
+        from rasterio.crs import CRS
+
+        self.safe, self.names, self.origin = safe, names, origin
+        self.crs = CRS.from_epsg(epsg)
+        self.written: list[str] = []
+        self.masks: list[tuple[str, str]] = []
+        self.progress = progress
+
+    def write(self, band: str, res: int, data: np.ndarray) -> None:
+        """Write one IMG_DATA band file (listed in MTD_MSIL2A.xml)."""
+        rel = self.names.band_file(band, res)
+        self._jp2(self.safe / f"{rel}.jp2", res, data)
+        self.written.append(rel)
+
+    def write_mask(self, kind: str, res: int, data: np.ndarray) -> None:
+        """Write a QI_DATA mask (MSK_CLDPRB, MSK_SNWPRB), listed in MTD_TL.xml."""
+        rel = self.names.mask_file(kind, res)
+        self._jp2(self.safe / rel, res, data)
+        self.masks.append((kind, rel))
+
+    def _jp2(self, path: Path, res: int, data: np.ndarray) -> None:
+        import rasterio
+        from rasterio.transform import from_origin
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arr = data if data.ndim == 3 else data[None]
+        block = min(1024, arr.shape[2])
+        with rasterio.open(path, "w", driver="JP2OpenJPEG", width=arr.shape[2], height=arr.shape[1],
+                           count=arr.shape[0], dtype=arr.dtype, crs=self.crs,
+                           transform=from_origin(*self.origin, res, res),
+                           BLOCKXSIZE=block, BLOCKYSIZE=block, **JP2_OPTIONS) as dst:
+            dst.write(arr)
+        if self.progress:
+            self.progress(1)
+
+
+def _write_bands(w: _Writer, land: Landscape, baseline: str) -> None:
+    files = band_files(baseline)
+    factors = {10: 1, 20: 2, 60: 6}
+    tci: dict[int, list[np.ndarray]] = {r: [] for r in RESOLUTIONS}
+    for band in BANDS:
+        refl = band_reflectance(land, band)
+        for res in RESOLUTIONS:
+            if band not in files[res] and not (band in ("B02", "B03", "B04")):
+                continue
+            plane, ok = block_mean(refl, land.valid, factors[res])
+            if band in files[res]:
+                w.write(band, res, dn_from_reflectance(plane, ok, baseline))
+            if band in ("B04", "B03", "B02"):
+                tci[res].insert(0, _tci(plane, ok))  # B04, B03, B02 order (R, G, B)
+        del refl
+    rng = np.random.default_rng([land.seed, 21])
+    aot = 0.11 + 0.02 * Noise(rng, land.size, 400).grid(land.size, land.size)
+    wvp = 1.9 + 0.25 * Noise(rng, land.size, 600).grid(land.size, land.size)
+    scl = land.scl()
+    for res in RESOLUTIONS:
+        f = factors[res]
+        a, ok = block_mean(aot, land.valid, f)
+        v, _ = block_mean(wvp, land.valid, f)
+        if res in (20, 60):
+            w.write("SCL", res, _subsample(scl, f))
+            cloud, _ = block_mean(land.cloud.astype(np.float32) * np.float32(100 / 255), land.valid, f)
+            w.write_mask("MSK_CLDPRB", res, np.rint(cloud).astype(np.uint8))
+            w.write_mask("MSK_SNWPRB", res, np.zeros_like(cloud, dtype=np.uint8))
+        for name, arr in (("AOT", a), ("WVP", v)):
+            q = np.rint(arr * 1000).astype(np.uint16)
+            q[~ok] = 0
+            w.write(name, res, q)
+        w.write("TCI", res, np.stack(tci[res]))
+
+
+def _footprint(origin: tuple[float, float], extent: float, epsg: int) -> list[tuple[float, float]]:
+    from rasterio.warp import transform
+
+    x0, y0 = origin
+    xs, ys = [x0, x0 + extent, x0 + extent, x0], [y0, y0, y0 - extent, y0 - extent]
+    lon, lat = transform(f"EPSG:{epsg}", "EPSG:4326", xs, ys)
+    return list(zip(lon, lat))
+
+
+def write_safe(safe: Path, land: Landscape, names: ProductNames, *, origin: tuple[float, float],
+               epsg: int, progress: Callable[[int], None] | None = None) -> list[str]:
+    """Write the whole SAFE folder for ``land`` into ``safe``; returns the band files (MTD names)."""
+    from rasterio.crs import CRS
+
+    w = _Writer(safe, names, origin, epsg, progress)
+    _write_bands(w, land, names.baseline)
+    granule = safe / "GRANULE" / names.granule
+    for sub in ("QI_DATA", "AUX_DATA"):
+        (granule / sub).mkdir(parents=True, exist_ok=True)
+    scl = land.scl()
+    percent = list(np.bincount(scl.ravel(), minlength=12)[:12] / scl.size * 100)
+    valid = max(100.0 - percent[0], 1e-9)
+    percent = [percent[0]] + [p * 100.0 / valid for p in percent[1:]]  # QI over valid pixels
+    sizes = {r: -(-land.size * 10 // r) for r in RESOLUTIONS}
+    cs_name = CRS.from_epsg(epsg).to_wkt().split('"')[1]
+    (granule / "MTD_TL.xml").write_text(mtd_tl(names, epsg, cs_name, *origin, sizes, percent, w.masks),
+                                        encoding="utf-8")
+    (safe / "MTD_MSIL2A.xml").write_text(
+        mtd_msil2a(names, w.written, _footprint(origin, land.size * 10.0, epsg), percent), encoding="utf-8")
+    (safe / "manifest.safe").write_text(manifest(safe, names), encoding="utf-8")
+    return w.written
