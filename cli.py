@@ -215,7 +215,7 @@ from s2pipe.predict import TTA_CHOICES  # noqa: E402  (numpy only; valid values 
 @click.option("--tta", type=click.Choice(TTA_CHOICES), default="none", show_default=True,
               help="Test-time augmentation: average over flips, or all 8 flips/rotations (d4).")
 @click.option("--mask-clouds", is_flag=True,
-              help="Map pixels the SCL flags as cloud, cirrus or cloud shadow as no data (0).")
+              help="Map pixels the SCL flags as cloud, cirrus, cloud shadow or defective as no data (0).")
 @click.option("--probabilities", type=click.Path(path_type=Path),
               help="Also write the winning class's probability (uint8, 0-255) here.")
 @click.option("--probabilities-all", is_flag=True,

@@ -27,7 +27,7 @@ from s2pipe.checkpoint import load_checkpoint, save_checkpoint
 from s2pipe.legend import DEFAULT_LEGEND, colormap, legend_to_list
 from s2pipe.model import UNet
 from s2pipe.predict import WindowModel, predict_scene, predict_scenes
-from s2pipe.safe import BANDS, RADIOMETRY_CONVENTION, Grid, open_scene
+from s2pipe.safe import BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION, Grid, open_scene
 
 TILE = 64
 MEAN, STD = 3000.0, 1500.0
@@ -56,14 +56,14 @@ def stack_array(h: int, w: int, x0: int = 0, y0: int = 0, seed: int = 0) -> np.n
     return np.clip(data, 1, 10000).astype(np.uint16)
 
 
-def write_stack(path: Path, data: np.ndarray, *, x0: float = 500000.0, y0: float = 6000000.0,
-                radiometry: str = RADIOMETRY_CONVENTION) -> Path:
+def write_stack(path: Path, data: np.ndarray, *, x0: float = 500000.0,
+                y0: float = 6000000.0) -> Path:
     _, h, w = data.shape
     with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=12, dtype="uint16",
                        crs="EPSG:32634", transform=from_origin(x0, y0, 10, 10), nodata=0,
                        tiled=True, blockxsize=64, blockysize=64) as dst:
         dst.descriptions = BANDS
-        dst.update_tags(S2PIPE_RADIOMETRY=json.dumps({"convention": radiometry}))
+        dst.update_tags(S2PIPE_RADIOMETRY=json.dumps({"convention": RADIOMETRY_CONVENTION}))
         dst.write(data)
     return path
 
@@ -318,3 +318,135 @@ def test_several_scenes_write_product_names_into_a_folder(trained, tmp_path):
     run = predict_scenes([one, two], trained, tmp_path / "maps", overlap=16, device="cpu")
     assert [r.output.name for r in run.results] == ["S2A_ONE.tif", "S2B_TWO.tif"]
     assert read(tmp_path / "maps" / "S2B_TWO.tif").shape == (50, 40)
+
+
+def test_safe_product_is_read_like_prepare_and_clouds_masked_on_request(synth_n0208, trained,
+                                                                        tmp_path):
+    safe = synth_n0208.safe_path
+    plain = predict_scene(safe, trained, tmp_path / "plain.tif", overlap=16, device="cpu")
+    masked = predict_scene(safe, trained, tmp_path / "masked.tif", overlap=16, device="cpu",
+                           mask_clouds=True)
+    with open_scene(safe, mask_scl=()) as sc:
+        grid, nodata = sc.grid, ~sc.read().any(axis=0)
+        clouds = np.isin(sc.read_scl(), DEFAULT_SCL_MASK)
+    assert clouds.any() and not clouds.all()
+    with rasterio.open(plain.output) as a, rasterio.open(masked.output) as b:
+        assert (a.crs, a.transform, a.width, a.height) == \
+            (grid.crs, grid.transform, grid.width, grid.height)
+        pa, pb = a.read(1), b.read(1)
+        assert a.tags()["S2PIPE_PRODUCT"] == synth_n0208.product_name
+    np.testing.assert_array_equal(pa == 0, nodata)
+    np.testing.assert_array_equal(pb == 0, nodata | clouds)
+
+
+# ------------------------------------------------------------------ failures
+def _invoke(args: list) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def _fails_cleanly(args: list, folder: Path, needle: str) -> None:
+    before = sorted(folder.rglob("*"))
+    code, output = _invoke(args)
+    assert code == 1, output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and needle in lines[0], output
+    assert sorted(folder.rglob("*")) == before  # no partial output, no temporary file
+
+
+def test_cli_writes_a_map_and_reports(scene, trained, tmp_path):
+    code, output = _invoke(["predict", scene, "--model", trained, "-o", tmp_path / "m.tif",
+                            "--overlap", 16, "--batch-size", 3, "--device", "cpu", "--json"])
+    assert code == 0, output
+    run = json.loads(output)
+    res = run["results"][0]
+    assert res["output"] == str(tmp_path / "m.tif") and res["windows"] == 35
+    assert {"hectares", "percent", "name"} <= set(res["class_areas"][0])
+    assert res["peak_rss_mb"] > 0 and res["seconds"] > 0 and res["windows_per_second"] > 0
+    code, output = _invoke(["predict", scene, "--model", trained, "-o", tmp_path / "n.tif",
+                            "--overlap", 16])
+    assert code == 0 and output.startswith(str(tmp_path / "n.tif")) and "windows" in output
+
+
+def test_cli_refuses_an_existing_output(scene, trained, tmp_path):
+    out = tmp_path / "m.tif"
+    out.write_text("keep me")
+    _fails_cleanly(["predict", scene, "--model", trained, "-o", out, "--overlap", 16],
+                   tmp_path, "--overwrite")
+    assert out.read_text() == "keep me"
+
+
+def test_cli_rejects_a_checkpoint_for_other_bands(scene, tmp_path):
+    bad = make_checkpoint(tmp_path / "rgb.pt", UNet(3, 8, 4), bands=["B04", "B03", "B02"],
+                          normalization={"mean": [MEAN] * 3, "std": [STD] * 3})
+    _fails_cleanly(["predict", scene, "--model", bad, "-o", tmp_path / "m.tif", "--overlap", 16],
+                   tmp_path, "bands")
+
+
+def test_cli_rejects_a_checkpoint_of_other_radiometry(scene, tmp_path):
+    bad = make_checkpoint(tmp_path / "raw.pt", radiometry={"convention": "raw DN, no offset"})
+    _fails_cleanly(["predict", scene, "--model", bad, "-o", tmp_path / "m.tif", "--overlap", 16],
+                   tmp_path, "radiometry")
+
+
+def test_cli_rejects_a_corrupt_checkpoint(scene, trained, tmp_path):
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(trained.read_bytes()[:5000])
+    _fails_cleanly(["predict", scene, "--model", bad, "-o", tmp_path / "m.tif"], tmp_path,
+                   str(bad))
+
+
+def test_cli_rejects_a_safe_with_a_missing_band(synth_n0208, trained, tmp_path):
+    import shutil
+
+    safe = tmp_path / synth_n0208.safe_path.name
+    shutil.copytree(synth_n0208.safe_path, safe)
+    next(safe.rglob("*_B8A_20m.jp2")).unlink()
+    _fails_cleanly(["predict", safe, "--model", trained, "-o", tmp_path / "m.tif", "--overlap", 16],
+                   tmp_path, "B8A")
+
+
+def test_cli_mask_clouds_needs_a_scene_classification(scene, trained, tmp_path):
+    _fails_cleanly(["predict", scene, "--model", trained, "-o", tmp_path / "m.tif",
+                    "--overlap", 16, "--mask-clouds"], tmp_path, "SCL")
+
+
+def test_cli_overlap_must_fit_the_tile(scene, trained, tmp_path):
+    _fails_cleanly(["predict", scene, "--model", trained, "-o", tmp_path / "m.tif"], tmp_path,
+                   "0 to 32")
+
+
+@pytest.mark.parametrize("extra", [["--probabilities-all"], ["--tta", "d8"], ["--batch-size", 0]])
+def test_cli_usage_errors(scene, trained, tmp_path, extra):
+    code, _ = _invoke(["predict", scene, "--model", trained, "-o", tmp_path / "m.tif", *extra])
+    assert code == 2 and not (tmp_path / "m.tif").exists()
+
+
+def test_a_read_error_mid_scene_leaves_no_output(scene, trained, tmp_path, monkeypatch):
+    import s2pipe.predict as predict_mod
+    from s2pipe.errors import MissingBandError
+
+    real_open = predict_mod._open
+
+    class Failing:
+        def __init__(self, inner):
+            self.inner, self.reads = inner, 0
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.inner.close()
+
+        def read(self, window):
+            self.reads += 1
+            if self.reads > 2:
+                raise MissingBandError(f"{scene}: cannot be decoded; download it again")
+            return self.inner.read(window)
+
+    monkeypatch.setattr(predict_mod, "_open", lambda *a: Failing(real_open(*a)))
+    _fails_cleanly(["predict", scene, "--model", trained, "-o", tmp_path / "m.tif",
+                    "--overlap", 16, "--probabilities", tmp_path / "p.tif"], tmp_path, "decoded")
