@@ -105,6 +105,8 @@ def _train(out_dir: Path, tiles_dir, images_dir, labels_dir, o: TrainOptions, re
                            sample_tiles=o.sample_tiles, save_summary=o.save_summary, main=info.is_main)
     outputs.check(overwrite=overwrite, resume=resume)
     state = read_checkpoint(resume) if resume is not None else None
+    if state is not None and not {"optimizer", "scheduler", "extra_state"} <= state.keys():
+        raise CheckpointError(f"{resume} holds no training state; resume from MODEL_DIR/last.pt")
     tileset = find_tiles(tiles_dir, images_dir=images_dir, labels_dir=labels_dir,
                          train_size=o.train_size, seed=o.seed, num_samples=o.num_samples)
     for note in tileset.notes:
@@ -174,6 +176,7 @@ def _train(out_dir: Path, tiles_dir, images_dir, labels_dir, o: TrainOptions, re
     barrier(info)
     train_loader, train_sampler = _loader(*data["train"], o, info, train=True, workers=workers)
     eval_loaders = {s: _loader(*data[s], o, info, train=False, workers=0)[0] for s in data}
+    say = log.info if info.is_main else log.debug  # rank 0 alone reports progress
     deadline = None if o.max_minutes is None else t0 + 60 * o.max_minutes
     stop_reason = "epochs done"
     epoch_times: list[float] = []
@@ -192,7 +195,7 @@ def _train(out_dir: Path, tiles_dir, images_dir, labels_dir, o: TrainOptions, re
         lr = optimizer.param_groups[0]["lr"]
         tr = _summarise(run_epoch(net, train_loader, step, optimizer=optimizer, weight=weight,
                                   scaler=scaler, progress=progress), info, tileset.legend)
-        va = _summarise(run_epoch(net, eval_loaders["val"], step, weight=weight), info, tileset.legend) \
+        va = _summarise(run_epoch(model, eval_loaders["val"], step, weight=weight), info, tileset.legend) \
             if "val" in data else None
         seconds = time.monotonic() - te
         epoch_times.append(seconds)
@@ -210,7 +213,7 @@ def _train(out_dir: Path, tiles_dir, images_dir, labels_dir, o: TrainOptions, re
         run["history"].append(row)
         outputs.write_history(run["history"])
         outputs.save_last(model, meta, optimizer, scheduler, run)
-        log.info("epoch %d/%d  loss %.4f/%s  OA %.3f/%s  mIoU %.3f/%s  lr %.1e  %.1f s%s", epoch, o.epochs,
+        say("epoch %d/%d  loss %.4f/%s  OA %.3f/%s  mIoU %.3f/%s  lr %.1e  %.1f s%s", epoch, o.epochs,
                  tr[0], _fmt(va, 0), tr[1].overall_accuracy, _fmt(va, 1, "overall_accuracy"),
                  tr[1].miou, _fmt(va, 1, "miou"), lr, seconds, "  *" if run["best_epoch"] == epoch else "")
         if run["bad_epochs"] >= o.patience:
@@ -221,7 +224,8 @@ def _train(out_dir: Path, tiles_dir, images_dir, labels_dir, o: TrainOptions, re
     final = {}
     for split in ("train", "val", "test"):
         if split in data:
-            loss, sc, cm = _summarise(run_epoch(net, eval_loaders[split], step, weight=weight), info, tileset.legend)
+            loss, sc, cm = _summarise(run_epoch(model, eval_loaders[split], step, weight=weight), info,
+                                      tileset.legend)
             final[split] = {"loss": loss, **sc.to_dict(), "confusion_matrix": cm.tolist()}
         else:
             final[split] = None
@@ -237,7 +241,7 @@ def _train(out_dir: Path, tiles_dir, images_dir, labels_dir, o: TrainOptions, re
     if info.is_main:
         outputs.finish(model, meta, metrics, data, step)
     barrier(info)
-    log.info("done: best epoch %d of %d (%s), test mIoU %s", run["best_epoch"], run["epoch"], stop_reason,
+    say("done: best epoch %d of %d (%s), test mIoU %s", run["best_epoch"], run["epoch"], stop_reason,
              "n/a" if final["test"] is None else f"{final['test']['miou']:.3f}")
     files = outputs.written()
     return TrainResult(out_dir, files["best.pt"], files["last.pt"], outputs.metrics, outputs.history,

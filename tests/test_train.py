@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from cli import cli
 from s2pipe.checkpoint import load_checkpoint, read_checkpoint
+from s2pipe.errors import CheckpointError
 from s2pipe.loop import masked_cross_entropy
 from s2pipe.model import UNet
 from s2pipe.train import TrainOptions, train_model
@@ -84,6 +85,8 @@ def test_outputs_and_checkpoint_meta(tmp_path):
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"] and "val_iou_8" in rows[0]
     assert result.best_epoch in (1, 2) and result.epochs_run == 2
+    with pytest.raises(CheckpointError, match="best.pt holds no training state"):
+        train_model(out, tiles_dir=tiles, options=opts, resume=out / "best.pt")
 
 
 def test_resume_equals_uninterrupted(tmp_path):
