@@ -45,19 +45,22 @@ def dn_from_reflectance(refl: np.ndarray, valid: np.ndarray, baseline: str) -> n
     return out
 
 
-def block_mean(a: np.ndarray, valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of the valid pixels in f x f blocks (edge blocks may be partial) and block validity."""
+def _block_sum(a: np.ndarray, f: int) -> np.ndarray:
+    idx = np.arange(0, a.shape[0], f)
+    return np.add.reduceat(np.add.reduceat(a, idx, axis=0), idx, axis=1)
+
+
+def block_mean(a: np.ndarray, valid: np.ndarray, f: int,
+               count: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the valid pixels in f x f blocks (edge blocks may be partial) and block validity.
+
+    ``count`` (valid pixels per block) may be passed in when it is reused across bands.
+    """
     if f == 1:
         return a, valid
-    n = a.shape[0]
-    m = -(-n // f)
-    w = valid.astype(np.float32)
-    s = a * w
-    if m * f != n:
-        s = np.pad(s, ((0, m * f - n), (0, m * f - n)))
-        w = np.pad(w, ((0, m * f - n), (0, m * f - n)))
-    total = s.reshape(m, f, m, f).sum(axis=(1, 3))
-    count = w.reshape(m, f, m, f).sum(axis=(1, 3))
+    if count is None:
+        count = _block_sum(valid.astype(np.float32), f)
+    total = _block_sum(a * valid, f)
     return total / np.maximum(count, 1), count > 0
 
 
@@ -122,12 +125,14 @@ def _write_bands(w: _Writer, land: Landscape, baseline: str) -> None:
     files = band_files(baseline)
     factors = {10: 1, 20: 2, 60: 6}
     tci: dict[int, list[np.ndarray]] = {r: [] for r in RESOLUTIONS}
+    counts = {r: _block_sum(land.valid.astype(np.float32), f) for r, f in factors.items() if f > 1}
+    counts[10] = None
     for band in BANDS:
         refl = band_reflectance(land, band)
         for res in RESOLUTIONS:
             if band not in files[res] and not (band in ("B02", "B03", "B04")):
                 continue
-            plane, ok = block_mean(refl, land.valid, factors[res])
+            plane, ok = block_mean(refl, land.valid, factors[res], counts[res])
             if band in files[res]:
                 w.write(band, res, dn_from_reflectance(plane, ok, baseline))
             if band in ("B04", "B03", "B02"):
@@ -139,11 +144,11 @@ def _write_bands(w: _Writer, land: Landscape, baseline: str) -> None:
     scl = land.scl()
     for res in RESOLUTIONS:
         f = factors[res]
-        a, ok = block_mean(aot, land.valid, f)
-        v, _ = block_mean(wvp, land.valid, f)
+        a, ok = block_mean(aot, land.valid, f, counts[res])
+        v, _ = block_mean(wvp, land.valid, f, counts[res])
         if res in (20, 60):
             w.write("SCL", res, _subsample(scl, f))
-            cloud, _ = block_mean(land.cloud.astype(np.float32) * np.float32(100 / 255), land.valid, f)
+            cloud, _ = block_mean(land.cloud.astype(np.float32) * np.float32(100 / 255), land.valid, f, counts[res])
             w.write_mask("MSK_CLDPRB", res, np.rint(cloud).astype(np.uint8))
             w.write_mask("MSK_SNWPRB", res, np.zeros_like(cloud, dtype=np.uint8))
         for name, arr in (("AOT", a), ("WVP", v)):
