@@ -476,7 +476,7 @@ def _parse_baseline(ctx: click.Context, param: click.Parameter, value: str) -> s
 @click.option("--size", type=click.IntRange(256, 10980), default=2560, show_default=True,
               help="Scene side in 10 m pixels (10980 = a full Sentinel-2 tile).")
 @seed_option
-@click.option("--baseline", default="02.08", show_default=True, callback=_parse_baseline,
+@click.option("--baseline", default="02.08", show_default=True, callback=_parse_baseline, metavar="NN.NN",
               help="Processing baseline NN.NN; from 04.00 on DNs carry the +1000 offset (BOA_ADD_OFFSET).")
 @click.option("--origin", type=(float, float), default=(599980.0, 5700000.0), show_default=True,
               metavar="X Y", help="Upper-left corner of the scene in the image CRS (metres).")
