@@ -43,7 +43,12 @@ class Step:
     num_classes: int = 8
 
     def inputs(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = images.to(self.device, non_blocking=True).float()
+        if images.dtype == torch.uint16 and self.device.type != "cpu":
+            # uint16 kernels are sparse off the CPU: move the bits as int16, widen there
+            x = images.view(torch.int16).to(self.device, non_blocking=True)
+            x = x.to(torch.int32).bitwise_and_(0xFFFF).float()
+        else:
+            x = images.to(self.device, non_blocking=True).float()
         x = (x - self.mean) / self.std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
