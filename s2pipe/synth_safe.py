@@ -158,6 +158,18 @@ def _write_bands(w: _Writer, land: Landscape, baseline: str) -> None:
         w.write("TCI", res, np.stack(tci[res]))
 
 
+def _ordered(files: list[str], baseline: str) -> list[str]:
+    """Band files grouped by resolution, each group in the order real products list them."""
+    order = band_files(baseline)
+
+    def key(rel: str) -> tuple[int, int]:
+        band, res = rel.rsplit("_", 2)[-2:]
+        r = int(res.rstrip("m"))
+        return RESOLUTIONS.index(r), order[r].index(band)
+
+    return sorted(files, key=key)
+
+
 def _footprint(origin: tuple[float, float], extent: float, epsg: int) -> list[tuple[float, float]]:
     from rasterio.warp import transform
 
@@ -186,6 +198,7 @@ def write_safe(safe: Path, land: Landscape, names: ProductNames, *, origin: tupl
     (granule / "MTD_TL.xml").write_text(mtd_tl(names, epsg, cs_name, *origin, sizes, percent, w.masks),
                                         encoding="utf-8")
     (safe / "MTD_MSIL2A.xml").write_text(
-        mtd_msil2a(names, w.written, _footprint(origin, land.size * 10.0, epsg), percent), encoding="utf-8")
+        mtd_msil2a(names, _ordered(w.written, names.baseline), _footprint(origin, land.size * 10.0, epsg),
+                   percent), encoding="utf-8")
     (safe / "manifest.safe").write_text(manifest(safe, names), encoding="utf-8")
     return w.written
