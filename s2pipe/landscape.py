@@ -33,7 +33,7 @@ class Landscape:
     seed: int
     size: int
     classes: np.ndarray  # uint8 (size, size): 1..8, 0 in the no-data strip
-    cover: np.ndarray  # uint8 (size, size): index into MATERIALS
+    cover: np.ndarray  # uint8 (size, size): index into terrain.MATERIALS
     gain: np.ndarray  # float32 (size, size): per-pixel brightness factor (texture)
     valid: np.ndarray  # bool (size, size): False in the no-data strip
     cloud: np.ndarray  # uint8 (size, size): cloud opacity 0..255
@@ -56,8 +56,7 @@ def make_landscape(size: int, seed: int) -> Landscape:
     valid = nodata_strip(n, seed)
     cloud, shadow = clouds(n, seed)
     shadow &= valid
-    classes[~valid] = 0
-    cover[~valid] = 0
+    classes[~valid] = 0  # materials stay under the strip: edge pixels blur with real ground
     log.debug("landscape %d px, seed %d: class fractions %s", n, seed,
               np.bincount(classes.ravel(), minlength=9) / classes.size)
     return Landscape(seed, n, classes, cover, gain, valid, cloud, shadow)
