@@ -24,28 +24,33 @@ from pathlib import Path
 
 def _child(step: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--step", step, "--size", str(args.size),
-           "--workdir", str(args.workdir)]
+           "--workdir", str(args.workdir), "--synth-dir", str(_synth_dir(args))]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _synth_dir(args: argparse.Namespace) -> Path:
+    return Path(args.synth_dir) if args.synth_dir else Path(args.workdir) / "synth"
+
+
 def _step(step: str, args: argparse.Namespace) -> dict:
     work = Path(args.workdir)
+    synth = _synth_dir(args)
     t0 = time.perf_counter()
     if step == "synth":
         from s2pipe.synth import synth_product
 
-        r = synth_product(work / "synth", size=args.size, seed=0, baseline="05.09", overwrite=True)
+        r = synth_product(synth, size=args.size, seed=0, baseline="05.09", overwrite=True)
         extra = {"safe": str(r.safe_path), "labels": str(r.labels_path)}
     elif step in ("prepare", "prepare_stack"):
         from s2pipe.prepare import prepare_scene
 
-        safe = next((work / "synth").glob("*.SAFE"))
-        r = prepare_scene(safe, work / "synth" / "landcover.gpkg", work / step, overwrite=True,
+        safe = next(synth.glob("*.SAFE"))
+        r = prepare_scene(safe, synth / "landcover.gpkg", work / step, overwrite=True,
                           stack=(work / "prepare_stack.tif") if step == "prepare_stack" else None)
         extra = {"tiles": r.tiles}
     elif step == "gdal":
-        extra = _gdal_stack(next((work / "synth").glob("*.SAFE")), work / "gdal_stack.tif")
+        extra = _gdal_stack(next(synth.glob("*.SAFE")), work / "gdal_stack.tif")
     else:
         raise SystemExit(f"unknown step {step}")
     seconds = time.perf_counter() - t0
@@ -103,6 +108,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=10980, help="scene side in 10 m pixels")
     ap.add_argument("--workdir", default="bench-work", help="scratch folder (removed unless --keep)")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--synth-dir", help="an existing 's2pipe synth' folder to use (not timed)")
     ap.add_argument("--step", help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("GDAL_NUM_THREADS", "ALL_CPUS")
@@ -111,7 +117,7 @@ def main() -> None:
         return
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     try:
-        synth = _child("synth", args)
+        synth = {"seconds": None} if args.synth_dir else _child("synth", args)
         gdal = _child("gdal", args)
         prep = _child("prepare", args)
         prep_stack = _child("prepare_stack", args)
