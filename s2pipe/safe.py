@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 # A bounded block cache keeps peak memory predictable; JPEG2000 decodes on all cores.
 # Users' own settings win.
-os.environ.setdefault("GDAL_CACHEMAX", "512")
+os.environ.setdefault("GDAL_CACHEMAX", "256")
 os.environ.setdefault("GDAL_NUM_THREADS", "ALL_CPUS")
 os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
 
@@ -278,7 +278,7 @@ def open_scene(path: str | os.PathLike, *, resampling: ResamplingName = "bilinea
                  resampling)
 
 
-def write_stack(scene: Scene, path: str | os.PathLike, *, rows: int = 512,
+def write_stack(scene: Scene, path: str | os.PathLike, *, rows: int = 256,
                 progress: Callable[[int], None] | None = None) -> Path:
     """Write the scene's harmonised 12-band 10 m stack as a tiled, compressed GeoTIFF.
 
