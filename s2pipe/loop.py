@@ -1,6 +1,7 @@
 """One pass over a loader: forward, masked loss, optional optimizer step, confusion matrix.
 
-Batches arrive as raw uint16 DN and uint8 labels; they are normalised on the device.
+Batches arrive as raw uint16 DN and uint8 labels; they are normalised on the device
+((DN - mean) / std, no-data pixels set to 0, i.e. the band means, as predict does).
 Label 0 (no data) never contributes to the loss, its gradient or the metrics.
 """
 
@@ -49,7 +50,9 @@ class Step:
             x = x.to(torch.int32).bitwise_and_(0xFFFF).float()
         else:
             x = images.to(self.device, non_blocking=True).float()
-        x = (x - self.mean) / self.std
+        valid = (x != 0).any(dim=1, keepdim=True)
+        x = (x - self.mean) / self.std * valid  # no data (0 in every band) enters as the band means,
+        # exactly as predict feeds it
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, labels.to(self.device, non_blocking=True)

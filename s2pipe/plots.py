@@ -23,6 +23,8 @@ def _pyplot():
 def plot_curves(history: Sequence[dict], path: str | os.PathLike) -> None:
     """Loss, overall accuracy and mIoU per epoch, train vs val, into a PNG."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, key, title in zip(axes, ("loss", "oa", "miou"), ("loss", "overall accuracy", "mIoU")):
@@ -32,6 +34,7 @@ def plot_curves(history: Sequence[dict], path: str | os.PathLike) -> None:
                 ax.plot(epochs, [np.nan if v is None else v for v in values], style, marker=".", label=split)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

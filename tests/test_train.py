@@ -168,3 +168,13 @@ def test_cli_refuses_existing_run_and_bad_usage(tmp_path):
     bad_device = _run([str(tiles), "-o", str(tmp_path / "x"), "--device", "tpu7"])
     assert bad_device.exit_code == 1 and "Error: unknown device" in bad_device.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_inputs_normalised_like_predict():
+    from s2pipe.loop import Step
+
+    step = Step(torch.device("cpu"), torch.full((1, 12, 1, 1), 100.0), torch.full((1, 12, 1, 1), 50.0))
+    images = torch.full((1, 12, 2, 2), 200, dtype=torch.uint16)
+    images[0, :, 0, 0] = 0  # no data
+    x, _ = step.inputs(images, torch.zeros(1, 2, 2, dtype=torch.uint8))
+    assert x[0, :, 0, 0].abs().max() == 0 and torch.allclose(x[0, :, 1, 1], torch.full((12,), 2.0))
