@@ -149,8 +149,8 @@ def _cut_tiles(source: Scene, scene: Scene, gdf: Any, out: Path, *, tile_size: i
     npx = tile_size * tile_size
     sl = [(slice(int(w.row_off), int(w.row_off) + tile_size),
            slice(int(w.col_off), int(w.col_off) + tile_size)) for w in windows]
-    candidates = [i for i, s in enumerate(sl) if np.count_nonzero(label[s]) >= min_labelled * npx
-                  and np.count_nonzero(label[s]) > 0]
+    labelled0 = [np.count_nonzero(label[s]) for s in sl]  # before masking: an upper bound
+    candidates = [i for i, n in enumerate(labelled0) if n >= max(1.0, min_labelled * npx)]
     splits = assign_splits([windows[i] for i in candidates], fractions=split,
                            block_size=block_size, seed=seed)
     counts: dict[str, Any] = {"windows": len(windows), "candidates": len(candidates),
