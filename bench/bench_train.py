@@ -119,6 +119,7 @@ def main() -> None:
     p.add_argument("--max-minutes", type=float, default=6.0)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pipeline-only", action="store_true", help="With --tiles: skip the timed training run")
     args = p.parse_args()
 
     if args.tiles is not None:
@@ -130,7 +131,7 @@ def main() -> None:
         images, labels = _synthetic(args.n_tiles, args.tile_size, args.seed)
     result = {"pipeline": bench_pipeline(images, labels, filters=args.filters, batch_size=args.batch_size,
                                          device=args.device, workers=args.workers, repeats=args.repeats)}
-    if args.tiles is not None:
+    if args.tiles is not None and not args.pipeline_only:
         result["accuracy"] = bench_accuracy(args.tiles, filters=args.filters, batch_size=args.batch_size,
                                             epochs=args.epochs, max_minutes=args.max_minutes,
                                             device=args.device, seed=args.seed)
