@@ -92,6 +92,23 @@ def stretch(rgb: np.ndarray, valid: np.ndarray,
     return out
 
 
+def _legend_image(classes: Sequence[LandCoverClass], title: str, *, height: int,
+                  width: int = 360) -> np.ndarray:
+    """A legend of ``classes`` (colour patch, value, name) as an RGBA uint8 image."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    dpi = 100
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
+    handles = [Patch(facecolor=c.color, edgecolor="black", linewidth=0.5, label=f"{c.value} {c.name}")
+               for c in classes]
+    fig.legend(handles=handles, loc="center left", fontsize=8, frameon=False, title=title, title_fontsize=9)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba()).copy()
+
+
 def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
                      kind: Kind = "auto", max_size: int = 1500,
                      legend: Sequence[LandCoverClass] = DEFAULT_LEGEND,
@@ -139,38 +156,25 @@ def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
                 valid &= np.all(data != ds.nodata, axis=0)
     log.info("rendering %s (%s) at 1/%d resolution: %d x %d px", image, kind, decimation, w, h)
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    dpi = 100
     shown: list[int] = []
     if kind == "classes":
-        lut = np.zeros((256, 4), dtype=np.float32)
+        lut = np.zeros((256, 4), dtype=np.uint8)  # 0 (no data) and unknown values transparent
         for c in classes:
-            if 0 <= c.value < 256:
-                lut[c.value] = (*(v / 255 for v in c.rgb), 1.0)
-        lut[NODATA_LABEL] = 0.0
+            if 0 < c.value < 256:
+                lut[c.value] = (*c.rgb, 255)
         rgba = lut[np.clip(data, 0, 255).astype(np.intp)]
         shown = sorted(int(v) for v in np.unique(data) if v != NODATA_LABEL)
-        legend_w = 3.6  # inches for the legend column
-        fig = Figure(figsize=(w / dpi + legend_w, max(h / dpi, 0.3 * len(classes) + 0.6)), dpi=dpi)
-        ax = fig.add_axes((0, 0, (w / dpi) / (w / dpi + legend_w), 1))
-        ax.imshow(rgba, interpolation="nearest")
-        handles = [Patch(facecolor=c.color, edgecolor="black", linewidth=0.5, label=f"{c.value} {c.name}")
-                   for c in classes]
-        fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False,
-                   title=title or "Classes", title_fontsize=9)
+        key = _legend_image(classes, title or "Classes", height=max(h, 30 * len(classes) + 60))
+        canvas = np.full((max(h, key.shape[0]), w + key.shape[1], 4), 255, dtype=np.uint8)
+        canvas[:h, :w] = rgba
+        canvas[:key.shape[0], w:] = key
+        rgba = canvas
     else:
-        rgb = stretch(data, valid)
-        rgba = np.dstack([*rgb, valid.astype(np.float32)])
-        fig = Figure(figsize=(w / dpi, h / dpi), dpi=dpi)
-        ax = fig.add_axes((0, 0, 1, 1))
-        ax.imshow(rgba, interpolation="nearest")
-    ax.set_axis_off()
+        rgb = (stretch(data, valid) * 255).round().astype(np.uint8)
+        rgba = np.dstack([*rgb, np.where(valid, 255, 0).astype(np.uint8)])
+    from matplotlib.image import imsave  # writes uint8 RGBA as is, pixel for pixel
+
     with atomic_output(out_png, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
+        imsave(tmp, rgba, format="png")
     return Quicklook(path=Path(out_png), source=image, kind=kind, width=w, height=h,
                      decimation=decimation, classes_shown=shown)
