@@ -19,6 +19,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.enums import Resampling as RasterioResampling
 
 from .legend import LandCoverClass, colormap
 
@@ -93,9 +94,13 @@ class MapWriter:
         if self.rows_written != self.height:
             raise ValueError(f"only {self.rows_written} of {self.height} rows were written")
         self._ds.close()
+        factors = overview_factors(self.width, self.height)
+        if factors:  # built here, block by block; the COG driver copies them
+            with rasterio.open(self._stage, "r+") as ds:
+                ds.build_overviews(factors, RasterioResampling[self.overview_resampling])
         rasterio.shutil.copy(
             self._stage, self.path, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=BLOCKSIZE,
-            OVERVIEW_RESAMPLING=self.overview_resampling.upper(), BIGTIFF="IF_SAFER")
+            OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE", BIGTIFF="IF_SAFER")
         self.close()
         if self.legend:
             write_category_sidecar(self.path, self.legend)
@@ -112,6 +117,15 @@ class MapWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def overview_factors(width: int, height: int) -> list[int]:
+    """2, 4, 8, ... until the overview fits in one COG block."""
+    factors, f = [], 2
+    while max(width, height) / (f // 2) > BLOCKSIZE:
+        factors.append(f)
+        f *= 2
+    return factors
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

@@ -86,14 +86,27 @@ class PredictRun:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB."""
+    """Peak resident memory of this process so far, in MB.
+
+    Linux's VmHWM: ``getrusage`` would also count the parent's memory at ``fork`` time
+    for a process started by another (large) Python process.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def gdal_cache_mb(grid: WindowGrid) -> int:
-    """GDAL's block cache for one scene: two window rows of 12-band input, so that the
-    overlap rows are read once, and the cache does not grow with the scene's height."""
-    return max(8, int(2 * 12 * 2 * grid.tile * grid.padded_width / 2**20) + 1)
+    """GDAL's block cache for one scene, in MB: a window row plus one 1024-row JPEG2000
+    tile row of all 12 bands (so nothing is decoded twice), 4 to 512 MB. It depends on
+    the scene's width only, so memory does not grow with the scene's height."""
+    need = 2 * 12 * (1024 + grid.tile) * grid.padded_width / 2**20
+    return int(min(512, max(4, need + 1)))
 
 
 # ----------------------------------------------------------------- checks

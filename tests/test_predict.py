@@ -450,3 +450,29 @@ def test_a_read_error_mid_scene_leaves_no_output(scene, trained, tmp_path, monke
     monkeypatch.setattr(predict_mod, "_open", lambda *a: Failing(real_open(*a)))
     _fails_cleanly(["predict", scene, "--model", trained, "-o", tmp_path / "m.tif",
                     "--overlap", 16, "--probabilities", tmp_path / "p.tif"], tmp_path, "decoded")
+
+
+_PEAK = """
+import json, sys, torch
+torch.set_num_threads(1)
+from s2pipe.predict import predict_scene
+r = predict_scene(sys.argv[1], sys.argv[2], sys.argv[3], overlap=16, batch_size=4, device="cpu")
+print(json.dumps({"peak": r.peak_rss_mb, "windows": r.windows, "s": r.seconds}))
+"""
+
+
+def test_peak_memory_does_not_grow_with_the_scene(trained, tmp_path):
+    runs = {}
+    for name, h in (("small", 1536), ("large", 4 * 1536)):
+        path = write_stack(tmp_path / f"{name}.tif", stack_array(h, 160))
+        out = subprocess.run([sys.executable, "-c", _PEAK, str(path), str(trained),
+                              str(tmp_path / f"{name}_map.tif")],
+                             capture_output=True, text=True, check=True)
+        runs[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert runs["large"]["windows"] > 3.5 * runs["small"]["windows"]
+    output_mb = 160 * 4 * 1536 / 2**20  # the large map, uint8
+    growth = runs["large"]["peak"] - runs["small"]["peak"]
+    assert growth < output_mb, (runs, output_mb)
+    with rasterio.open(tmp_path / "large_map.tif") as dst:
+        assert dst.overviews(1) == [2, 4, 8, 16]
+        assert set(np.unique(dst.read(1, out_shape=(384, 10)))) <= set(range(9))
