@@ -129,6 +129,7 @@ class StripAccumulator:
         self.sums = np.zeros(shape, dtype=np.float32)
         self.wsum = np.zeros(shape[1:], dtype=np.float32)
         self.valid = np.zeros(shape[1:], dtype=bool)
+        self._tmp = np.empty((num_classes, grid.tile, grid.tile), dtype=np.float32)
         log.debug("strip accumulator %s float32 = %.1f MB", shape, self.sums.nbytes / 1e6)
 
     @property
@@ -139,7 +140,8 @@ class StripAccumulator:
         """Add one window's probabilities (and its (tile, tile) mask of valid pixels)."""
         t = self.grid.tile
         px = x0 + self.grid.overlap
-        self.sums[:, :, px:px + t] += probs * self.weights
+        np.multiply(probs, self.weights, out=self._tmp)
+        self.sums[:, :, px:px + t] += self._tmp
         self.wsum[:, px:px + t] += self.weights
         self.valid[:, px:px + t] = True if valid is None else valid
 
@@ -184,14 +186,20 @@ def _batches(scene: Any, grid: WindowGrid, mean: np.ndarray, std: np.ndarray,
         return scene.read(Window(x0, y0, w, h))
 
     t, wp = grid.tile, grid.padded_width
+    inv_std = (1.0 / np.asarray(std, dtype=np.float64)).astype(np.float32)
     for r, y0 in enumerate(grid.rows):
         strip = read_padded(read, grid.width, grid.height, -grid.overlap, y0, wp, t)
         cols = grid.cols
+        valid_strip = strip.any(axis=0)
         for b in range(0, len(cols), batch_size):
             chunk = cols[b:b + batch_size]
-            raw = np.stack([strip[:, :, x + grid.overlap:x + grid.overlap + t] for x in chunk])
-            valid = raw.any(axis=1)
-            x = (raw.astype(np.float32) - mean) / std
+            x = np.empty((len(chunk), strip.shape[0], t, t), dtype=np.float32)
+            valid = np.empty((len(chunk), t, t), dtype=bool)
+            for i, c in enumerate(chunk):
+                x[i] = strip[:, :, c + grid.overlap:c + grid.overlap + t]
+                valid[i] = valid_strip[:, c + grid.overlap:c + grid.overlap + t]
+            x -= mean
+            x *= inv_std
             x *= valid[:, None]  # no-data pixels enter the model as the band means
             yield _Batch(r, b + batch_size >= len(cols), chunk, x, valid)
 
