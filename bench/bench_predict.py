@@ -1,0 +1,146 @@
+"""Benchmark of ``s2pipe predict``: pipeline overhead, tiles/s and peak memory.
+
+For each scene size, a child process runs ``predict_scene`` end to end on a 12-band
+stack (reading, normalising, inference, blending, writing the COG), then times the pure
+model forward passes over the same number of windows with the same batch size, device
+and memory format, in the same process right after. Prints one JSON object:
+
+    overhead = predict seconds / forward seconds    (target <= 1.15 on CPU, overlap 64)
+    tiles_per_s, peak_rss_mb (VmHWM of the child, measured before the forward timing)
+
+The stack is a random-but-plausible harmonised scene (smooth fields of land-cover-like
+spectra plus noise, written strip by strip), or ``--stack PATH`` (e.g. one written by
+``s2pipe prepare --stack``). The checkpoint is an untrained U-Net of ``--filters``
+(32 = the study's; its speed does not depend on the weights).
+
+    python bench/bench_predict.py --sizes 2560 --filters 32
+    python bench/bench_predict.py --sizes 2560 10980 --filters 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = r"""
+import json, sys, time
+import numpy as np, torch
+from s2pipe.predict import WindowModel, peak_rss_mb, predict_scene
+from s2pipe.checkpoint import load_checkpoint
+from s2pipe.device import resolve_device
+
+stack, ckpt, out, overlap, batch, device = sys.argv[1:7]
+overlap, batch = int(overlap), int(batch)
+t0 = time.perf_counter()
+r = predict_scene(stack, ckpt, out, overlap=overlap, batch_size=batch, device=device)
+wall = time.perf_counter() - t0
+peak = peak_rss_mb()
+dev = resolve_device(device)
+model, meta = load_checkpoint(ckpt, device=dev)
+fwd = WindowModel(model, dev)
+t = int(meta["tile_size"])
+x = np.random.default_rng(0).normal(size=(batch, 12, t, t)).astype(np.float32)
+fwd(x)  # warm-up, as predict's first batch was
+if dev.type == "cuda":
+    torch.cuda.synchronize()
+t1 = time.perf_counter()
+left = r.windows
+while left > 0:
+    fwd(x[:min(batch, left)])
+    left -= batch
+if dev.type == "cuda":
+    torch.cuda.synchronize()
+forward = time.perf_counter() - t1
+print(json.dumps({"size": [r.width, r.height], "windows": r.windows, "predict_s": r.seconds,
+                  "predict_wall_s": wall, "forward_s": forward,
+                  "overhead": r.seconds / forward, "tiles_per_s": r.windows / r.seconds,
+                  "forward_tiles_per_s": r.windows / forward, "peak_rss_mb": peak,
+                  "torch_threads": torch.get_num_threads(), "device": str(dev)}))
+"""
+
+
+def write_plausible_stack(path: Path, size: int, seed: int = 0) -> Path:
+    """A harmonised 12-band uint16 stack: smooth class regions with spectra, plus noise."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    from s2pipe.safe import BANDS, RADIOMETRY_CONVENTION
+
+    rng = np.random.default_rng(seed)
+    spectra = rng.uniform(300, 4500, size=(8, 12))
+    profile = dict(driver="GTiff", width=size, height=size, count=12, dtype="uint16",
+                   crs="EPSG:32633", transform=from_origin(600000, 5700000, 10, 10), nodata=0,
+                   tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=2,
+                   interleave="pixel", BIGTIFF="IF_SAFER")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.descriptions = BANDS
+        dst.update_tags(S2PIPE_RADIOMETRY=json.dumps({"convention": RADIOMETRY_CONVENTION}))
+        for r0 in range(0, size, 512):
+            h = min(512, size - r0)
+            yy, xx = np.mgrid[r0:r0 + h, 0:size].astype(np.float32)
+            field = np.sin(xx / 173.0) * np.cos(yy / 131.0) + 0.5 * np.sin((xx + yy) / 57.0)
+            cls = np.clip(((field + 1.5) / 3.0 * 8).astype(int), 0, 7)
+            data = spectra[cls].transpose(2, 0, 1) + rng.normal(0, 150, (12, h, size))
+            dst.write(np.clip(data, 1, 10000).astype(np.uint16), window=Window(0, r0, size, h))
+    return path
+
+
+def write_checkpoint(path: Path, filters: int, tile: int) -> Path:
+    import torch
+
+    from s2pipe.checkpoint import save_checkpoint
+    from s2pipe.legend import legend_to_list
+    from s2pipe.model import UNet
+    from s2pipe.safe import BANDS, RADIOMETRY_CONVENTION
+
+    torch.manual_seed(0)
+    model = UNet(12, 8, filters)
+    meta = dict(bands=list(BANDS), legend=legend_to_list(), tile_size=tile, arch=model.arch,
+                normalization={"mean": [2000.0] * 12, "std": [1200.0] * 12},
+                radiometry={"convention": RADIOMETRY_CONVENTION})
+    save_checkpoint(path, model=model, meta=meta)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2560])
+    ap.add_argument("--stack", type=Path, help="Use this stack instead of generating one.")
+    ap.add_argument("--filters", type=int, default=32)
+    ap.add_argument("--tile", type=int, default=256)
+    ap.add_argument("--overlap", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
+        tmp = Path(tmp)
+        ckpt = write_checkpoint(tmp / "best.pt", args.filters, args.tile)
+        stacks = [args.stack] if args.stack else [None] * len(args.sizes)
+        for size, stack in zip(args.sizes, stacks):
+            t0 = time.perf_counter()
+            stack = stack or write_plausible_stack(tmp / f"stack_{size}.tif", size)
+            made = time.perf_counter() - t0
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, str(stack), str(ckpt), str(tmp / f"map_{size}.tif"),
+                 str(args.overlap), str(args.batch_size), args.device],
+                capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(out.stderr)
+            run = json.loads(out.stdout.strip().splitlines()[-1])
+            run["stack_seconds"] = made
+            runs.append(run)
+    print(json.dumps({"benchmark": "predict", "filters": args.filters, "tile": args.tile,
+                      "overlap": args.overlap, "batch_size": args.batch_size,
+                      "device": args.device, "target_overhead": 1.15, "runs": runs}))
+
+
+if __name__ == "__main__":
+    main()
