@@ -154,8 +154,8 @@ class WindowModel:
         self.ops = _tta_ops(tta)
         self.model = model.to(device).eval().to(memory_format=torch.channels_last)
         self.amp = device.type == "cuda"  # AMP only on CUDA: bf16 on plain CPUs is far slower
-        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() \
-            else torch.float16
+        self.amp_dtype = torch.float16 if self.amp and not torch.cuda.is_bf16_supported() \
+            else torch.bfloat16
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """(N, bands, t, t) float32 -> (N, classes, t, t) float32 probabilities."""
@@ -203,7 +203,8 @@ def _predict_opened(scene: Any, scene_path: Path, model_path: Path, meta: dict[s
     num_classes = int(meta["arch"]["num_classes"])
     mean = np.asarray(meta["normalization"]["mean"], np.float32)[:, None, None]
     std = np.asarray(meta["normalization"]["std"], np.float32)[:, None, None]
-    grid = WindowGrid(int(scene.grid.width), int(scene.grid.height), int(meta["tile_size"]), overlap)
+    grid = WindowGrid(int(scene.grid.width), int(scene.grid.height), int(meta["tile_size"]),
+                      overlap)
     tags = _provenance(scene, scene_path, model_path, meta, overlap=overlap, tta=tta,
                        mask_clouds=mask_clouds)
     counts = np.zeros(256, dtype=np.int64)
@@ -241,8 +242,10 @@ def _predict_opened(scene: Any, scene_path: Path, model_path: Path, meta: dict[s
     seconds = time.perf_counter() - start
     pixel_ha = abs(scene.grid.transform.a * scene.grid.transform.e) / 1e4
     valid_px = int(counts[1:].sum())
-    areas = [ClassArea(c.value, c.name, int(counts[c.value]), round(float(counts[c.value] * pixel_ha), 4),
-                       float(100.0 * counts[c.value] / valid_px) if valid_px else 0.0) for c in legend]
+    areas = [ClassArea(c.value, c.name, int(counts[c.value]),
+                       round(float(counts[c.value] * pixel_ha), 4),
+                       float(100.0 * counts[c.value] / valid_px) if valid_px else 0.0)
+             for c in legend]
     return PredictResult(
         scene=scene_path, product=str(scene.name), output=out_path, probabilities=probabilities,
         width=grid.width, height=grid.height, windows=len(grid), seconds=seconds,
