@@ -34,7 +34,7 @@ from s2pipe.predict import WindowModel, peak_rss_mb, predict_scene
 from s2pipe.checkpoint import load_checkpoint
 from s2pipe.device import resolve_device
 
-stack, ckpt, out, overlap, batch, device = sys.argv[1:7]
+stack, ckpt, out, overlap, batch, device, timing = sys.argv[1:8]
 overlap, batch = int(overlap), int(batch)
 t0 = time.perf_counter()
 r = predict_scene(stack, ckpt, out, overlap=overlap, batch_size=batch, device=device)
@@ -45,21 +45,23 @@ model, meta = load_checkpoint(ckpt, device=dev)
 fwd = WindowModel(model, dev)
 t = int(meta["tile_size"])
 x = np.random.default_rng(0).normal(size=(batch, 12, t, t)).astype(np.float32)
-fwd(x)  # warm-up, as predict's first batch was
+fwd(x)  # warm-up; predict_s includes its own cold first batch, so the ratio errs high
 if dev.type == "cuda":
     torch.cuda.synchronize()
 t1 = time.perf_counter()
-left = r.windows
+left = r.windows if timing == "forward" else 0
 while left > 0:
     fwd(x[:min(batch, left)])
     left -= batch
 if dev.type == "cuda":
     torch.cuda.synchronize()
-forward = time.perf_counter() - t1
+forward = time.perf_counter() - t1 if left < r.windows else None
 print(json.dumps({"size": [r.width, r.height], "windows": r.windows, "predict_s": r.seconds,
                   "predict_wall_s": wall, "forward_s": forward,
-                  "overhead": r.seconds / forward, "tiles_per_s": r.windows / r.seconds,
-                  "forward_tiles_per_s": r.windows / forward, "peak_rss_mb": peak,
+                  "overhead": r.seconds / forward if forward else None,
+                  "tiles_per_s": r.windows / r.seconds,
+                  "forward_tiles_per_s": r.windows / forward if forward else None,
+                  "peak_rss_mb": peak,
                   "torch_threads": torch.get_num_threads(), "device": str(dev)}))
 """
 
@@ -118,6 +120,8 @@ def main() -> None:
     ap.add_argument("--overlap", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-forward", action="store_true",
+                    help="Skip the forward-only timing (memory runs on big scenes).")
     args = ap.parse_args()
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
@@ -130,7 +134,8 @@ def main() -> None:
             made = time.perf_counter() - t0
             out = subprocess.run(
                 [sys.executable, "-c", CHILD, str(stack), str(ckpt), str(tmp / f"map_{size}.tif"),
-                 str(args.overlap), str(args.batch_size), args.device],
+                 str(args.overlap), str(args.batch_size), args.device,
+                 "none" if args.no_forward else "forward"],
                 capture_output=True, text=True)
             if out.returncode:
                 sys.exit(out.stderr)
