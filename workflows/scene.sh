@@ -11,6 +11,7 @@ set -euo pipefail
 CLASS_FIELD="${CLASS_FIELD:-}"        # attribute with the class (empty: class, class_id or code)
 CLASS_MAP="${CLASS_MAP:-}"            # CSV/JSON: source value or name -> class 1..8 (empty: none)
 LAYER="${LAYER:-}"                    # layer of a multi-layer label file (empty: the only one)
+REFERENCE="${REFERENCE:-}"            # evaluate against this (raster or vectors) instead of LABELS
 TILE_SIZE="${TILE_SIZE:-256}"         # tile side in pixels (multiple of 16)
 SPLIT="${SPLIT:-0.8,0.1,0.1}"         # train,val,test fractions (spatial blocks)
 EPOCHS="${EPOCHS:-60}"                # most training epochs (early stopping may end sooner)
@@ -28,6 +29,7 @@ if [[ $# -ne 3 ]]; then
 fi
 safe="$1" labels="$2" out="$3"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tag="${S2PIPE_LOG_TAG:-scene}"  # prefix of the progress lines on stderr
 s2pipe="${S2PIPE:-$(command -v s2pipe || echo "$root/.venv/bin/s2pipe")}"
 over=()
 [[ "${FORCE:-0}" == 1 ]] && over=(--overwrite)
@@ -39,15 +41,21 @@ train_opts=()
 [[ -n "$MAX_MINUTES" ]] && train_opts+=(--max-minutes "$MAX_MINUTES")
 predict_opts=()
 [[ "$MASK_CLOUDS" == 1 ]] && predict_opts+=(--mask-clouds)
+reference="$labels"
+eval_opts=("${label_opts[@]}")
+if [[ -n "$REFERENCE" ]]; then
+  reference="$REFERENCE"
+  eval_opts=()
+fi
 
 # step NAME OUTPUT COMMAND...: run COMMAND unless OUTPUT exists (and FORCE is not 1).
 step() {
   local name="$1" output="$2"
   shift 2
   if [[ -e "$output" && "${FORCE:-0}" != 1 ]]; then
-    echo "scene: $name: $output exists, skipped (FORCE=1 redoes it)" >&2
+    echo "$tag: $name: $output exists, skipped (FORCE=1 redoes it)" >&2
   else
-    echo "scene: $name -> $output" >&2
+    echo "$tag: $name -> $output" >&2
     "$@" "${over[@]}" >&2
   fi
 }
@@ -59,8 +67,8 @@ step train "$out/model" "$s2pipe" train "$out/tiles" -o "$out/model" --epochs "$
   --filters "$FILTERS" --batch-size "$BATCH_SIZE" --seed "$SEED" --device "$DEVICE" "${train_opts[@]}"
 step predict "$out/landcover.tif" "$s2pipe" predict "$safe" --model "$out/model/best.pt" \
   -o "$out/landcover.tif" --overlap "$OVERLAP" --device "$DEVICE" "${predict_opts[@]}"
-step evaluate "$out/report" "$s2pipe" evaluate "$out/landcover.tif" --labels "$labels" \
-  "${label_opts[@]}" --split-from "$out/tiles" --area-adjusted -o "$out/report"
+step evaluate "$out/report" "$s2pipe" evaluate "$out/landcover.tif" --labels "$reference" \
+  "${eval_opts[@]}" --split-from "$out/tiles" --area-adjusted -o "$out/report"
 step quicklook "$out/landcover.png" "$s2pipe" quicklook "$out/landcover.tif" -o "$out/landcover.png"
 step quicklook "$out/scene.png" "$s2pipe" quicklook "$out/stack.tif" -o "$out/scene.png"
 
@@ -68,6 +76,7 @@ cat <<END
 Land-cover map:      $out/landcover.tif
 Map quick-look:      $out/landcover.png
 Scene (true colour): $out/scene.png
-Accuracy report:     $out/report/metrics.md (test tiles)
-Model:               $out/model/best.pt
+Accuracy report:     $out/report/metrics.md (test tiles; metrics.json, metrics.csv, confusion.png)
+Model:               $out/model/best.pt (training curves: $out/model/curves.png)
+$(grep -m 2 -E '^(Overall accuracy|mIoU):' "$out/report/metrics.md")
 END
