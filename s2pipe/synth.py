@@ -36,7 +36,12 @@ LABELLED_BOX = (0.09, 0.91)  # the labelled "city area": central 82% x 82% of th
 
 @dataclass
 class SynthResult:
-    """What :func:`synth_product` wrote."""
+    """What :func:`synth_product` wrote.
+
+    ``band_files``: image files listed in MTD_MSIL2A.xml; ``polygons``: features in the
+    GeoPackage; ``class_pixels``: truth pixels per class value over the whole scene;
+    ``cloud_percent``/``nodata_percent``: of the scene's pixels (SCL 8/9, no-data strip).
+    """
 
     safe_path: Path
     labels_path: Path

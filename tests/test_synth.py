@@ -205,8 +205,10 @@ def test_pixels_alone_do_not_solve_it(synth_n0208):
 
 
 def test_same_seed_same_product_other_seed_other_ground(tmp_path):
-    a = synth_product(tmp_path / "a", size=256, seed=3)
+    ticks: list[int] = []
+    a = synth_product(tmp_path / "a", size=256, seed=3, progress=ticks.append)
     b = synth_product(tmp_path / "b", size=256, seed=3)
+    assert sum(ticks) == a.band_files + 4  # one tick per file written (+ 4 QI cloud/snow masks)
     c = make_landscape(256, 4)
     assert np.array_equal(_read(_jp2(a, "B04", 10)), _read(_jp2(b, "B04", 10)))
     assert np.array_equal(_read(_jp2(a, "B12", 20)), _read(_jp2(b, "B12", 20)))
