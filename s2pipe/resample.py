@@ -1,43 +1,82 @@
 """Exact integer-factor upsampling of a band window onto the 10 m grid.
 
 A 20 m (60 m) pixel covers exactly 2 x 2 (6 x 6) output pixels: output pixel ``o`` has
-its centre at source coordinate ``(o + 0.5) / k - 0.5``. ``nearest`` (and ``average``,
-which for upsampling is the same) replicates each source pixel; ``bilinear`` and
-``cubic`` (Keys, a = -0.5) are separable kernels whose weights are renormalised over
-valid (non-zero) source pixels, so no-data edges do not darken their neighbours. An
-output pixel is no data (0) exactly where its nearest source pixel is. The arithmetic is
-done here in float32 on already harmonised values, so products of different baselines
-give identical results.
+its centre at source coordinate ``(o + 0.5) / k - 0.5``, so every ``k``-th output pixel
+(a "phase") uses the same taps and weights, and the work is a few slices per phase.
+``nearest`` (and ``average``, which for upsampling is the same) replicates each source
+pixel; ``bilinear`` and ``cubic`` (Keys, a = -0.5) are separable kernels. Where a pixel's
+taps include no-data (0) source pixels its weights are renormalised over the valid ones,
+so no-data edges do not darken their neighbours; an output pixel is no data exactly where
+its nearest source pixel is. Image edges are clamped. Every output pixel is computed by
+the same float32 operations whatever the window, so windows match full reads bit for
+bit, and the values are harmonised before, so baselines give identical results.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
 from rasterio.windows import Window
 
 ReadNative = Callable[[Window], np.ndarray]
+PAD = 2  # source pixels read beyond the window on each side (cubic needs 2)
 
 
-def _taps(start: int, length: int, k: int, n: int, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Source indices (clamped to 0..n-1) and weights, shape (length, taps)."""
-    o = np.arange(start, start + length, dtype=np.float64)
-    s = (o + 0.5) / k - 0.5
-    i0 = np.floor(s).astype(np.int64)
-    f = s - i0
-    if method == "bilinear":
-        idx = np.stack([i0, i0 + 1], axis=1)
-        w = np.stack([1.0 - f, f], axis=1)
-    elif method == "cubic":
-        idx = np.stack([i0 - 1, i0, i0 + 1, i0 + 2], axis=1)
-        d = np.abs(f[:, None] - np.array([-1.0, 0.0, 1.0, 2.0]))
-        a = -0.5
-        w = np.where(d <= 1, (a + 2) * d**3 - (a + 3) * d**2 + 1,
-                     np.where(d < 2, a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a, 0.0))
-    else:
-        raise ValueError(f"unknown resampling {method!r}")
-    return np.clip(idx, 0, n - 1), w
+def _keys(d: float, a: float = -0.5) -> float:
+    d = abs(d)
+    if d <= 1:
+        return (a + 2) * d**3 - (a + 3) * d**2 + 1
+    return a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a if d < 2 else 0.0
+
+
+def phase_taps(k: int, method: str) -> list[list[tuple[int, np.float32]]]:
+    """For each phase p: (source offset q, weight) with out[k*j + p] = sum w * src[j + q]."""
+    phases = []
+    for p in range(k):
+        s = (p + 0.5) / k - 0.5
+        i0 = math.floor(s)
+        f = s - i0
+        if method == "bilinear":
+            taps = [(i0, 1.0 - f), (i0 + 1, f)]
+        elif method == "cubic":
+            taps = [(i0 + t, _keys(f - t)) for t in (-1, 0, 1, 2)]
+        else:
+            raise ValueError(f"unknown resampling {method!r}")
+        phases.append([(q, np.float32(w)) for q, w in taps if w != 0.0])
+    return phases
+
+
+def _up_axis(a: np.ndarray, k: int, phases: list, m: int, axis: int) -> np.ndarray:
+    """Upsample ``a`` (padded by PAD along ``axis``) to ``k * m`` samples along ``axis``."""
+    shape = list(a.shape)
+    shape[axis] = k * m
+    out = np.empty(shape, dtype=np.float32)
+    for p, taps in enumerate(phases):
+        acc = None
+        for q, w in taps:
+            sl = slice(PAD + q, PAD + q + m)
+            term = w * (a[sl] if axis == 0 else a[:, sl])
+            if acc is None:
+                acc = term
+            else:
+                acc += term
+        if axis == 0:
+            out[p::k] = acc
+        else:
+            out[:, p::k] = acc
+    return out
+
+
+def _read_padded(read_native: ReadNative, shape: tuple[int, int], r0: int, r1: int, c0: int,
+                 c1: int) -> np.ndarray:
+    """Source rows r0..r1, cols c0..c1 (inclusive, may lie outside): edges replicated."""
+    nh, nw = shape
+    rr0, rr1, cc0, cc1 = max(r0, 0), min(r1, nh - 1), max(c0, 0), min(c1, nw - 1)
+    src = read_native(Window(cc0, rr0, cc1 - cc0 + 1, rr1 - rr0 + 1))
+    pads = ((rr0 - r0, r1 - rr1), (cc0 - c0, c1 - cc1))
+    return np.pad(src, pads, mode="edge") if any(any(p) for p in pads) else src
 
 
 def upsample(read_native: ReadNative, native_shape: tuple[int, int], k: int, window: Window,
@@ -45,38 +84,33 @@ def upsample(read_native: ReadNative, native_shape: tuple[int, int], k: int, win
     """``window`` of the fine grid from a band ``k`` times coarser.
 
     ``read_native(win)`` returns the harmonised source values of a native window (0 =
-    no data). Returns ``(values float64, valid bool)`` of the window's shape.
+    no data). Returns ``(values float32, valid bool)`` of the window's shape.
     """
     r0, c0 = int(window.row_off), int(window.col_off)
     h, w = int(window.height), int(window.width)
-    nh, nw = native_shape
-    near_r = np.clip((np.arange(r0, r0 + h)) // k, 0, nh - 1)
-    near_c = np.clip((np.arange(c0, c0 + w)) // k, 0, nw - 1)
+    j0, j1 = r0 // k, (r0 + h - 1) // k  # source rows and columns under the window
+    i0, i1 = c0 // k, (c0 + w - 1) // k
+    mr, mc = j1 - j0 + 1, i1 - i0 + 1
+    crop = np.s_[r0 - j0 * k:r0 - j0 * k + h, c0 - i0 * k:c0 - i0 * k + w]
     if method in ("nearest", "average"):
-        rs, cs = int(near_r.min()), int(near_c.min())
-        src = read_native(Window(cs, rs, int(near_c.max()) - cs + 1, int(near_r.max()) - rs + 1))
-        out = src[np.ix_(near_r - rs, near_c - cs)].astype(np.float64)
+        src = _read_padded(read_native, native_shape, j0, j1, i0, i1)
+        out = np.repeat(np.repeat(src, k, axis=0), k, axis=1)[crop].astype(np.float32)
         return out, out != 0
-    ir, wr = _taps(r0, h, k, nh, method)
-    ic, wc = _taps(c0, w, k, nw, method)
-    rs, re_ = int(ir.min()), int(ir.max())
-    cs, ce = int(ic.min()), int(ic.max())
-    src = read_native(Window(cs, rs, ce - cs + 1, re_ - rs + 1)).astype(np.float32)
-    ir, ic = ir - rs, ic - cs
-    wr, wc = wr.astype(np.float32), wc.astype(np.float32)
-    valid = src[np.ix_(near_r - rs, near_c - cs)] != 0
+    phases = phase_taps(k, method)
+    a = _read_padded(read_native, native_shape, j0 - PAD, j1 + PAD, i0 - PAD, i1 + PAD)
+    a = a.astype(np.float32)
 
-    def resample(a: np.ndarray) -> np.ndarray:
-        rows = sum(wr[:, t, None] * np.take(a, ir[:, t], axis=0) for t in range(ir.shape[1]))
-        return sum(wc[None, :, t] * np.take(rows, ic[:, t], axis=1) for t in range(ic.shape[1]))
+    def up(x: np.ndarray, ph: list = phases) -> np.ndarray:
+        return _up_axis(_up_axis(x, k, ph, mr, 0), k, ph, mc, 1)[crop]
 
-    num = resample(src)
-    if (src != 0).all():  # the common case: the same sums as resample(ones), but cheaper
-        r = sum(wr[:, t] for t in range(ir.shape[1]))
-        den = sum(wc[None, :, t] * r[:, None] for t in range(ic.shape[1]))
-    else:
-        den = resample((src != 0).astype(np.float32))
-    out = np.zeros_like(num)
-    ok = valid & (den != 0)
-    out[ok] = num[ok] / den[ok]
-    return out, valid
+    num = up(a)
+    centre = a[PAD:PAD + mr, PAD:PAD + mc] != 0
+    valid = np.repeat(np.repeat(centre, k, axis=0), k, axis=1)[crop]
+    if (a != 0).all():  # the common case
+        return num, valid
+    mask = (a != 0).astype(np.float32)
+    den = up(mask)
+    ones = [[(q, np.float32(1)) for q, _ in taps] for taps in phases]
+    touched = up(1.0 - mask, ones) > 0  # some tap of the pixel is no data: renormalise
+    out = np.where(touched, num / np.where(den == 0, 1, den), num)
+    return np.where(valid & (den != 0), out, 0).astype(np.float32), valid
