@@ -188,7 +188,7 @@ def test_missing_and_corrupt_band_files(synth_n0208, tmp_path):
                     "B12", b12.name, "missing")
 
 
-def test_l1c_product_is_refused(synth_n0208, tmp_path):
+def test_l1c_and_foreign_products_are_refused(synth_n0208, tmp_path):
     safe = _copy(synth_n0208, tmp_path)
     mtd = safe / "MTD_MSIL2A.xml"
     (safe / "MTD_MSIL1C.xml").write_text(mtd.read_text().replace("Level-2A", "Level-1C")
@@ -198,6 +198,9 @@ def test_l1c_product_is_refused(synth_n0208, tmp_path):
     _assert_refused(_run("prepare", safe, "--labels", synth_n0208.labels_path, "-o", out), out,
                     "Level-1C", "Level-2A")
     _assert_refused(_run("info", safe), out, "Level-1C")
+    seed_tile = Path(__file__).resolve().parents[1].parent / "shared/seed-sample/images/000000000699.tif"
+    _assert_refused(_run("prepare", seed_tile, "--labels", synth_n0208.labels_path, "-o", out), out,
+                    "not a 12-band uint16 stack with band descriptions", "supported")
 
 
 def _vectors(tmp_path, name, values, geoms, crs):
