@@ -55,7 +55,7 @@ while left > 0:
     left -= batch
 if dev.type == "cuda":
     torch.cuda.synchronize()
-forward = time.perf_counter() - t1 if left < r.windows else None
+forward = time.perf_counter() - t1 if timing == "forward" else None
 print(json.dumps({"size": [r.width, r.height], "windows": r.windows, "predict_s": r.seconds,
                   "predict_wall_s": wall, "forward_s": forward,
                   "overhead": r.seconds / forward if forward else None,
