@@ -68,28 +68,44 @@ def _soften(a: np.ndarray) -> None:
     a[:, 1:-1] = 0.25 * a[:, :-2] + 0.5 * a[:, 1:-1] + 0.25 * a[:, 2:]
 
 
-def band_reflectance(land: Landscape, band: str) -> np.ndarray:
-    """Surface reflectance of one band on the 10 m grid (float32, >= 0.0001 where valid).
+NOISE_ROWS = 64  # sensor noise is drawn in blocks of rows: any stripe gets the same values
 
-    Deterministic for the landscape's seed; the value in the no-data strip is undefined
-    (callers write 0 there).
+
+def _sensor_noise(seed: int, band: int, r0: int, r1: int, n: int) -> np.ndarray:
+    blocks = []
+    for k in range(r0 // NOISE_ROWS, (r1 - 1) // NOISE_ROWS + 1):
+        rows = min(NOISE_ROWS, n - k * NOISE_ROWS)
+        blocks.append(np.random.default_rng([seed, 7, band, k]).standard_normal((rows, n), dtype=np.float32))
+    start = (r0 // NOISE_ROWS) * NOISE_ROWS
+    return np.concatenate(blocks)[r0 - start:r1 - start]
+
+
+def band_reflectance(land: Landscape, band: str, r0: int = 0, r1: int | None = None) -> np.ndarray:
+    """Surface reflectance of one band on rows r0..r1 of the 10 m grid (float32, >= 0.0001).
+
+    Any row range gives exactly the rows of the whole plane, so callers can work in
+    stripes. Deterministic for the landscape's seed; values in the no-data strip are
+    undefined (callers write 0 there).
     """
     i = BANDS.index(band)
-    rng = np.random.default_rng([land.seed, 7, i])
-    refl = SPECTRA[:, i][land.cover]
-    refl *= land.gain
-    noise = rng.standard_normal(refl.shape, dtype=np.float32)
+    r1 = land.size if r1 is None else r1
+    a, b = max(r0 - 1, 0), min(r1 + 1, land.size)  # one halo row each side for the blur
+    refl = SPECTRA[:, i][land.cover[a:b]]
+    refl *= land.gain[a:b]
+    noise = _sensor_noise(land.seed, i, a, b, land.size)
     noise *= 0.003 + 0.025 * refl
     refl += noise
     del noise
     _soften(refl)
-    if land.cloud.any():
-        alpha = land.cloud.astype(np.float32) / 255.0
+    refl = refl[r0 - a:r0 - a + (r1 - r0)]
+    cloud = land.cloud[r0:r1]
+    if cloud.any():
+        alpha = cloud.astype(np.float32) / 255.0
         refl *= 1.0 - alpha
         alpha *= CLOUD_SPECTRUM[i]
         refl += alpha
         del alpha
-    refl[land.shadow] *= 0.45
+    refl[land.shadow[r0:r1]] *= 0.45
     np.clip(refl, 0.0001, 6.4, out=refl)
     return refl
 

@@ -20,6 +20,8 @@ from .terrain import Noise
 log = logging.getLogger(__name__)
 
 RESOLUTIONS = (10, 20, 60)
+FACTORS = {10: 1, 20: 2, 60: 6}  # 10 m pixels per pixel side at each resolution
+STRIPE = 1020  # 10 m rows resampled at a time; a multiple of 6 so no 20/60 m block straddles two
 JP2_OPTIONS = {"QUALITY": "100", "REVERSIBLE": "YES", "YCC": "NO"}
 
 
@@ -46,8 +48,8 @@ def dn_from_reflectance(refl: np.ndarray, valid: np.ndarray, baseline: str) -> n
 
 
 def _block_sum(a: np.ndarray, f: int) -> np.ndarray:
-    idx = np.arange(0, a.shape[0], f)
-    return np.add.reduceat(np.add.reduceat(a, idx, axis=0), idx, axis=1)
+    rows, cols = np.arange(0, a.shape[0], f), np.arange(0, a.shape[1], f)
+    return np.add.reduceat(np.add.reduceat(a, rows, axis=0), cols, axis=1)
 
 
 def block_mean(a: np.ndarray, valid: np.ndarray, f: int,
@@ -121,41 +123,68 @@ class _Writer:
             self.progress(1)
 
 
+Target = tuple[int, Callable[[np.ndarray, np.ndarray], np.ndarray], np.ndarray]
+
+
+def _resample(land: Landscape, values: Callable[[int, int], np.ndarray], targets: list[Target],
+              counts: dict[int, np.ndarray]) -> None:
+    """Fill each (resolution, encode, out) target from 10 m ``values(r0, r1)``, stripe by stripe."""
+    n = land.size
+    for r0 in range(0, n, STRIPE):
+        r1 = min(n, r0 + STRIPE)
+        plane, valid = values(r0, r1), land.valid[r0:r1]
+        for res, encode, out in targets:
+            f = FACTORS[res]
+            rows = slice(r0 // f, -(-r1 // f))
+            mean, ok = block_mean(plane, valid, f, counts[res][rows] if f > 1 else None)
+            out[rows] = encode(mean, ok)
+
+
 def _write_bands(w: _Writer, land: Landscape, baseline: str) -> None:
     files = band_files(baseline)
-    factors = {10: 1, 20: 2, 60: 6}
-    tci: dict[int, list[np.ndarray]] = {r: [] for r in RESOLUTIONS}
-    counts = {r: _block_sum(land.valid.astype(np.float32), f) for r, f in factors.items() if f > 1}
-    counts[10] = None
+    n = land.size
+    size = {r: -(-n // f) for r, f in FACTORS.items()}
+    counts = {r: np.concatenate([_block_sum(land.valid[r0:r0 + STRIPE].astype(np.float32), f)
+                                 for r0 in range(0, n, STRIPE)]) for r, f in FACTORS.items() if f > 1}
+    tci = {r: np.zeros((3, size[r], size[r]), np.uint8) for r in RESOLUTIONS}
+    rgb = {"B04": 0, "B03": 1, "B02": 2}
+
+    def dn(mean: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        return dn_from_reflectance(mean, ok, baseline)
+
     for band in BANDS:
-        refl = band_reflectance(land, band)
-        for res in RESOLUTIONS:
-            if band not in files[res] and not (band in ("B02", "B03", "B04")):
-                continue
-            plane, ok = block_mean(refl, land.valid, factors[res], counts[res])
-            if band in files[res]:
-                w.write(band, res, dn_from_reflectance(plane, ok, baseline))
-            if band in ("B04", "B03", "B02"):
-                tci[res].insert(0, _tci(plane, ok))  # B04, B03, B02 order (R, G, B)
-        del refl
+        out = {r: np.zeros((size[r], size[r]), np.uint16) for r in RESOLUTIONS if band in files[r]}
+        targets: list[Target] = [(r, dn, a) for r, a in out.items()]
+        if band in rgb:
+            targets += [(r, _tci, tci[r][rgb[band]]) for r in RESOLUTIONS]
+        _resample(land, lambda r0, r1: band_reflectance(land, band, r0, r1), targets, counts)
+        for res, arr in out.items():
+            w.write(band, res, arr)
     rng = np.random.default_rng([land.seed, 21])
-    aot = 0.11 + 0.02 * Noise(rng, land.size, 400).grid(land.size, land.size)
-    wvp = 1.9 + 0.25 * Noise(rng, land.size, 600).grid(land.size, land.size)
+    cols = np.arange(n)
+    for name, field, base, amp in (("AOT", Noise(rng, n, 400), 0.11, 0.02), ("WVP", Noise(rng, n, 600), 1.9, 0.25)):
+        out = {r: np.zeros((size[r], size[r]), np.uint16) for r in RESOLUTIONS}
+        _resample(land, lambda r0, r1: base + amp * field.at(np.arange(r0, r1), cols),
+                  [(r, _quantified, a) for r, a in out.items()], counts)
+        for res, arr in out.items():
+            w.write(name, res, arr)
     scl = land.scl()
+    cloud = {r: np.zeros((size[r], size[r]), np.uint8) for r in (20, 60)}
+    _resample(land, lambda r0, r1: land.cloud[r0:r1].astype(np.float32) * np.float32(100 / 255),
+              [(r, lambda mean, ok: np.rint(mean).astype(np.uint8), a) for r, a in cloud.items()], counts)
+    for res in (20, 60):
+        w.write("SCL", res, _subsample(scl, FACTORS[res]))
+        w.write_mask("MSK_CLDPRB", res, cloud[res])
+        w.write_mask("MSK_SNWPRB", res, np.zeros_like(cloud[res]))
     for res in RESOLUTIONS:
-        f = factors[res]
-        a, ok = block_mean(aot, land.valid, f, counts[res])
-        v, _ = block_mean(wvp, land.valid, f, counts[res])
-        if res in (20, 60):
-            w.write("SCL", res, _subsample(scl, f))
-            cloud, _ = block_mean(land.cloud.astype(np.float32) * np.float32(100 / 255), land.valid, f, counts[res])
-            w.write_mask("MSK_CLDPRB", res, np.rint(cloud).astype(np.uint8))
-            w.write_mask("MSK_SNWPRB", res, np.zeros_like(cloud, dtype=np.uint8))
-        for name, arr in (("AOT", a), ("WVP", v)):
-            q = np.rint(arr * 1000).astype(np.uint16)
-            q[~ok] = 0
-            w.write(name, res, q)
-        w.write("TCI", res, np.stack(tci[res]))
+        w.write("TCI", res, tci[res])
+
+
+def _quantified(mean: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """AOT/WVP as written by ESA: value x 1000 in uint16, 0 = no data."""
+    q = np.rint(mean * 1000).astype(np.uint16)
+    q[~ok] = 0
+    return q
 
 
 def _ordered(files: list[str], baseline: str) -> list[str]:

@@ -216,6 +216,18 @@ def test_same_seed_same_product_other_seed_other_ground(tmp_path):
     assert not np.array_equal(_read(a.truth_path)[0], c.classes)
 
 
+def test_stripe_by_stripe_writing_matches_whole_planes(tmp_path, monkeypatch):
+    import s2pipe.synth_safe as synth_safe
+
+    whole = synth_product(tmp_path / "whole", size=256, seed=5)
+    monkeypatch.setattr(synth_safe, "STRIPE", 66)  # 4 stripes, the last one partial
+    striped = synth_product(tmp_path / "striped", size=256, seed=5)
+    for band, res in (("B03", 10), ("B11", 20), ("B09", 60), ("AOT", 20), ("TCI", 60), ("SCL", 60)):
+        assert np.array_equal(_read(_jp2(whole, band, res)), _read(_jp2(striped, band, res))), band
+    (mask,) = striped.safe_path.glob("GRANULE/*/QI_DATA/MSK_CLDPRB_20m.jp2")
+    assert _read(mask).max() > 50
+
+
 # ------------------------------------------------------------------ command line
 def test_cli_json_and_refusal_to_overwrite(tmp_path):
     out = tmp_path / "demo"
