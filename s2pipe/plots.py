@@ -86,7 +86,7 @@ def plot_samples(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.22 / max(n, 1) + 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.22 / max(n, 1) + 0.05, 1, 1 - 0.12 / max(n, 1)))
     with atomic_output(path, overwrite=True) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
