@@ -211,7 +211,7 @@ def _footprint(origin: tuple[float, float], extent: float, epsg: int) -> list[tu
 def write_safe(safe: Path, land: Landscape, names: ProductNames, *, origin: tuple[float, float],
                epsg: int, progress: Callable[[int], None] | None = None) -> list[str]:
     """Write the whole SAFE folder for ``land`` into ``safe``; returns the band files (MTD names)."""
-    from rasterio.crs import CRS
+    from pyproj import CRS  # (comes with geopandas)
 
     w = _Writer(safe, names, origin, epsg, progress)
     _write_bands(w, land, names.baseline)
@@ -223,7 +223,7 @@ def write_safe(safe: Path, land: Landscape, names: ProductNames, *, origin: tupl
     valid = max(100.0 - percent[0], 1e-9)
     percent = [percent[0]] + [p * 100.0 / valid for p in percent[1:]]  # QI over valid pixels
     sizes = {r: -(-land.size * 10 // r) for r in RESOLUTIONS}
-    cs_name = CRS.from_epsg(epsg).to_wkt().split('"')[1]
+    cs_name = CRS.from_epsg(epsg).name
     (granule / "MTD_TL.xml").write_text(mtd_tl(names, epsg, cs_name, *origin, sizes, percent, w.masks),
                                         encoding="utf-8")
     (safe / "MTD_MSIL2A.xml").write_text(
