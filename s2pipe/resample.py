@@ -99,18 +99,30 @@ def upsample(read_native: ReadNative, native_shape: tuple[int, int], k: int, win
     phases = phase_taps(k, method)
     a = _read_padded(read_native, native_shape, j0 - PAD, j1 + PAD, i0 - PAD, i1 + PAD)
     a = a.astype(np.float32)
-
-    def up(x: np.ndarray, ph: list = phases) -> np.ndarray:
-        return _up_axis(_up_axis(x, k, ph, mr, 0), k, ph, mc, 1)[crop]
-
-    num = up(a)
+    num = _up2(a, k, phases, mr, mc)
     centre = a[PAD:PAD + mr, PAD:PAD + mc] != 0
-    valid = np.repeat(np.repeat(centre, k, axis=0), k, axis=1)[crop]
-    if (a != 0).all():  # the common case
-        return num, valid
-    mask = (a != 0).astype(np.float32)
-    den = up(mask)
-    ones = [[(q, np.float32(1)) for q, _ in taps] for taps in phases]
-    touched = up(1.0 - mask, ones) > 0  # some tap of the pixel is no data: renormalise
-    out = np.where(touched, num / np.where(den == 0, 1, den), num)
-    return np.where(valid & (den != 0), out, 0).astype(np.float32), valid
+    valid = np.repeat(np.repeat(centre, k, axis=0), k, axis=1)
+    zr, zc = np.nonzero(a == 0)
+    if zr.size:  # renormalise near no-data, only in the box of source pixels it touches
+        r_lo, r_hi = max(int(zr.min()) - 2 * PAD, 0), min(int(zr.max()), mr - 1)
+        c_lo, c_hi = max(int(zc.min()) - 2 * PAD, 0), min(int(zc.max()), mc - 1)
+        sub = a[r_lo:r_hi + 2 * PAD + 1, c_lo:c_hi + 2 * PAD + 1]
+        nr, nc = r_hi - r_lo + 1, c_hi - c_lo + 1
+        mask = (sub != 0).astype(np.float32)
+        den = _up2(mask, k, phases, nr, nc)
+        ones = [[(q, np.float32(1)) for q, _ in taps] for taps in phases]
+        touched = _up2(1.0 - mask, k, ones, nr, nc) > 0  # some tap is no data
+        box = np.s_[r_lo * k:(r_hi + 1) * k, c_lo * k:(c_hi + 1) * k]
+        part = num[box]
+        fix = touched & (den != 0)
+        part[fix] = part[fix] / den[fix]
+        part[den == 0] = 0
+    num = num[crop]
+    valid = valid[crop]
+    num[~valid] = 0
+    return num, valid
+
+
+def _up2(a: np.ndarray, k: int, phases: list, mr: int, mc: int) -> np.ndarray:
+    """Separable upsampling of a padded source block to ``(k * mr, k * mc)``."""
+    return _up_axis(_up_axis(a, k, phases, mr, 0), k, phases, mc, 1)
