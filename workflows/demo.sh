@@ -14,6 +14,7 @@
 #   S2PIPE_DEMO_MINUTES  training time budget in minutes            (6)
 #   S2PIPE_DEMO_FILTERS  filters of the first U-Net block           (16)
 #   S2PIPE_DEMO_BATCH    training batch size                        (8)
+#   S2PIPE_DEMO_WEIGHTS  loss class weights        (inverse-frequency: rare classes count)
 #   S2PIPE_DEMO_SEED     seed of the scene, the split and training  (0)
 #   S2PIPE_DEVICE        torch device for train and predict         (auto)
 set -euo pipefail
@@ -47,5 +48,6 @@ S2PIPE="$s2pipe" S2PIPE_LOG_TAG=demo REFERENCE="$scene/truth.tif" \
   TILE_SIZE="$tile" OVERLAP="$((tile / 4))" SEED="$seed" \
   EPOCHS="${S2PIPE_DEMO_EPOCHS:-40}" MAX_MINUTES="${S2PIPE_DEMO_MINUTES:-6}" \
   FILTERS="${S2PIPE_DEMO_FILTERS:-16}" BATCH_SIZE="${S2PIPE_DEMO_BATCH:-8}" \
+  CLASS_WEIGHTS="${S2PIPE_DEMO_WEIGHTS:-inverse-frequency}" \
   DEVICE="${S2PIPE_DEVICE:-auto}" CLASS_FIELD="" CLASS_MAP="" LAYER="" MASK_CLOUDS=0 SPLIT="0.8,0.1,0.1" \
   bash "$root/workflows/scene.sh" "${found[0]}" "$scene/landcover.gpkg" "$out"

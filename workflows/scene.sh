@@ -18,6 +18,7 @@ EPOCHS="${EPOCHS:-60}"                # most training epochs (early stopping may
 MAX_MINUTES="${MAX_MINUTES:-}"        # training time budget in minutes (empty: none)
 FILTERS="${FILTERS:-32}"              # filters of the first U-Net block
 BATCH_SIZE="${BATCH_SIZE:-32}"        # training batch size
+CLASS_WEIGHTS="${CLASS_WEIGHTS:-none}" # loss weights: none or inverse-frequency (rare classes)
 OVERLAP="${OVERLAP:-64}"              # predict: pixels shared by neighbouring windows
 MASK_CLOUDS="${MASK_CLOUDS:-0}"       # 1: map cloud/shadow pixels (SCL) as no data
 DEVICE="${DEVICE:-auto}"              # torch device: auto, cpu, cuda, cuda:N, mps
@@ -64,7 +65,7 @@ mkdir -p "$out"
 step prepare "$out/tiles" "$s2pipe" prepare "$safe" --labels "$labels" "${label_opts[@]}" \
   -o "$out/tiles" --tile-size "$TILE_SIZE" --split "$SPLIT" --seed "$SEED" --stack "$out/stack.tif"
 step train "$out/model" "$s2pipe" train "$out/tiles" -o "$out/model" --epochs "$EPOCHS" \
-  --filters "$FILTERS" --batch-size "$BATCH_SIZE" --seed "$SEED" --device "$DEVICE" "${train_opts[@]}"
+  --filters "$FILTERS" --batch-size "$BATCH_SIZE" --class-weights "$CLASS_WEIGHTS" --seed "$SEED" --device "$DEVICE" "${train_opts[@]}"
 step predict "$out/landcover.tif" "$s2pipe" predict "$safe" --model "$out/model/best.pt" \
   -o "$out/landcover.tif" --overlap "$OVERLAP" --device "$DEVICE" "${predict_opts[@]}"
 step evaluate "$out/report" "$s2pipe" evaluate "$out/landcover.tif" --labels "$reference" \
