@@ -15,21 +15,20 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Sequence, get_args
 
 import numpy as np
 
 from .errors import InputNotFoundError, OptionError, SafeFormatError
 from .legend import DEFAULT_LEGEND, NODATA_LABEL, LandCoverClass
+from .mtd import BANDS
 from .outputs import atomic_output
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["auto", "classes", "rgb"]
-KINDS: tuple[str, ...] = ("auto", "classes", "rgb")
-#: Bands of s2pipe's 12-band stack, in order; true colour is B04, B03, B02.
-STACK_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
-TRUE_COLOUR = ("B04", "B03", "B02")
+KINDS: tuple[str, ...] = get_args(Kind)
+TRUE_COLOUR = ("B04", "B03", "B02")  # bands of the stack (s2pipe.mtd.BANDS order) shown as R, G, B
 STRETCH_PERCENTILES = (2.0, 98.0)
 
 
@@ -51,8 +50,8 @@ def _rgb_indexes(count: int, descriptions: Sequence[str | None]) -> tuple[int, i
     names = [(d or "").strip().upper() for d in descriptions]
     if all(b in names for b in TRUE_COLOUR):
         return tuple(names.index(b) + 1 for b in TRUE_COLOUR)  # type: ignore[return-value]
-    if count == len(STACK_BANDS):
-        return tuple(STACK_BANDS.index(b) + 1 for b in TRUE_COLOUR)  # type: ignore[return-value]
+    if count == len(BANDS):
+        return tuple(BANDS.index(b) + 1 for b in TRUE_COLOUR)  # type: ignore[return-value]
     return None
 
 
