@@ -111,7 +111,7 @@ def read_padded(read: Callable[[int, int, int, int], np.ndarray], width: int, he
     data = read(c0, r0, c1 - c0, r1 - r0)
     if x0 >= 0 and y0 >= 0 and x0 + w <= width and y0 + h <= height:
         return data
-    return data[:, rows - r0][:, :, cols - c0]
+    return data[:, (rows - r0)[:, None], (cols - c0)[None, :]]  # one copy
 
 
 class StripAccumulator:

@@ -101,12 +101,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def gdal_cache_mb(grid: WindowGrid) -> int:
-    """GDAL's block cache for one scene, in MB: a window row plus one 1024-row JPEG2000
-    tile row of all 12 bands (so nothing is decoded twice), 4 to 512 MB. It depends on
-    the scene's width only, so memory does not grow with the scene's height."""
-    need = 2 * 12 * (1024 + grid.tile) * grid.padded_width / 2**20
-    return int(min(512, max(4, need + 1)))
+def gdal_cache_mb(grid: WindowGrid, *, jpeg2000: bool) -> int:
+    """GDAL's block cache for one scene, in MB: one window row of the 12 bands, plus one
+    1024-row JPEG2000 tile row for a SAFE (so nothing is decoded twice); 4 to 256 MB.
+    It depends on the scene's width only, so memory does not grow with its height."""
+    rows = grid.tile + (1024 if jpeg2000 else 0)
+    return int(min(256, max(4, 12 * 2 * rows * grid.padded_width / 2**20 + 1)))
 
 
 # ----------------------------------------------------------------- checks
@@ -209,7 +209,8 @@ def _predict_opened(scene: Any, scene_path: Path, model_path: Path, meta: dict[s
                        mask_clouds=mask_clouds)
     counts = np.zeros(256, dtype=np.int64)
     with ExitStack() as stack:  # exits in reverse: writers close, then outputs are renamed
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(grid)))
+        jp2 = scene_path.suffix.lower() not in (".tif", ".tiff")
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(grid, jpeg2000=jp2)))
         aux_tmp = stack.enter_context(atomic_output(sidecar_path(out_path), overwrite=overwrite))
         map_tmp = stack.enter_context(atomic_output(out_path, overwrite=overwrite))
         stack.callback(sidecar_path(map_tmp).unlink, missing_ok=True)
