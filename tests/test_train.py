@@ -110,7 +110,7 @@ def test_resume_equals_uninterrupted(tmp_path):
 def test_time_budget_stops_early(tmp_path):
     tiles = make_prepare_dir(tmp_path / "tiles", n=4, splits=(3, 1, 0))
     result = train_model(tmp_path / "m", tiles_dir=tiles,
-                         options=TrainOptions(epochs=500, max_minutes=0.02, **TINY))
+                         options=TrainOptions(epochs=500, max_minutes=0.02, patience=10_000, **TINY))
     assert result.stop_reason.startswith("time budget") and 1 <= result.epochs_run < 500
 
 
