@@ -98,6 +98,21 @@ device_option = click.option(
     help="Torch device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 
 
+def label_options(f: Callable) -> Callable:
+    """How label vectors are read and rasterised: the same options for prepare and evaluate."""
+    for opt in reversed([
+        click.option("--layer", help="Layer of a multi-layer label file."),
+        click.option("--class-field", help="Vector attribute holding the class (default: class, class_id or code)."),
+        click.option("--class-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="CSV or JSON mapping source values or names to classes 1..8 "
+                          "(unmapped features are dropped; also recodes a raster reference)."),
+        click.option("--all-touched", is_flag=True,
+                     help="Label every pixel a polygon touches (default: pixel centres)."),
+    ]):
+        f = opt(f)
+    return f
+
+
 # ---------------------------------------------------------------------- the group
 @click.group(cls=S2PipeGroup, context_settings={"help_option_names": ["-h", "--help"],
                                                  "max_content_width": 100})
@@ -134,11 +149,7 @@ def main() -> None:
               help="Reference: a label raster (.tif, 0 = unlabelled) or vectors in any OGR format.")
 @click.option("-o", "--output", "report_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Report folder to create (metrics.json, metrics.md, metrics.csv, confusion.png).")
-@click.option("--layer", help="Layer of a multi-layer vector file.")
-@click.option("--class-field", help="Vector attribute holding the class (default: class, class_id or code).")
-@click.option("--class-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CSV or JSON mapping source values or names to classes 1..8 (vectors).")
-@click.option("--all-touched", is_flag=True, help="Rasterise vectors with GDAL's all-touched rule.")
+@label_options
 @click.option("--split-from", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A prepare output folder: only pixels of its test tiles count.")
 @click.option("--area-adjusted", is_flag=True,
@@ -405,11 +416,7 @@ def _parse_mask(ctx: click.Context, param: click.Parameter, value: str | None) -
               help="Label polygons in any OGR format (GeoPackage, Shapefile, GeoJSON...), any CRS.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder to create: images/, labels/, tiles.gpkg, prepare.json.")
-@click.option("--layer", help="Layer of a multi-layer label file.")
-@click.option("--class-field", help="Attribute holding the class (default: class, class_id or code).")
-@click.option("--class-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CSV or JSON mapping source values or names to classes 1..8 (unmapped features are dropped).")
-@click.option("--all-touched", is_flag=True, help="Label every pixel a polygon touches (default: pixel centres).")
+@label_options
 @click.option("--resampling", type=click.Choice(RESAMPLING_NAMES), default="bilinear", show_default=True,
               help="How 20 m and 60 m bands are resampled onto the 10 m grid.")
 @click.option("--mask", "mask_scl", callback=_parse_mask, metavar="CLASSES",
