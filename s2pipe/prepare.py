@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from rasterio.windows import Window
+from rasterio.windows import bounds as window_bounds
 
 from . import __version__
 from .errors import OptionError, TileError
@@ -224,11 +225,8 @@ def _write_footprints(path: Path, tiles: list[dict], grid: Any, size: int) -> No
     import geopandas as gpd
     import shapely
 
-    geoms = []
-    for t in tiles:
-        x0, y0 = grid.transform * (t["col"], t["row"])
-        x1, y1 = grid.transform * (t["col"] + size, t["row"] + size)
-        geoms.append(shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+    geoms = [shapely.box(*window_bounds(Window(t["col"], t["row"], size, size), grid.transform))
+             for t in tiles]
     data: dict[str, list] = {k: [t[k] for t in tiles] for k in
                              ("id", "row", "col", "split", "labelled_fraction", "nodata_fraction")}
     for c in DEFAULT_LEGEND:
