@@ -44,5 +44,9 @@ class OutputExistsError(S2PipeError, FileExistsError):
     """An output exists and ``overwrite`` was not asked for."""
 
 
+class OutputError(S2PipeError, OSError):
+    """An output location cannot be created or written (not a folder, no permission...)."""
+
+
 class OptionError(S2PipeError, ValueError):
     """Options are inconsistent in a way the command line could not check by itself."""

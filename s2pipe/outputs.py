@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import OutputExistsError
+from .errors import OutputError, OutputExistsError
 
 
 def check_writable(path: str | os.PathLike, *, overwrite: bool) -> Path:
@@ -45,13 +45,22 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False,
     path = check_writable(path, overwrite=overwrite)
     created: list[Path] = []
     parent = path.parent if str(path.parent) else Path(".")
-    for p in reversed([parent, *parent.parents]):
-        if not p.exists():
-            p.mkdir()
-            created.append(p)
     tmp = parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{''.join(path.suffixes)}"
-    if directory:
-        tmp.mkdir()
+    try:
+        for p in reversed([parent, *parent.parents]):
+            if not p.exists():
+                p.mkdir()
+                created.append(p)
+        if directory:
+            tmp.mkdir()
+        else:  # fail here, not deep inside a writer, when the folder is not writable
+            tmp.touch()
+            tmp.unlink()
+    except OSError as exc:
+        for p in reversed(created):
+            p.rmdir()
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; "
+                          "choose a writable output location") from exc
     try:
         yield tmp
         if path.exists() or path.is_symlink():

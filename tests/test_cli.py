@@ -76,3 +76,26 @@ def test_jsonable_handles_paths_and_numpy(tmp_path):
 
     out = jsonable({"p": tmp_path, "n": np.int64(3), "a": np.arange(2)})
     assert json.loads(json.dumps(out)) == {"p": str(tmp_path), "n": 3, "a": [0, 1]}
+
+
+def test_unwritable_output_location_is_one_line_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(cli, ["synth", str(blocker / "demo"), "--size", "256"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith(f"Error: cannot write {blocker / 'demo'}")
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_atomic_output_unwritable_parent_raises_output_error(tmp_path):
+    from s2pipe.errors import OutputError
+
+    blocker = tmp_path / "f"
+    blocker.write_text("x")
+    try:
+        with atomic_output(blocker / "sub" / "out.tif"):
+            raise AssertionError("should not get here")
+    except OutputError as exc:
+        assert "cannot write" in str(exc)
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
