@@ -11,7 +11,7 @@ import rasterio
 from s2pipe.dataset import (EpochSampler, TileDataset, band_statistics, class_counts, find_tiles,
                             load_tiles)
 from s2pipe.errors import TileError
-from tiles_helpers import make_prepare_dir, make_study_dirs, write_tif
+from tiles_helpers import STUDY_BREAKAGES, break_study_dirs, make_prepare_dir, make_study_dirs
 
 
 def test_prepare_layout(tmp_path):
@@ -42,22 +42,11 @@ def test_study_layout_split_is_seeded(tmp_path):
     assert lab.dtype == np.uint8 and lab.max() <= 8
 
 
-@pytest.mark.parametrize("breakage, culprit", [
-    ("empty", "images"), ("unpaired", "000000000001.tif"), ("bands", "000000000000.tif"),
-    ("label9", "000000000002.tif"), ("size", "000000000001.tif")])
-def test_bad_tiles_name_the_file(tmp_path, breakage, culprit):
+@pytest.mark.parametrize("breakage", sorted(STUDY_BREAKAGES))
+def test_bad_tiles_name_the_file(tmp_path, breakage):
     images, labels = make_study_dirs(tmp_path, n=3)
-    if breakage == "empty":
-        for p in images.iterdir():
-            p.unlink()
-    elif breakage == "unpaired":
-        (labels / "000000000001.tif").rename(labels / "other.tif")
-    elif breakage == "bands":
-        write_tif(images / "000000000000.tif", np.ones((4, 32, 32), np.uint16))
-    elif breakage == "label9":
-        write_tif(labels / "000000000002.tif", np.full((32, 32), 9, np.uint8))
-    elif breakage == "size":
-        write_tif(labels / "000000000001.tif", np.ones((48, 48), np.uint8))
+    break_study_dirs(images, labels, breakage)
+    culprit = STUDY_BREAKAGES[breakage]
     with pytest.raises(TileError, match=culprit):
         ts = find_tiles(images_dir=images, labels_dir=labels, train_size=1.0)
         load_tiles(ts.pairs)

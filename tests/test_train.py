@@ -16,7 +16,7 @@ from s2pipe.errors import CheckpointError
 from s2pipe.loop import masked_cross_entropy
 from s2pipe.model import UNet
 from s2pipe.train import TrainOptions, train_model
-from tiles_helpers import make_prepare_dir, make_study_dirs, write_tif
+from tiles_helpers import STUDY_BREAKAGES, break_study_dirs, make_prepare_dir, make_study_dirs
 
 from conftest import SEED_SAMPLE
 
@@ -132,20 +132,11 @@ def _run(args):
     return CliRunner().invoke(cli, ["train", *args, "--epochs", "1", "--filters", "4"])
 
 
-@pytest.mark.parametrize("breakage, culprit", [
-    ("empty", "images"), ("unpaired", "000000000001.tif"), ("bands", "000000000000.tif"),
-    ("label9", "000000000002.tif")])
-def test_cli_bad_tiles_exit_1(tmp_path, breakage, culprit):
+@pytest.mark.parametrize("breakage", sorted(STUDY_BREAKAGES))
+def test_cli_bad_tiles_exit_1(tmp_path, breakage):
     images, labels = make_study_dirs(tmp_path, n=3)
-    if breakage == "empty":
-        for p in images.iterdir():
-            p.unlink()
-    elif breakage == "unpaired":
-        (labels / "000000000001.tif").rename(labels / "zzz.tif")
-    elif breakage == "bands":
-        write_tif(images / "000000000000.tif", np.ones((11, 32, 32), np.uint16))
-    elif breakage == "label9":
-        write_tif(labels / "000000000002.tif", np.full((32, 32), 9, np.uint8))
+    break_study_dirs(images, labels, breakage)
+    culprit = STUDY_BREAKAGES[breakage]
     out = tmp_path / "model"
     result = _run(["--images-dir", str(images), "--labels-dir", str(labels), "-o", str(out)])
     assert result.exit_code == 1

@@ -76,3 +76,25 @@ def make_study_dirs(root: Path, *, n: int = 6, size: int = 32, label_dtype: str 
         write_tif(images / f"{k:012d}.tif", image)
         write_tif(labels / f"{k:012d}.tif", label.astype(label_dtype))
     return images, labels
+
+
+STUDY_BREAKAGES = {  # breakage -> the file (or folder) the error must name
+    "empty": "images", "unpaired": "000000000001.tif", "bands": "000000000000.tif",
+    "label9": "000000000002.tif", "size": "000000000001.tif"}
+
+
+def break_study_dirs(images: Path, labels: Path, breakage: str) -> None:
+    """Spoil a study layout made by :func:`make_study_dirs` in one of STUDY_BREAKAGES' ways."""
+    if breakage == "empty":
+        for p in images.iterdir():
+            p.unlink()
+    elif breakage == "unpaired":
+        (labels / "000000000001.tif").rename(labels / "other.tif")
+    elif breakage == "bands":
+        write_tif(images / "000000000000.tif", np.ones((4, 32, 32), np.uint16))
+    elif breakage == "label9":
+        write_tif(labels / "000000000002.tif", np.full((32, 32), 9, np.uint8))
+    elif breakage == "size":
+        write_tif(labels / "000000000001.tif", np.ones((48, 48), np.uint8))
+    else:
+        raise ValueError(breakage)
