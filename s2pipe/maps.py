@@ -3,7 +3,9 @@
 :class:`MapWriter` takes rows in order, buffers them to whole block rows and writes
 each block row once to a tiled, DEFLATE-compressed temporary GeoTIFF; ``finish()`` turns
 that into a COG (GDAL's COG driver, internal overviews) at the destination and removes
-the temporary file. Class maps get the legend as colour table, class names as band tags
+the temporary file. Rows may also come in column ranges (the panels of
+:mod:`s2pipe.blend`), each in row order: each range goes to a temporary file of its own,
+and ``finish()`` first joins them into the full-width file, one block row at a time. Class maps get the legend as colour table, class names as band tags
 and as GDAL category names + raster attribute table in a ``.aux.xml`` sidecar (the GTiff
 format cannot hold those; GDAL, ``gdalinfo`` and QGIS read them from the sidecar).
 """
@@ -20,6 +22,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio.enums import Resampling as RasterioResampling
+from rasterio.transform import Affine
 
 from .legend import LandCoverClass, colormap
 
@@ -27,7 +30,45 @@ log = logging.getLogger(__name__)
 
 BLOCKSIZE = 512   # of the COG
 STAGE_BLOCK = 256  # of the staging GeoTIFF: rows are buffered to this height, then written
+OVERVIEW_CHUNK = 1 << 20  # bytes of the map GDAL reads at a time to build overviews
 Resampling = Literal["mode", "average", "nearest"]
+
+
+class _RowWriter:
+    """Rows of a (count, height, width) raster appended in order to an open dataset,
+    buffered to whole block rows so that each block is written (and compressed) once."""
+
+    def __init__(self, ds, block: int) -> None:
+        self.ds = ds
+        self.block = block
+        self._buf = np.zeros((ds.count, block, ds.width), dtype=ds.dtypes[0])
+        self._row0 = 0     # raster row of the buffer's first row
+        self._filled = 0   # rows filled in the buffer
+
+    @property
+    def rows_written(self) -> int:
+        return self._row0 + self._filled
+
+    def write_rows(self, data: np.ndarray) -> None:
+        data = data.reshape(self.ds.count, -1, self.ds.width)
+        if self.rows_written + data.shape[1] > self.ds.height:
+            raise ValueError("more rows than the raster holds")
+        done = 0
+        while done < data.shape[1]:
+            n = min(self.block - self._filled, data.shape[1] - done)
+            self._buf[:, self._filled:self._filled + n] = data[:, done:done + n]
+            self._filled += n
+            done += n
+            if self._filled == self.block or self.rows_written == self.ds.height:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self._filled:
+            return
+        win = rasterio.windows.Window(0, self._row0, self.ds.width, self._filled)
+        self.ds.write(self._buf[:, :self._filled], window=win)
+        self._row0 += self._filled
+        self._filled = 0
 
 
 class MapWriter:
@@ -43,18 +84,14 @@ class MapWriter:
                  band_descriptions: Sequence[str] | None = None) -> None:
         self.path = Path(path)
         self.width, self.height, self.count = int(grid.width), int(grid.height), count
+        self.dtype, self.nodata = dtype, nodata
         self.legend = tuple(legend) if legend else None
         self.overview_resampling = overview_resampling
+        self.crs, self.transform = grid.crs, grid.transform
         self._stage = self.path.with_name(f".{self.path.stem}.stage.tif")
-        block = STAGE_BLOCK
-        self._ds = rasterio.open(
-            self._stage, "w", driver="GTiff", width=self.width, height=self.height, count=count,
-            dtype=dtype, crs=grid.crs, transform=grid.transform, nodata=nodata, tiled=True,
-            blockxsize=block, blockysize=block, compress="deflate", zlevel=1, bigtiff="if_safer")
-        self._block = block
-        self._buf = np.zeros((count, block, self.width), dtype=dtype)
-        self._buf_row0 = 0   # scene row of the buffer's first row
-        self._filled = 0     # rows filled in the buffer
+        self._ds = self._create(self._stage, 0, self.width)
+        self._rows = _RowWriter(self._ds, STAGE_BLOCK)
+        self._parts: dict[int, tuple[Path, _RowWriter]] = {}  # column -> its own file
         if self.legend:
             self._ds.write_colormap(1, colormap(self.legend))
             self._ds.update_tags(1, **{f"CLASS_{c.value}": c.name for c in self.legend})
@@ -63,40 +100,81 @@ class MapWriter:
         for i, text in enumerate(band_descriptions or (), start=1):
             self._ds.set_band_description(i, text)
 
+    def _create(self, path: Path, col0: int, width: int):
+        """A tiled GeoTIFF for columns ``col0 .. col0 + width - 1`` of the raster."""
+        return rasterio.open(
+            path, "w", driver="GTiff", width=width, height=self.height, count=self.count,
+            dtype=self.dtype, crs=self.crs, nodata=self.nodata, tiled=True,
+            transform=self.transform * Affine.translation(col0, 0),
+            blockxsize=STAGE_BLOCK, blockysize=STAGE_BLOCK, compress="deflate", zlevel=1,
+            bigtiff="if_safer")
+
     @property
     def rows_written(self) -> int:
-        return self._buf_row0 + self._filled
+        """Rows complete across the whole width."""
+        if not self._parts:
+            return self._rows.rows_written
+        if sum(w.ds.width for _, w in self._parts.values()) != self.width:
+            return 0
+        return min(w.rows_written for _, w in self._parts.values())
 
-    def write_rows(self, data: np.ndarray) -> None:
-        """Append (count, n, width) rows below those written so far."""
-        data = data.reshape(self.count, -1, self.width)
-        if self.rows_written + data.shape[1] > self.height:
-            raise ValueError("more rows than the raster holds")
-        done = 0
-        while done < data.shape[1]:
-            n = min(self._block - self._filled, data.shape[1] - done)
-            self._buf[:, self._filled:self._filled + n] = data[:, done:done + n]
-            self._filled += n
-            done += n
-            if self._filled == self._block or self.rows_written == self.height:
-                self._flush()
-
-    def _flush(self) -> None:
-        if not self._filled:
+    def write_rows(self, data: np.ndarray, col0: int = 0) -> None:
+        """Append (count, n, w) rows below those written so far in columns
+        ``col0 .. col0 + w - 1`` (the whole width by default)."""
+        data = data.reshape(self.count, -1, data.shape[-1])
+        width = data.shape[-1]
+        if col0 == 0 and width == self.width and not self._parts:
+            self._rows.write_rows(data)
             return
-        win = rasterio.windows.Window(0, self._buf_row0, self.width, self._filled)
-        self._ds.write(self._buf[:, :self._filled], window=win)
-        self._buf_row0 += self._filled
-        self._filled = 0
+        if col0 not in self._parts:
+            if col0 < 0 or col0 + width > self.width or self._rows.rows_written:
+                raise ValueError(f"columns {col0}..{col0 + width - 1} do not fit the raster")
+            path = self.path.with_name(f".{self.path.stem}.part{col0}.tif")
+            self._parts[col0] = (path, _RowWriter(self._create(path, col0, width), STAGE_BLOCK))
+        self._parts[col0][1].write_rows(data)
+
+    def _join_parts(self) -> None:
+        """Copy the column parts into the full-width file, one block row at a time."""
+        starts = sorted(self._parts)
+        ends = [s + self._parts[s][1].ds.width for s in starts]
+        if starts[0] != 0 or ends[-1] != self.width or starts[1:] != ends[:-1]:
+            raise ValueError("the column parts do not cover the raster's width")
+        readers = []
+        for s in starts:
+            path, writer = self._parts[s]
+            writer.ds.close()
+            readers.append(rasterio.open(path))
+        try:
+            row = np.empty((self.count, STAGE_BLOCK, self.width), dtype=self.dtype)
+            for r0 in range(0, self.height, STAGE_BLOCK):
+                n = min(STAGE_BLOCK, self.height - r0)
+                for s, e, src in zip(starts, ends, readers):
+                    src.read(out=row[:, :n, s:e],
+                             window=rasterio.windows.Window(0, r0, e - s, n))
+                self._rows.write_rows(row[:, :n])
+        finally:
+            for src in readers:
+                src.close()
+        self._remove_parts()
+
+    def _remove_parts(self) -> None:
+        for path, writer in self._parts.values():
+            if not writer.ds.closed:
+                writer.ds.close()
+            path.unlink(missing_ok=True)
+        self._parts = {}
 
     def finish(self) -> Path:
         """Write the COG at ``path`` (and its ``.aux.xml`` for class maps)."""
         if self.rows_written != self.height:
             raise ValueError(f"only {self.rows_written} of {self.height} rows were written")
+        if self._parts:
+            self._join_parts()
         self._ds.close()
         factors = overview_factors(self.width, self.height)
         if factors:  # built here, block by block; the COG driver copies them
-            with rasterio.open(self._stage, "r+") as ds:
+            with rasterio.Env(GDAL_OVR_CHUNK_MAX_SIZE=OVERVIEW_CHUNK), \
+                    rasterio.open(self._stage, "r+") as ds:
                 ds.build_overviews(factors, RasterioResampling[self.overview_resampling])
         rasterio.shutil.copy(
             self._stage, self.path, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=BLOCKSIZE,
@@ -107,7 +185,8 @@ class MapWriter:
         return self.path
 
     def close(self) -> None:
-        """Release the staging file (also after a failure)."""
+        """Release the temporary files (also after a failure)."""
+        self._remove_parts()
         if not self._ds.closed:
             self._ds.close()
         self._stage.unlink(missing_ok=True)

@@ -5,7 +5,8 @@
 :mod:`s2pipe.blend`, runs them through the U-Net in batches while a background thread
 reads and normalises the next windows, blends the class probabilities into a strip
 accumulator and writes each finished strip to a COG (:mod:`s2pipe.maps`). Memory does
-not grow with the scene's height and only linearly (a few strips) with its width.
+not grow with the scene's size: wide scenes are predicted in panels of at most
+:data:`s2pipe.blend.PANEL_WIDTH` px, each top to bottom.
 """
 
 from __future__ import annotations
@@ -102,11 +103,13 @@ def peak_rss_mb() -> float:
 
 
 def gdal_cache_mb(grid: WindowGrid, *, jpeg2000: bool) -> int:
-    """GDAL's block cache for one scene, in MB: one window row of the 12 bands, plus one
-    1024-row JPEG2000 tile row for a SAFE (so nothing is decoded twice); 4 to 256 MB.
-    It depends on the scene's width only, so memory does not grow with its height."""
+    """GDAL's block cache for one scene, in MB: one window row of the 12 bands across a
+    panel, plus one 1024-row JPEG2000 tile row for a SAFE (so nothing is decoded twice
+    within a panel); 4 to 256 MB. It depends on the panel width only, so memory does not
+    grow with the scene's size."""
     rows = grid.tile + (1024 if jpeg2000 else 0)
-    return int(min(256, max(4, 12 * 2 * rows * grid.padded_width / 2**20 + 1)))
+    width = grid.max_panel_width + (1024 if jpeg2000 else 0)  # + the tiles cut at its edges
+    return int(min(256, max(4, 12 * 2 * rows * width / 2**20 + 1)))
 
 
 # ----------------------------------------------------------------- checks
@@ -223,16 +226,16 @@ def _predict_opened(scene: Any, scene_path: Path, model_path: Path, meta: dict[s
                 prob_tmp, scene.grid, count=len(names), overview_resampling="average",
                 nodata=None if probabilities_all else 0, tags=tags, band_descriptions=names))
 
-        def on_rows(p: np.ndarray, valid: np.ndarray) -> None:
+        def on_rows(p: np.ndarray, valid: np.ndarray, col0: int) -> None:
             cls = (p.argmax(axis=0) + 1).astype(np.uint8)
             cls[~valid] = 0
             counts[:] += np.bincount(cls.ravel(), minlength=256)
-            classes.write_rows(cls)
+            classes.write_rows(cls, col0)
             if probs_out is not None:
                 q = p if probabilities_all else p.max(axis=0, keepdims=True)
                 q = np.rint(q * 255).astype(np.uint8)
                 q[:, ~valid] = 0
-                probs_out.write_rows(q)
+                probs_out.write_rows(q, col0)
 
         blend_scene(scene, window_model, grid, mean, std, batch_size=batch_size,
                     num_classes=num_classes, on_rows=on_rows, progress=progress)
