@@ -87,9 +87,7 @@ class WindowGrid:
         k = -(-n // per)
         cuts = [round(i * n / k) for i in range(k + 1)]
         cols = [self.cols[a:b] for a, b in zip(cuts, cuts[1:])]
-        return [Panel(c, self.tile,
-                      final_start=c[0] if i else min(0, c[0]),
-                      final_stop=cols[i + 1][0] if i + 1 < k else self.width + self.tile)
+        return [Panel(c, self.tile, cols[i + 1][0] if i + 1 < k else self.width + self.tile)
                 for i, c in enumerate(cols)]
 
     @property
@@ -102,12 +100,11 @@ class WindowGrid:
 
 @dataclass(frozen=True)
 class Panel:
-    """Consecutive window columns predicted together; ``[final_start, final_stop)`` are
-    the scene columns it finishes (clipped to the scene when written)."""
+    """Consecutive window columns predicted together. It finishes the scene columns from
+    its left edge to ``final_stop`` (the next panel's left edge), clipped to the scene."""
 
     cols: list[int]       # window column origins
     tile: int
-    final_start: int
     final_stop: int
 
     @property
@@ -356,7 +353,7 @@ def blend_scene(scene: Any, model: Callable[[np.ndarray], np.ndarray], grid: Win
                 acc.take_seam(seam, y0 - rows[0], n)
         p, valid = acc.final_rows(n)
         a, b = max(0, -y0), min(n, grid.height - y0)
-        c0, c1 = max(0, panel.final_start), min(grid.width, panel.final_stop)
+        c0, c1 = max(0, panel.x0), min(grid.width, panel.final_stop)
         if b > a and c1 > c0:
             x = c0 - panel.x0
             on_rows(p[:, a:b, x:x + c1 - c0], valid[a:b, x:x + c1 - c0], c0)

@@ -204,7 +204,7 @@ def test_accumulator_memory_is_one_window_row_of_a_panel():
         acc = StripAccumulator(grid, 8, panel)
         assert acc.sums.shape == (8, 256, panel.width)
     # the panels finish every scene column once, left to right
-    ranges = [(max(0, p.final_start), min(10980, p.final_stop)) for p in grid.panels]
+    ranges = [(max(0, p.x0), min(10980, p.final_stop)) for p in grid.panels]
     assert ranges[0][0] == 0 and ranges[-1][1] == 10980
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
     assert WindowGrid(2560, 2560, 256, 64).panels[0].width == 2688  # the demo scene: one panel
