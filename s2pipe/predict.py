@@ -102,14 +102,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def gdal_cache_mb(grid: WindowGrid, *, jpeg2000: bool) -> int:
+def gdal_cache_mb(grid: WindowGrid) -> int:
     """GDAL's block cache for one scene, in MB: one window row of the 12 bands across a
-    panel, plus one 1024-row JPEG2000 tile row for a SAFE (so nothing is decoded twice
-    within a panel); 4 to 256 MB. It depends on the panel width only, so memory does not
-    grow with the scene's size."""
-    rows = grid.tile + (1024 if jpeg2000 else 0)
-    width = grid.max_panel_width + (1024 if jpeg2000 else 0)  # + the tiles cut at its edges
-    return int(min(256, max(4, 12 * 2 * rows * width / 2**20 + 1)))
+    panel (4 to 256 MB), so that a stack's blocks the next window row shares are not
+    decoded twice. It depends on the panel width only, not on the scene's size. (JPEG2000
+    band files do not use it: :mod:`s2pipe.blockrows` keeps their decoded block rows.)"""
+    return int(min(256, max(4, 12 * 2 * grid.tile * grid.max_panel_width / 2**20 + 1)))
 
 
 # ----------------------------------------------------------------- checks
@@ -212,8 +210,7 @@ def _predict_opened(scene: Any, scene_path: Path, model_path: Path, meta: dict[s
                        mask_clouds=mask_clouds)
     counts = np.zeros(256, dtype=np.int64)
     with ExitStack() as stack:  # exits in reverse: writers close, then outputs are renamed
-        jp2 = scene_path.suffix.lower() not in (".tif", ".tiff")
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(grid, jpeg2000=jp2)))
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(grid)))
         aux_tmp = stack.enter_context(atomic_output(sidecar_path(out_path), overwrite=overwrite))
         map_tmp = stack.enter_context(atomic_output(out_path, overwrite=overwrite))
         stack.callback(sidecar_path(map_tmp).unlink, missing_ok=True)

@@ -33,6 +33,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
+from .blockrows import BlockRowReader
 from .errors import MissingBandError, SafeFormatError
 from .resample import upsample
 from .mtd import (BAND_RESOLUTION, BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION,
@@ -96,6 +97,9 @@ class Scene:
         self._sources = sources
         self._paths = paths
         self._scl = scl
+        # band files (JPEG2000) are read through a block-row cache; a stack directly
+        self._readers = [BlockRowReader(s) for s in sources] if offsets is not None else []
+        self._scl_reader = BlockRowReader(scl) if scl is not None else None
         self._offsets = offsets  # None: already harmonised (a stack)
         self._scale = scale
         self._resampling = resampling
@@ -106,7 +110,7 @@ class Scene:
     def _native(self, i: int, window: Window) -> np.ndarray:
         """Harmonised values of a window of band ``i``'s own file (int32, 0 = no data)."""
         try:
-            raw = self._sources[i].read(1, window=window)
+            raw = self._readers[i].read(window)
         except RasterioError as exc:
             raise MissingBandError(f"{self._paths[i]}: cannot be decoded ({exc.__cause__ or exc}); "
                                    "the file is truncated or corrupt, download the product "
@@ -160,7 +164,7 @@ class Scene:
 
         def native(win: Window) -> np.ndarray:
             try:
-                return self._scl.read(1, window=win)
+                return self._scl_reader.read(win)
             except RasterioError as exc:
                 raise MissingBandError(f"{self.info.scl_file}: cannot be decoded "
                                        f"({exc.__cause__ or exc})") from None

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from rasterio.windows import Window
 
 from cli import cli
+from s2pipe.blockrows import BlockRowReader
 from s2pipe.errors import InputNotFoundError, MissingBandError, SafeFormatError
 from s2pipe.safe import (BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION, open_scene,
                          product_info, read_product_metadata, write_stack)
@@ -174,3 +175,35 @@ def test_info_cli(synth_n0509, synth_n0208, tmp_path):
     r = CliRunner().invoke(cli, ["info", str(safe)])
     assert r.exit_code == 1 and r.output.startswith("Error: ") and "MTD_MSIL2A.xml" in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+class _Counting:
+    """A rasterio dataset that counts its reads."""
+
+    def __init__(self, src):
+        self.src, self.reads = src, 0
+
+    def __getattr__(self, name):
+        return getattr(self.src, name)
+
+    def read(self, *args, **kwargs):
+        self.reads += 1
+        return self.src.read(*args, **kwargs)
+
+
+def test_block_rows_are_decoded_once_while_strips_move_down(tmp_path):
+    data = np.random.default_rng(0).integers(0, 60000, (300, 200), dtype=np.uint16)
+    path = tmp_path / "band.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=200, height=300, count=1,
+                       dtype="uint16", tiled=True, blockxsize=64, blockysize=64) as dst:
+        dst.write(data, 1)
+    with rasterio.open(path) as src:
+        reader = BlockRowReader(_Counting(src))
+        for c0, w in ((0, 200), (70, 90)):  # the whole width, then a panel of it
+            before = reader.src.reads
+            for r0 in range(0, 300, 48):  # 64-row strips every 48 rows
+                h = min(64, 300 - r0)
+                np.testing.assert_array_equal(reader.read(Window(c0, r0, w, h)),
+                                              data[r0:r0 + h, c0:c0 + w])
+            assert reader.src.reads - before == 5  # one per block row (300 rows / 64)
+        np.testing.assert_array_equal(reader.read(Window(5, 10, 7, 290)), data[10:, 5:12])
