@@ -3,10 +3,10 @@
 GDAL's JPEG2000 driver decodes every tile a multi-block window touches again on each
 read, bypassing the block cache: strips of 256-row windows every 192 rows decoded each
 1024 x 1024 tile of a Sentinel-2 band about five times (measured: 14 strips of a 2560 px
-band took 4-7x one whole-band read). :class:`BlockRowReader` reads whole block rows over
-whole blocks (the tiles a decoder produces anyway) and keeps the last one, so a reader
-moving down a scene decodes every tile once per column range (a panel of ``predict``, or
-the whole width for ``prepare``).
+band took 4-7x one whole-band read). :class:`BlockRowReader` reads whole block rows of
+the requested columns and keeps the last one, so a reader moving down a scene decodes
+every tile once per column range (a panel of ``predict``, or the whole width for
+``prepare``).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ MIN_BLOCK_ROWS = 64  # files with shorter blocks (strips) are read directly
 
 class BlockRowReader:
     """``read(window)`` of band 1 of an open rasterio dataset, through a one-block-row
-    cache. Holds at most one block row of the columns last read (rounded out to blocks).
-    Not safe for concurrent reads."""
+    cache. Holds at most one block row of the columns last read. Not safe for concurrent
+    reads."""
 
     def __init__(self, src: Any) -> None:
         self.src = src
-        self.block_h, self.block_w = (int(v) for v in src.block_shapes[0])
+        self.block_h = int(src.block_shapes[0][0])
         self._key: tuple[int, int, int] | None = None  # (block row, first col, end col)
         self._rows: np.ndarray | None = None
 
@@ -35,15 +35,13 @@ class BlockRowReader:
         h, w = int(window.height), int(window.width)
         if self.block_h < MIN_BLOCK_ROWS or h <= 0 or w <= 0:
             return self.src.read(1, window=window)
-        bw = self.block_w
-        lo, hi = c0 // bw * bw, min(self.src.width, -(-(c0 + w) // bw) * bw)
         out = np.empty((h, w), dtype=self.src.dtypes[0])
         row = r0
         while row < r0 + h:
             j = row // self.block_h
             top = j * self.block_h
             stop = min(r0 + h, top + self.block_h)
-            block = self._block_row(j, lo, hi)
+            block = self._block_row(j, c0, c0 + w)
             out[row - r0:stop - r0] = block[row - top:stop - top, c0 - self._key[1]:
                                             c0 - self._key[1] + w]
             row = stop
