@@ -9,8 +9,8 @@ and memory format, in the same process right after. Prints one JSON object:
     tiles_per_s, peak_rss_mb (VmHWM of the child, measured before the forward timing)
 
 The stack is a random-but-plausible harmonised scene (smooth fields of land-cover-like
-spectra plus noise, written strip by strip), or ``--stack PATH`` (e.g. one written by
-``s2pipe prepare --stack``). The checkpoint is an untrained U-Net of ``--filters``
+spectra plus noise, written strip by strip), or ``--stack PATH``: any scene ``predict``
+reads (a stack written by ``s2pipe prepare --stack``, or a SAFE from ``s2pipe synth``). The checkpoint is an untrained U-Net of ``--filters``
 (32 = the study's; its speed does not depend on the weights).
 
     python bench/bench_predict.py --sizes 2560 --filters 32
@@ -122,9 +122,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--rows", type=int,
-                    help="Scene height (default: square). Peak memory depends on the width "
-                         "only (tests/test_predict.py checks it), so a full-width strip of a "
-                         "few window rows shows a full scene's peak in a fraction of the time.")
+                    help="Scene height (default: square).")
     ap.add_argument("--no-forward", action="store_true",
                     help="Skip the forward-only timing (memory runs on big scenes).")
     args = ap.parse_args()
