@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
+from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from cli import cli
@@ -195,7 +196,8 @@ def test_block_rows_are_decoded_once_while_strips_move_down(tmp_path):
     data = np.random.default_rng(0).integers(0, 60000, (300, 200), dtype=np.uint16)
     path = tmp_path / "band.tif"
     with rasterio.open(path, "w", driver="GTiff", width=200, height=300, count=1,
-                       dtype="uint16", tiled=True, blockxsize=64, blockysize=64) as dst:
+                       dtype="uint16", crs="EPSG:32633", transform=from_origin(0, 3000, 10, 10),
+                       tiled=True, blockxsize=64, blockysize=64) as dst:
         dst.write(data, 1)
     with rasterio.open(path) as src:
         reader = BlockRowReader(_Counting(src))
