@@ -166,9 +166,9 @@ class StripAccumulator:
     and ``advance()`` shifts the overlap up for the next window row.
     """
 
-    def __init__(self, grid: WindowGrid, num_classes: int, panel: Panel | None = None) -> None:
+    def __init__(self, grid: WindowGrid, num_classes: int, panel: Panel) -> None:
         self.grid = grid
-        self.panel = panel or grid.panels[0]
+        self.panel = panel
         self.weights = ramp_weights(grid.tile, grid.overlap)
         shape = (num_classes, grid.tile, self.panel.width)
         self.sums = np.zeros(shape, dtype=np.float32)

@@ -41,22 +41,17 @@ class BlockRowReader:
             j = row // self.block_h
             top = j * self.block_h
             stop = min(r0 + h, top + self.block_h)
-            block = self._block_row(j, c0, c0 + w)
-            out[row - r0:stop - r0] = block[row - top:stop - top, c0 - self._key[1]:
-                                            c0 - self._key[1] + w]
+            out[row - r0:stop - r0] = self._block_row(j, c0, c0 + w)[row - top:stop - top]
             row = stop
         return out
 
     def _block_row(self, j: int, lo: int, hi: int) -> np.ndarray:
+        """Columns ``lo .. hi - 1`` of block row ``j``, decoded unless the kept one has them."""
         key = self._key
-        if key is not None and key[0] == j and key[1] <= lo and hi <= key[2]:
-            return self._rows
-        self._rows = None  # freed before the next block row is decoded
-        top = j * self.block_h
-        h = min(self.block_h, self.src.height - top)
-        self._rows = self.src.read(1, window=Window(lo, top, hi - lo, h))
-        self._key = (j, lo, hi)
-        return self._rows
-
-    def clear(self) -> None:
-        self._key, self._rows = None, None
+        if key is None or key[0] != j or lo < key[1] or hi > key[2]:
+            self._rows = None  # freed before the next block row is decoded
+            top = j * self.block_h
+            h = min(self.block_h, self.src.height - top)
+            self._rows = self.src.read(1, window=Window(lo, top, hi - lo, h))
+            self._key = key = (j, lo, hi)
+        return self._rows[:, lo - key[1]:hi - key[1]]

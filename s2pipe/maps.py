@@ -5,9 +5,11 @@ each block row once to a tiled, DEFLATE-compressed temporary GeoTIFF; ``finish()
 that into a COG (GDAL's COG driver, internal overviews) at the destination and removes
 the temporary file. Rows may also come in column ranges (the panels of
 :mod:`s2pipe.blend`), each in row order: each range goes to a temporary file of its own,
-and ``finish()`` first joins them into the full-width file, one block row at a time. Class maps get the legend as colour table, class names as band tags
-and as GDAL category names + raster attribute table in a ``.aux.xml`` sidecar (the GTiff
-format cannot hold those; GDAL, ``gdalinfo`` and QGIS read them from the sidecar).
+and ``finish()`` first joins them into the full-width file, one block row at a time.
+
+Class maps get the legend as colour table, class names as band tags and as GDAL category
+names + raster attribute table in a ``.aux.xml`` sidecar (the GTiff format cannot hold
+those; GDAL, ``gdalinfo`` and QGIS read them from the sidecar).
 """
 
 from __future__ import annotations
