@@ -57,14 +57,21 @@ def stack_array(h: int, w: int, x0: int = 0, y0: int = 0, seed: int = 0) -> np.n
     return np.clip(data, 1, 10000).astype(np.uint16)
 
 
+def _stack_dataset(path: Path, h: int, w: int, x0: float = 500000.0, y0: float = 6000000.0,
+                   **options):
+    """A 12-band uint16 stack open for writing, described as ``prepare --stack`` does."""
+    dst = rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=12, dtype="uint16",
+                        crs="EPSG:32634", transform=from_origin(x0, y0, 10, 10), nodata=0,
+                        tiled=True, **options)
+    dst.descriptions = BANDS
+    dst.update_tags(S2PIPE_RADIOMETRY=json.dumps({"convention": RADIOMETRY_CONVENTION}))
+    return dst
+
+
 def write_stack(path: Path, data: np.ndarray, *, x0: float = 500000.0,
                 y0: float = 6000000.0) -> Path:
     _, h, w = data.shape
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=12, dtype="uint16",
-                       crs="EPSG:32634", transform=from_origin(x0, y0, 10, 10), nodata=0,
-                       tiled=True, blockxsize=64, blockysize=64) as dst:
-        dst.descriptions = BANDS
-        dst.update_tags(S2PIPE_RADIOMETRY=json.dumps({"convention": RADIOMETRY_CONVENTION}))
+    with _stack_dataset(path, h, w, x0, y0, blockxsize=64, blockysize=64) as dst:
         dst.write(data)
     return path
 
@@ -557,11 +564,7 @@ print(json.dumps({"peak": r.peak_rss_mb, "windows": r.windows, "s": r.seconds}))
 
 def _write_big_stack(path: Path, h: int, w: int) -> Path:
     """write_stack(stack_array(h, w)) 512 rows at a time (the whole would need GBs)."""
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=12, dtype="uint16",
-                       crs="EPSG:32634", transform=from_origin(500000, 6000000, 10, 10),
-                       nodata=0, tiled=True, compress="deflate") as dst:
-        dst.descriptions = BANDS
-        dst.update_tags(S2PIPE_RADIOMETRY=json.dumps({"convention": RADIOMETRY_CONVENTION}))
+    with _stack_dataset(path, h, w, compress="deflate") as dst:
         for r0 in range(0, h, 512):
             n = min(512, h - r0)
             dst.write(stack_array(n, w, y0=r0, seed=r0), window=Window(0, r0, w, n))
