@@ -167,7 +167,7 @@ def evaluate(prediction: Path, reference: Path, report_dir: Path, layer: str | N
     \b
     s2pipe evaluate landcover.tif --labels landcover.gpkg --split-from tiles/ -o report/
     """
-    from s2pipe.evaluate import evaluate_map
+    from s2pipe.evaluation.evaluate import evaluate_map
 
     result = evaluate_map(prediction, reference, report_dir, layer=layer, class_field=class_field,
                           class_map=class_map, all_touched=all_touched, split_from=split_from,
@@ -175,7 +175,7 @@ def evaluate(prediction: Path, reference: Path, report_dir: Path, layer: str | N
     report(result, as_json, result.files["metrics_md"].read_text() + f"\nReport: {result.report_dir}")
 
 
-from s2pipe.quicklook import KINDS as QUICKLOOK_KINDS  # noqa: E402  (numpy only; valid values live once)
+from s2pipe.raster.quicklook import KINDS as QUICKLOOK_KINDS  # noqa: E402  (numpy only; valid values live once)
 
 
 def _png_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
@@ -202,13 +202,13 @@ def quicklook(image: Path, out_png: Path, kind: str, max_size: int, title: str |
     \b
     s2pipe quicklook landcover.tif -o landcover.png
     """
-    from s2pipe.quicklook import render_quicklook
+    from s2pipe.raster.quicklook import render_quicklook
 
     result = render_quicklook(image, out_png, kind=kind, max_size=max_size, title=title, overwrite=overwrite)
     report(result, as_json, str(result.path))
 
 
-from s2pipe.predict import TTA_CHOICES  # noqa: E402  (numpy only; valid values live once)
+from s2pipe.prediction.predict import TTA_CHOICES  # noqa: E402  (numpy only; valid values live once)
 
 
 @cli.command()
@@ -244,7 +244,7 @@ def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int,
     \b
     s2pipe predict S2B_MSIL2A_...SAFE --model model/best.pt -o landcover.tif
     """
-    from s2pipe.predict import predict_scenes
+    from s2pipe.prediction.predict import predict_scenes
 
     if probabilities_all and probabilities is None:
         raise click.UsageError("--probabilities-all needs --probabilities PATH")
@@ -264,7 +264,7 @@ def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int,
     report(run, as_json, "\n".join(r.summary() for r in run.results))
 
 
-from s2pipe.trainopts import CLASS_WEIGHTS  # noqa: E402  (plain data; valid values live once)
+from s2pipe.training.options import CLASS_WEIGHTS  # noqa: E402  (plain data; valid values live once)
 
 
 @cli.command()
@@ -322,10 +322,10 @@ def train(tiles_dir: Path | None, model_dir: Path, images_dir: Path | None, labe
         raise click.UsageError("give either TILES_DIR or both --images-dir and --labels-dir")
     if tiles_dir is None and (images_dir is None or labels_dir is None):
         raise click.UsageError("--images-dir and --labels-dir go together")
-    from s2pipe.train import TrainOptions, train_model
+    from s2pipe.training.train import TrainOptions, train_model
 
     if not _state().quiet:  # one progress line per epoch, even without -v
-        logging.getLogger("s2pipe.train").setLevel(min(logging.INFO, log.getEffectiveLevel()))
+        logging.getLogger("s2pipe.training.train").setLevel(min(logging.INFO, log.getEffectiveLevel()))
     options = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, filters=filters,
                            class_weights=class_weights, patience=patience, augment=augment, seed=seed,
                            device=device, workers=workers, max_minutes=max_minutes, train_size=train_size,
@@ -341,7 +341,7 @@ def train(tiles_dir: Path | None, model_dir: Path, images_dir: Path | None, labe
                             f"{result.best_checkpoint or result.model_dir}")
 
 
-from s2pipe.mtd import DEFAULT_SCL_MASK, RESAMPLING_NAMES, SCL_CLASSES  # noqa: E402  (stdlib only)
+from s2pipe.sentinel2.metadata import DEFAULT_SCL_MASK, RESAMPLING_NAMES, SCL_CLASSES  # noqa: E402  (stdlib only)
 
 
 def _info_text(info: Any) -> str:
@@ -375,7 +375,7 @@ def info(product: Path, as_json: bool) -> None:
     \b
     s2pipe info S2B_MSIL2A_20180607T095029_N0208_R079_T33UYS_20180607T130225.SAFE
     """
-    from s2pipe.safe import product_info
+    from s2pipe.sentinel2.reader import product_info
 
     result = product_info(product)
     report(result, as_json, _info_text(result))
@@ -453,7 +453,7 @@ def prepare(product: Path, labels: Path, out_dir: Path, layer: str | None, class
     \b
     s2pipe prepare S2B_MSIL2A_...SAFE --labels landcover.gpkg -o tiles/
     """
-    from s2pipe.prepare import prepare_scene
+    from s2pipe.tiles.prepare import prepare_scene
 
     result = prepare_scene(product, labels, out_dir, layer=layer, class_field=class_field,
                            class_map=class_map, resampling=resampling, mask_scl=mask_scl,
@@ -506,7 +506,7 @@ def synth(out_dir: Path, size: int, seed: int, baseline: str, origin: tuple[floa
     \b
     s2pipe synth demo/ --size 2560 --seed 0 --baseline 05.09
     """
-    from s2pipe.synth import synth_product
+    from s2pipe.synth.product import synth_product
 
     result = synth_product(out_dir, size=size, seed=seed, baseline=baseline, origin=origin, epsg=epsg,
                            label_epsg=label_epsg, overwrite=overwrite,

@@ -30,9 +30,9 @@ from pathlib import Path
 CHILD = r"""
 import json, sys, time
 import numpy as np, torch
-from s2pipe.predict import WindowModel, peak_rss_mb, predict_scene
-from s2pipe.checkpoint import load_checkpoint
-from s2pipe.device import resolve_device
+from s2pipe.prediction.predict import WindowModel, peak_rss_mb, predict_scene
+from s2pipe.model.checkpoint import load_checkpoint
+from s2pipe.model.device import resolve_device
 
 stack, ckpt, out, overlap, batch, device, timing = sys.argv[1:8]
 overlap, batch = int(overlap), int(batch)
@@ -73,7 +73,7 @@ def write_plausible_stack(path: Path, size: int, seed: int = 0, rows: int | None
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
-    from s2pipe.safe import BANDS, RADIOMETRY_CONVENTION
+    from s2pipe.sentinel2.reader import BANDS, RADIOMETRY_CONVENTION
 
     rng = np.random.default_rng(seed)
     spectra = rng.uniform(300, 4500, size=(8, 12))
@@ -98,10 +98,10 @@ def write_plausible_stack(path: Path, size: int, seed: int = 0, rows: int | None
 def write_checkpoint(path: Path, filters: int, tile: int) -> Path:
     import torch
 
-    from s2pipe.checkpoint import save_checkpoint
+    from s2pipe.model.checkpoint import save_checkpoint
     from s2pipe.legend import legend_to_list
-    from s2pipe.model import UNet
-    from s2pipe.safe import BANDS, RADIOMETRY_CONVENTION
+    from s2pipe.model.unet import UNet
+    from s2pipe.sentinel2.reader import BANDS, RADIOMETRY_CONVENTION
 
     torch.manual_seed(0)
     model = UNet(12, 8, filters)

@@ -43,12 +43,12 @@ def _step(step: str, args: argparse.Namespace) -> dict:
         _tif_product(synth)
         extra = {}
     elif step == "synth":
-        from s2pipe.synth import synth_product
+        from s2pipe.synth.product import synth_product
 
         r = synth_product(synth, size=args.size, seed=0, baseline="05.09", overwrite=True)
         extra = {"safe": str(r.safe_path), "labels": str(r.labels_path)}
     elif step in ("prepare", "prepare_stack"):
-        from s2pipe.prepare import prepare_scene
+        from s2pipe.tiles.prepare import prepare_scene
 
         safe = next(synth.glob("*.SAFE"))
         r = prepare_scene(safe, synth / "landcover.gpkg", work / step, overwrite=True,
@@ -109,7 +109,7 @@ def _tif_product(out: Path) -> None:
 
 def _gdal_stack(safe: Path, out: Path) -> dict:
     """The same 10 m 12-band stack, made by GDAL alone (bilinear warp + deflate GeoTIFF)."""
-    from s2pipe.safe import BANDS, read_product_metadata
+    from s2pipe.sentinel2.reader import BANDS, read_product_metadata
 
     info = read_product_metadata(safe)
     files = [info.band_files[b] for b in BANDS]

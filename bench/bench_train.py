@@ -38,12 +38,12 @@ def _synthetic(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 
 def bench_pipeline(images: np.ndarray, labels: np.ndarray, *, filters: int, batch_size: int,
                    device: str, workers: int | None, repeats: int) -> dict:
-    from s2pipe.dataset import band_statistics
-    from s2pipe.distributed import DistInfo
-    from s2pipe.device import resolve_device
-    from s2pipe.loop import Step, run_epoch
-    from s2pipe.model import UNet
-    from s2pipe.train import TrainOptions, _loader
+    from s2pipe.training.dataset import band_statistics
+    from s2pipe.training.distributed import DistInfo
+    from s2pipe.model.device import resolve_device
+    from s2pipe.training.loop import Step, run_epoch
+    from s2pipe.model.unet import UNet
+    from s2pipe.training.train import TrainOptions, _loader
 
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
@@ -90,7 +90,7 @@ def bench_pipeline(images: np.ndarray, labels: np.ndarray, *, filters: int, batc
 
 def bench_accuracy(tiles: Path, *, filters: int, batch_size: int, epochs: int, max_minutes: float,
                    device: str, seed: int) -> dict:
-    from s2pipe.train import TrainOptions, train_model
+    from s2pipe.training.train import TrainOptions, train_model
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "model"
@@ -123,7 +123,7 @@ def main() -> None:
     args = p.parse_args()
 
     if args.tiles is not None:
-        from s2pipe.dataset import find_tiles, load_tiles
+        from s2pipe.training.dataset import find_tiles, load_tiles
 
         images, labels = load_tiles(find_tiles(args.tiles).split("train"))
         images, labels = images[: args.n_tiles], labels[: args.n_tiles]

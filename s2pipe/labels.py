@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InputNotFoundError, LabelError
-from .legend import DEFAULT_LEGEND, LandCoverClass
+from s2pipe.errors import InputNotFoundError, LabelError
+from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass
 
 if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
     from rasterio.windows import Window
 
-    from .safe import Grid
+    from s2pipe.sentinel2.reader import Grid
 
 log = logging.getLogger(__name__)
 

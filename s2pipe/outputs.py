@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import OutputError, OutputExistsError
+from s2pipe.errors import OutputError, OutputExistsError
 
 
 def check_writable(path: str | os.PathLike, *, overwrite: bool) -> Path:

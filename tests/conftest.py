@@ -22,12 +22,12 @@ SYNTH_SIZE = 512  # px at 10 m: big enough for two 256-px tiles per side, fast t
 def synth_n0208(tmp_path_factory):
     """A 512 x 512 px synthetic N0208 product (seed 0), built once per session.
 
-    A :class:`s2pipe.synth.SynthResult`: ``.safe_path`` (the .SAFE folder),
+    A :class:`s2pipe.synth.product.SynthResult`: ``.safe_path`` (the .SAFE folder),
     ``.labels_path`` (landcover.gpkg, EPSG:2180, fields ``class``/``name``, central part
     of the scene only), ``.truth_path`` (truth.tif, uint8 0..8 over the whole scene).
     Treat the files as read-only: other tests share them.
     """
-    from s2pipe.synth import synth_product
+    from s2pipe.synth.product import synth_product
 
     return synth_product(tmp_path_factory.mktemp("synth_n0208"), size=SYNTH_SIZE, seed=0, baseline="02.08")
 
@@ -36,6 +36,6 @@ def synth_n0208(tmp_path_factory):
 def synth_n0509(tmp_path_factory):
     """The same ground as :func:`synth_n0208` (same seed) as a baseline 05.09 product:
     BOA_ADD_OFFSET -1000, so every valid DN is the N0208 DN + 1000."""
-    from s2pipe.synth import synth_product
+    from s2pipe.synth.product import synth_product
 
     return synth_product(tmp_path_factory.mktemp("synth_n0509"), size=SYNTH_SIZE, seed=0, baseline="05.09")

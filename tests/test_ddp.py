@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from s2pipe.checkpoint import load_checkpoint
-from s2pipe.dataset import find_tiles, load_tiles
+from s2pipe.model.checkpoint import load_checkpoint
+from s2pipe.training.dataset import find_tiles, load_tiles
 from tiles_helpers import make_prepare_dir
 
 CLI = Path(__file__).resolve().parents[1] / "cli.py"

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from rasterio.transform import from_origin
 
 from cli import cli
-from s2pipe.evaluate import area_adjusted_accuracy, evaluate_map
+from s2pipe.evaluation.evaluate import area_adjusted_accuracy, evaluate_map
 
 ORIGIN = (600000.0, 5700000.0)
 
@@ -73,9 +73,9 @@ def test_metrics_equal_hand_computed_matrix(pair, tmp_path):
 
 
 def test_matrix_summed_over_row_strips(pair, tmp_path, monkeypatch):
-    import s2pipe.evaluate
+    import s2pipe.evaluation.evaluate
 
-    monkeypatch.setattr(s2pipe.evaluate, "STRIP_ROWS", 3)  # strips of 3 and 1 rows
+    monkeypatch.setattr(s2pipe.evaluation.evaluate, "STRIP_ROWS", 3)  # strips of 3 and 1 rows
     assert np.array_equal(evaluate_map(*pair, tmp_path / "r").confusion_matrix, HAND_CM)
 
 

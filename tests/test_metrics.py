@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from s2pipe.metrics import confusion_matrix, confusion_matrix_torch, scores
+from s2pipe.evaluation.metrics import confusion_matrix, confusion_matrix_torch, scores
 
 
 def _example():

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from s2pipe.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from s2pipe.device import resolve_device
+from s2pipe.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from s2pipe.model.device import resolve_device
 from s2pipe.errors import CheckpointError, InputNotFoundError, OptionError
 from s2pipe.legend import legend_to_list
-from s2pipe.model import UNet
+from s2pipe.model.unet import UNet
 
 
 def test_unet_shapes_and_widths():

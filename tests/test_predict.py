@@ -22,13 +22,13 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from cli import cli
-from s2pipe.blend import (PANEL_WIDTH, StripAccumulator, WindowGrid, blend_scene,
+from s2pipe.prediction.blend import (PANEL_WIDTH, StripAccumulator, WindowGrid, blend_scene,
                           ramp_weights, read_padded)
-from s2pipe.checkpoint import load_checkpoint, save_checkpoint
+from s2pipe.model.checkpoint import load_checkpoint, save_checkpoint
 from s2pipe.legend import DEFAULT_LEGEND, colormap, legend_to_list
-from s2pipe.model import UNet
-from s2pipe.predict import WindowModel, predict_scene, predict_scenes
-from s2pipe.safe import BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION, Grid, open_scene
+from s2pipe.model.unet import UNet
+from s2pipe.prediction.predict import WindowModel, predict_scene, predict_scenes
+from s2pipe.sentinel2.reader import BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION, Grid, open_scene
 
 TILE = 64
 MEAN, STD = 3000.0, 1500.0
@@ -258,7 +258,7 @@ def test_panels_blend_exactly_like_one_scene_wide_strip(w, overlap, panel):
 
 
 def test_map_writer_joins_column_parts_and_refuses_gaps(tmp_path):
-    from s2pipe.maps import MapWriter
+    from s2pipe.raster.cog import MapWriter
 
     grid = Grid("EPSG:32633", from_origin(600000, 5700000, 10, 10), 700, 300)
     data = np.random.default_rng(0).integers(1, 9, (300, 700), dtype=np.uint8)
@@ -388,12 +388,12 @@ def test_scene_smaller_than_a_tile_and_probabilities(trained, tmp_path):
 
 
 def test_a_scene_wider_than_a_panel_maps_the_same(trained, tmp_path, monkeypatch):
-    import s2pipe.blend
+    import s2pipe.prediction.blend
 
     path = write_stack(tmp_path / "s.tif", stack_array(100, 300))
     one = predict_scene(path, trained, tmp_path / "one.tif", overlap=16, device="cpu",
                         probabilities=tmp_path / "p_one.tif", probabilities_all=True)
-    monkeypatch.setattr(s2pipe.blend, "PANEL_WIDTH", 112)  # 2 windows a panel: 4 panels
+    monkeypatch.setattr(s2pipe.prediction.blend, "PANEL_WIDTH", 112)  # 2 windows a panel: 4 panels
     many = predict_scene(path, trained, tmp_path / "many.tif", overlap=16, device="cpu",
                          probabilities=tmp_path / "p_many.tif", probabilities_all=True)
     assert one.class_areas == many.class_areas
@@ -518,12 +518,12 @@ def test_cli_usage_errors(scene, trained, tmp_path, extra):
 @pytest.mark.parametrize("panel_width,fail_after", [(None, 2), (112, 9)])
 def test_a_read_error_mid_scene_leaves_no_output(scene, trained, tmp_path, monkeypatch,
                                                  panel_width, fail_after):
-    import s2pipe.blend
-    import s2pipe.predict as predict_mod
+    import s2pipe.prediction.blend
+    import s2pipe.prediction.predict as predict_mod
     from s2pipe.errors import MissingBandError
 
     if panel_width:  # fail in the second panel, after the first one's part files exist
-        monkeypatch.setattr(s2pipe.blend, "PANEL_WIDTH", panel_width)
+        monkeypatch.setattr(s2pipe.prediction.blend, "PANEL_WIDTH", panel_width)
 
     real_open = predict_mod._open
 
@@ -554,9 +554,9 @@ def test_a_read_error_mid_scene_leaves_no_output(scene, trained, tmp_path, monke
 _PEAK = """
 import json, sys, torch
 torch.set_num_threads(1)
-import s2pipe.blend
-from s2pipe.predict import predict_scene
-s2pipe.blend.PANEL_WIDTH = 544  # 10 windows: both scenes are predicted in several panels
+import s2pipe.prediction.blend
+from s2pipe.prediction.predict import predict_scene
+s2pipe.prediction.blend.PANEL_WIDTH = 544  # 10 windows: both scenes are predicted in several panels
 r = predict_scene(sys.argv[1], sys.argv[2], sys.argv[3], overlap=16, batch_size=4, device="cpu")
 print(json.dumps({"peak": r.peak_rss_mb, "windows": r.windows, "s": r.seconds}))
 """

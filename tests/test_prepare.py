@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from rasterio import features
 
 from cli import cli
-from s2pipe.safe import BANDS
+from s2pipe.sentinel2.reader import BANDS
 
 TILE = ["--tile-size", "128"]
 
@@ -140,7 +140,7 @@ def test_labels_equal_an_independent_rasterisation(prepared, synth_n0509):
 
 
 def test_stack_reads_like_the_product(prepared, synth_n0509):
-    from s2pipe.safe import open_scene
+    from s2pipe.sentinel2.reader import open_scene
 
     with open_scene(prepared / "stack.tif") as st, open_scene(synth_n0509.safe_path) as s:
         np.testing.assert_array_equal(st.read(), s.read())

@@ -13,7 +13,7 @@ from rasterio.transform import from_origin
 
 from cli import cli
 from s2pipe.legend import DEFAULT_LEGEND, colormap
-from s2pipe.quicklook import render_quicklook, stretch
+from s2pipe.raster.quicklook import render_quicklook, stretch
 
 from conftest import SEED_SAMPLE
 

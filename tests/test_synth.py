@@ -14,9 +14,9 @@ import rasterio
 from click.testing import CliRunner
 
 from cli import cli
-from s2pipe.landscape import band_reflectance, make_landscape
-from s2pipe.synth import synth_product
-from s2pipe.synth_safe import band_files, block_mean, dn_from_reflectance
+from s2pipe.synth.landscape import band_reflectance, make_landscape
+from s2pipe.synth.product import synth_product
+from s2pipe.synth.safe import band_files, block_mean, dn_from_reflectance
 
 
 def _jp2(result, band: str, res: int) -> Path:
@@ -217,7 +217,7 @@ def test_same_seed_same_product_other_seed_other_ground(tmp_path):
 
 
 def test_stripe_by_stripe_writing_matches_whole_planes(tmp_path, monkeypatch):
-    import s2pipe.synth_safe as synth_safe
+    import s2pipe.synth.safe as synth_safe
 
     whole = synth_product(tmp_path / "whole", size=256, seed=5)
     monkeypatch.setattr(synth_safe, "STRIPE", 66)  # 4 stripes, the last one partial
@@ -261,7 +261,7 @@ def test_cli_bad_crs_fails_cleanly(tmp_path, args, message):
 
 
 def test_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
-    import s2pipe.synth as synth
+    import s2pipe.synth.product as synth
 
     def boom(*args, **kwargs):
         raise synth.OptionError("labels could not be written")

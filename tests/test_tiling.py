@@ -9,7 +9,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from s2pipe.errors import OptionError
-from s2pipe.tiling import (assign_splits, default_block_size, tile_id, tile_windows,
+from s2pipe.tiles.tiling import (assign_splits, default_block_size, tile_id, tile_windows,
                            write_image_tile, write_label_tile)
 
 

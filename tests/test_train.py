@@ -11,11 +11,11 @@ import torch
 from click.testing import CliRunner
 
 from cli import cli
-from s2pipe.checkpoint import load_checkpoint, read_checkpoint
+from s2pipe.model.checkpoint import load_checkpoint, read_checkpoint
 from s2pipe.errors import CheckpointError
-from s2pipe.loop import masked_cross_entropy
-from s2pipe.model import UNet
-from s2pipe.train import TrainOptions, train_model
+from s2pipe.training.loop import masked_cross_entropy
+from s2pipe.model.unet import UNet
+from s2pipe.training.train import TrainOptions, train_model
 from tiles_helpers import STUDY_BREAKAGES, break_study_dirs, make_prepare_dir, make_study_dirs
 
 from conftest import SEED_SAMPLE
@@ -162,7 +162,7 @@ def test_cli_refuses_existing_run_and_bad_usage(tmp_path):
 
 
 def test_inputs_normalised_like_predict():
-    from s2pipe.loop import Step
+    from s2pipe.training.loop import Step
 
     step = Step(torch.device("cpu"), torch.full((1, 12, 1, 1), 100.0), torch.full((1, 12, 1, 1), 50.0))
     images = torch.full((1, 12, 2, 2), 200, dtype=torch.uint16)

@@ -1,12 +1,12 @@
 """Full-scene land-cover maps from a trained checkpoint, streamed strip by strip.
 
-``predict_scene`` reads the product through :func:`s2pipe.safe.open_scene` (the reader
+``predict_scene`` reads the product through :func:`s2pipe.sentinel2.reader.open_scene` (the reader
 ``prepare`` uses), cuts windows of the checkpoint's tile size on the grid of
-:mod:`s2pipe.blend`, runs them through the U-Net in batches while a background thread
+:mod:`s2pipe.prediction.blend`, runs them through the U-Net in batches while a background thread
 reads and normalises the next windows, blends the class probabilities into a strip
-accumulator and writes each finished strip to a COG (:mod:`s2pipe.maps`). Memory does
+accumulator and writes each finished strip to a COG (:mod:`s2pipe.raster.cog`). Memory does
 not grow with the scene's size: wide scenes are predicted in panels of at most
-:data:`s2pipe.blend.PANEL_WIDTH` px, each top to bottom.
+:data:`s2pipe.prediction.blend.PANEL_WIDTH` px, each top to bottom.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any, Callable, Literal, Sequence, get_args
 
 import numpy as np
 
-from . import __version__
-from .blend import WindowGrid, blend_scene
-from .errors import CheckpointError, OptionError
-from .legend import legend_from_list
-from .outputs import atomic_output, check_writable
+from s2pipe import __version__
+from s2pipe.prediction.blend import WindowGrid, blend_scene
+from s2pipe.errors import CheckpointError, OptionError
+from s2pipe.legend import legend_from_list
+from s2pipe.outputs import atomic_output, check_writable
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def gdal_cache_mb(grid: WindowGrid) -> int:
     """GDAL's block cache for one scene, in MB: one window row of the 12 bands across a
     panel (4 to 256 MB), so that a stack's blocks the next window row shares are not
     decoded twice. It depends on the panel width only, not on the scene's size. (JPEG2000
-    band files do not use it: :mod:`s2pipe.blockrows` keeps their decoded block rows.)"""
+    band files do not use it: :mod:`s2pipe.sentinel2.blockrows` keeps their decoded block rows.)"""
     return int(min(256, max(4, 12 * 2 * grid.tile * grid.max_panel_width / 2**20 + 1)))
 
 
@@ -197,7 +197,7 @@ def _predict_opened(scene: Any, scene_path: Path, model_path: Path, meta: dict[s
                     device: str, progress: Callable[[int], None] | None) -> PredictResult:
     import rasterio
 
-    from .maps import MapWriter, sidecar_path
+    from s2pipe.raster.cog import MapWriter, sidecar_path
 
     start = time.perf_counter()
     legend = legend_from_list(meta["legend"])
@@ -270,7 +270,7 @@ def _check_options(meta: dict[str, Any], model_path: Path, *, overlap: int, batc
 
 def _open(scene_path: Path, mask_clouds: bool) -> Any:
     """The scene as ``prepare`` reads it; SCL cloud/shadow pixels masked only if asked."""
-    from .safe import DEFAULT_SCL_MASK, open_scene
+    from s2pipe.sentinel2.reader import DEFAULT_SCL_MASK, open_scene
 
     scene = open_scene(scene_path, mask_scl=DEFAULT_SCL_MASK if mask_clouds else ())
     masked = set((scene.radiometry or {}).get("scl_masked") or ())
@@ -296,9 +296,9 @@ def predict_scenes(scene_paths: Sequence[str | os.PathLike], model_path: str | o
     the first map is computed; then ``on_total`` gets the number of windows of all scenes
     and ``progress`` is called with the number of windows done after each batch.
     """
-    from .checkpoint import load_checkpoint
-    from .device import resolve_device
-    from .maps import sidecar_path
+    from s2pipe.model.checkpoint import load_checkpoint
+    from s2pipe.model.device import resolve_device
+    from s2pipe.raster.cog import sidecar_path
 
     start = time.perf_counter()
     model_path = Path(model_path)

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .errors import InputNotFoundError, TileError
-from .legend import DEFAULT_LEGEND, legend_from_list, legend_to_list
-from .model import STRIDE
+from s2pipe.errors import InputNotFoundError, TileError
+from s2pipe.legend import DEFAULT_LEGEND, legend_from_list, legend_to_list
+from s2pipe.model.unet import STRIDE
 
 log = logging.getLogger(__name__)
 

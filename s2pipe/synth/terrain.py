@@ -2,7 +2,7 @@
 
 Everything is vectorised numpy on the 10 m grid; sizes are in pixels (10 m) so feature
 scales stay realistic whatever the scene size, while the city and the count of lakes and
-mines grow with the scene. Used by :mod:`s2pipe.landscape`.
+mines grow with the scene. Used by :mod:`s2pipe.synth.landscape`.
 """
 
 from __future__ import annotations

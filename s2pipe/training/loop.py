@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import confusion_matrix_torch
+from s2pipe.evaluation.metrics import confusion_matrix_torch
 
 
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,

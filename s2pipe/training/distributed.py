@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .device import resolve_device
+from s2pipe.model.device import resolve_device
 
 log = logging.getLogger(__name__)
 

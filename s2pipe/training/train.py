@@ -21,17 +21,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import __version__
-from .checkpoint import read_checkpoint
-from .dataset import EpochSampler, TileDataset, band_statistics, class_counts, find_tiles, load_tiles
-from .distributed import DistInfo, all_sum, barrier, setup, teardown
-from .errors import CheckpointError
-from .legend import legend_from_list
-from .loop import EpochStats, Step, run_epoch
-from .metrics import scores
-from .model import UNet
-from .trainout import TrainOutputs
-from .trainopts import CLASS_WEIGHTS, ClassWeights, TrainOptions, check_options  # noqa: F401 (re-exported)
+from s2pipe import __version__
+from s2pipe.model.checkpoint import read_checkpoint
+from s2pipe.training.dataset import EpochSampler, TileDataset, band_statistics, class_counts, find_tiles, load_tiles
+from s2pipe.training.distributed import DistInfo, all_sum, barrier, setup, teardown
+from s2pipe.errors import CheckpointError
+from s2pipe.legend import legend_from_list
+from s2pipe.training.loop import EpochStats, Step, run_epoch
+from s2pipe.evaluation.metrics import scores
+from s2pipe.model.unet import UNet
+from s2pipe.training.outputs import TrainOutputs
+from s2pipe.training.options import CLASS_WEIGHTS, ClassWeights, TrainOptions, check_options  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 

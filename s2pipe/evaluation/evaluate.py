@@ -1,7 +1,7 @@
 """Accuracy of a land-cover map against reference labels (vectors or a label raster).
 
 Only pixels labelled in the reference (1..n) and not no data (0) in the map count.
-The confusion matrix and scores come from :mod:`s2pipe.metrics`; this module adds the
+The confusion matrix and scores come from :mod:`s2pipe.evaluation.metrics`; this module adds the
 reference handling, the area-adjusted estimates of Olofsson et al. (2014) and the
 report files (metrics.json, metrics.md, metrics.csv, confusion.png).
 """
@@ -19,11 +19,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import InputNotFoundError, LabelError, OptionError, SafeFormatError, TileError
-from .legend import DEFAULT_LEGEND, NODATA_LABEL, LandCoverClass
-from .metrics import Scores, confusion_matrix, scores
-from .outputs import atomic_output, check_writable
-from .quicklook import raster_legend
+from s2pipe.errors import InputNotFoundError, LabelError, OptionError, SafeFormatError, TileError
+from s2pipe.legend import DEFAULT_LEGEND, NODATA_LABEL, LandCoverClass
+from s2pipe.evaluation.metrics import Scores, confusion_matrix, scores
+from s2pipe.outputs import atomic_output, check_writable
+from s2pipe.raster.quicklook import raster_legend
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def area_adjusted_accuracy(cm: np.ndarray, map_pixels: Sequence[int], *,
     """Olofsson et al. (2014) estimators from a confusion matrix and the map's class counts.
 
     ``cm`` has reference classes in rows and map classes in columns (as
-    :func:`s2pipe.metrics.confusion_matrix`); ``map_pixels[k]`` is the number of map
+    :func:`s2pipe.evaluation.metrics.confusion_matrix`); ``map_pixels[k]`` is the number of map
     pixels of class ``k + 1``. Each map class is a stratum weighted by its mapped area;
     strata with fewer than two reference pixels contribute no variance (their figures are
     NaN where undefined).
@@ -112,7 +112,7 @@ def area_adjusted_accuracy(cm: np.ndarray, map_pixels: Sequence[int], *,
 
 # ---------------------------------------------------------------- reference and map
 def _grid_of(ds) -> Any:
-    from .safe import Grid
+    from s2pipe.sentinel2.reader import Grid
 
     return Grid(crs=ds.crs, transform=ds.transform, width=ds.width, height=ds.height)
 
@@ -173,7 +173,7 @@ def read_reference_raster(path: Path, grid: Any, num_classes: int, *,
     if nodata is not None and nodata != NODATA_LABEL:
         ref = np.where(ref == nodata, NODATA_LABEL, ref)
     if class_map is not None:
-        from .labels import load_class_map
+        from s2pipe.labels import load_class_map
 
         mapping = load_class_map(class_map)
         values = [v for v in np.unique(ref) if v != NODATA_LABEL]
@@ -274,7 +274,7 @@ def evaluate_map(prediction: str | os.PathLike, reference: str | os.PathLike,
                               "is a raster; leave them out (--class-map works for both)")
         ref = read_reference_raster(reference, grid, n, class_map=class_map)
     else:
-        from .labels import rasterize_labels, read_labels
+        from s2pipe.labels import rasterize_labels, read_labels
 
         gdf, label_report = read_labels(reference, layer=layer, class_field=class_field,
                                         class_map=class_map, grid=grid, legend=legend)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import terrain as T
-from .terrain import SCL_OF_MATERIAL, SPECTRA
+from s2pipe.synth import terrain as T
+from s2pipe.synth.terrain import SCL_OF_MATERIAL, SPECTRA
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .legend import DEFAULT_LEGEND, LandCoverClass
+from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass
 
 if TYPE_CHECKING:  # torch is only needed by the training path
     import torch

@@ -7,8 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .legend import LandCoverClass
-from .outputs import atomic_output
+from s2pipe.legend import LandCoverClass
+from s2pipe.outputs import atomic_output
 
 
 def _pyplot():

@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
-from .errors import CheckpointError, InputNotFoundError
-from .model import UNet
-from .outputs import atomic_output
+from s2pipe import __version__
+from s2pipe.errors import CheckpointError, InputNotFoundError
+from s2pipe.model.unet import UNet
+from s2pipe.outputs import atomic_output
 
 log = logging.getLogger(__name__)
 

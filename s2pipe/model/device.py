@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from .errors import OptionError
+from s2pipe.errors import OptionError
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from .errors import OptionError
-from .legend import DEFAULT_LEGEND, LandCoverClass, colormap
+from s2pipe.errors import OptionError
+from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass, colormap
 
 log = logging.getLogger(__name__)
 

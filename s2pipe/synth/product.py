@@ -2,7 +2,7 @@
 
 The product is a SAFE folder laid out and named like a real one (JPEG2000 band files at
 10/20/60 m, ``MTD_MSIL2A.xml``, ``MTD_TL.xml``, ``manifest.safe``) that GDAL's SENTINEL2
-driver opens; its pixels come from :mod:`s2pipe.landscape`. DNs follow the baseline:
+driver opens; its pixels come from :mod:`s2pipe.synth.landscape`. DNs follow the baseline:
 ``DN = round(10000 * reflectance)`` before 04.00 and ``+ 1000`` from 04.00 on, so the
 same seed gives the same ground in every baseline.
 """
@@ -18,12 +18,12 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import OptionError
-from .landscape import Landscape, make_landscape
-from .legend import DEFAULT_LEGEND, colormap
-from .outputs import atomic_output, check_writable
-from .safe_xml import ProductNames
-from .synth_safe import write_safe
+from s2pipe.errors import OptionError
+from s2pipe.synth.landscape import Landscape, make_landscape
+from s2pipe.legend import DEFAULT_LEGEND, colormap
+from s2pipe.outputs import atomic_output, check_writable
+from s2pipe.synth.metadata import ProductNames
+from s2pipe.synth.safe import write_safe
 
 log = logging.getLogger(__name__)
 

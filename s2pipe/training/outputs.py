@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import read_checkpoint, save_checkpoint
-from .errors import CheckpointError, OutputExistsError
-from .legend import legend_from_list
-from .outputs import atomic_output
+from s2pipe.model.checkpoint import read_checkpoint, save_checkpoint
+from s2pipe.errors import CheckpointError, OutputExistsError
+from s2pipe.legend import legend_from_list
+from s2pipe.outputs import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class TrainOutputs:
 
     def finish(self, model: nn.Module, meta: dict, metrics: dict, data: dict, step: Any) -> None:
         """Final files: best.pt with its metrics, metrics.json, curves, samples, summary."""
-        from .plots import plot_curves, plot_samples
+        from s2pipe.training.plots import plot_curves, plot_samples
 
         if self.save_model:
             save_checkpoint(self.best, model=model, meta=meta)

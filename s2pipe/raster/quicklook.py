@@ -19,16 +19,16 @@ from typing import Literal, Sequence, get_args
 
 import numpy as np
 
-from .errors import InputNotFoundError, OptionError, SafeFormatError
-from .legend import DEFAULT_LEGEND, NODATA_LABEL, LandCoverClass
-from .mtd import BANDS
-from .outputs import atomic_output
+from s2pipe.errors import InputNotFoundError, OptionError, SafeFormatError
+from s2pipe.legend import DEFAULT_LEGEND, NODATA_LABEL, LandCoverClass
+from s2pipe.sentinel2.metadata import BANDS
+from s2pipe.outputs import atomic_output
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["auto", "classes", "rgb"]
 KINDS: tuple[str, ...] = get_args(Kind)
-TRUE_COLOUR = ("B04", "B03", "B02")  # bands of the stack (s2pipe.mtd.BANDS order) shown as R, G, B
+TRUE_COLOUR = ("B04", "B03", "B02")  # bands of the stack (s2pipe.sentinel2.metadata.BANDS order) shown as R, G, B
 STRETCH_PERCENTILES = (2.0, 98.0)
 
 

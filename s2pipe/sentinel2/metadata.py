@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from .errors import InputNotFoundError, SafeFormatError
+from s2pipe.errors import InputNotFoundError, SafeFormatError
 
 log = logging.getLogger(__name__)
 

@@ -27,13 +27,13 @@ import numpy as np
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
-from . import __version__
-from .errors import OptionError, TileError
-from .labels import LabelReport, rasterize_labels, read_labels
-from .legend import DEFAULT_LEGEND, legend_to_list
-from .outputs import atomic_output, check_writable
-from .safe import DEFAULT_SCL_MASK, ResamplingName, Scene, open_scene, write_stack
-from .tiling import (SPLITS, assign_splits, default_block_size, tile_id, tile_windows,
+from s2pipe import __version__
+from s2pipe.errors import OptionError, TileError
+from s2pipe.labels import LabelReport, rasterize_labels, read_labels
+from s2pipe.legend import DEFAULT_LEGEND, legend_to_list
+from s2pipe.outputs import atomic_output, check_writable
+from s2pipe.sentinel2.reader import DEFAULT_SCL_MASK, ResamplingName, Scene, open_scene, write_stack
+from s2pipe.tiles.tiling import (SPLITS, assign_splits, default_block_size, tile_id, tile_windows,
                      write_image_tile, write_label_tile)
 
 log = logging.getLogger(__name__)

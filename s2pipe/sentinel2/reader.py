@@ -5,7 +5,7 @@
 returns uint16 ``(12, h, w)`` for any window of the 10 m grid with
 
 * bands in :data:`BANDS` order, each read from its native-resolution file and upsampled
-  by an exact integer factor (:mod:`s2pipe.resample`: a 20 m pixel covers exactly 2 x 2
+  by an exact integer factor (:mod:`s2pipe.sentinel2.resample`: a 20 m pixel covers exactly 2 x 2
   output pixels; ``nearest`` is exact replication);
 * DN = 10000 * reflectance whatever the baseline: ``DN + BOA_ADD_OFFSET`` (offset 0 before
   04.00), values that would fall below 1 clipped to 1, 65535 (saturated) kept. This is
@@ -33,10 +33,10 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from .blockrows import BlockRowReader
-from .errors import MissingBandError, SafeFormatError
-from .resample import upsample
-from .mtd import (BAND_RESOLUTION, BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION,
+from s2pipe.sentinel2.blockrows import BlockRowReader
+from s2pipe.errors import MissingBandError, SafeFormatError
+from s2pipe.sentinel2.resample import upsample
+from s2pipe.sentinel2.metadata import (BAND_RESOLUTION, BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION,
                   RESAMPLING_NAMES, SCL_CLASSES, SUPPORTED, ProductInfo, ResamplingName,
                   read_product_metadata)
 

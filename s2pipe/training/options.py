@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from .errors import OptionError
+from s2pipe.errors import OptionError
 
 ClassWeights = Literal["none", "inverse-frequency"]
 CLASS_WEIGHTS: tuple[str, ...] = get_args(ClassWeights)

@@ -1,8 +1,8 @@
-"""Writing a synthetic landscape as a Sentinel-2 L2A SAFE folder (used by :mod:`s2pipe.synth`).
+"""Writing a synthetic landscape as a Sentinel-2 L2A SAFE folder (used by :mod:`s2pipe.synth.product`).
 
 Band files are lossless, tiled JPEG2000 (GDAL's JP2OpenJPEG) on the 10/20/60 m grids; the
 20 m and 60 m bands are block means of the 10 m reflectance, SCL is sampled at block
-centres. Metadata comes from :mod:`s2pipe.safe_xml` and lists exactly the files written.
+centres. Metadata comes from :mod:`s2pipe.synth.metadata` and lists exactly the files written.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Callable
 
 import numpy as np
 
-from .landscape import BANDS, Landscape, band_reflectance
-from .safe_xml import ProductNames, baseline_number, manifest, mtd_msil2a, mtd_tl
-from .terrain import Noise
+from s2pipe.synth.landscape import BANDS, Landscape, band_reflectance
+from s2pipe.synth.metadata import ProductNames, baseline_number, manifest, mtd_msil2a, mtd_tl
+from s2pipe.synth.terrain import Noise
 
 log = logging.getLogger(__name__)
 

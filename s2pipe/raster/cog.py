@@ -4,7 +4,7 @@
 each block row once to a tiled, DEFLATE-compressed temporary GeoTIFF; ``finish()`` turns
 that into a COG (GDAL's COG driver, internal overviews) at the destination and removes
 the temporary file. Rows may also come in column ranges (the panels of
-:mod:`s2pipe.blend`), each in row order: each range goes to a temporary file of its own,
+:mod:`s2pipe.prediction.blend`), each in row order: each range goes to a temporary file of its own,
 and ``finish()`` first joins them into the full-width file, one block row at a time.
 
 Class maps get the legend as colour table, class names as band tags and as GDAL category
@@ -26,7 +26,7 @@ import rasterio.shutil
 from rasterio.enums import Resampling as RasterioResampling
 from rasterio.transform import Affine
 
-from .legend import LandCoverClass, colormap
+from s2pipe.legend import LandCoverClass, colormap
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Seamless blending of overlapping window predictions, in panels and strips.
 
 The scene is covered by ``tile x tile`` windows every ``tile - overlap`` px (the grid of
-:func:`s2pipe.tiling.tile_windows`) laid over the scene grown by ``overlap`` pixels on
+:func:`s2pipe.tiles.tiling.tile_windows`) laid over the scene grown by ``overlap`` pixels on
 each side; the parts of a window outside the scene are filled by reflection
 (:func:`read_padded`). Each window's class probabilities are weighted with a separable
 raised-cosine ramp over its ``overlap`` border pixels: neighbouring ramps sum to one (the
@@ -38,7 +38,7 @@ PANEL_WIDTH = 3072  # px: the widest panel (a 2560 px scene fits in one)
 class WindowGrid:
     """Window origins (in scene pixels; negative = before the scene) covering a scene.
 
-    The windows are :func:`s2pipe.tiling.tile_windows` (the grid ``prepare`` cuts tiles
+    The windows are :func:`s2pipe.tiles.tiling.tile_windows` (the grid ``prepare`` cuts tiles
     on) laid over the scene grown by ``overlap`` reflected pixels on every side (and to
     at least one tile), so each scene pixel is at least ``overlap`` px inside a window.
     """
@@ -55,7 +55,7 @@ class WindowGrid:
 
     @cached_property
     def _origins(self) -> tuple[list[int], list[int]]:
-        from .tiling import tile_windows
+        from s2pipe.tiles.tiling import tile_windows
 
         o = self.overlap
         w, h = max(self.width + 2 * o, self.tile), max(self.height + 2 * o, self.tile)
