@@ -208,7 +208,7 @@ def quicklook(image: Path, out_png: Path, kind: str, max_size: int, title: str |
     report(result, as_json, str(result.path))
 
 
-from s2pipe.prediction.predict import TTA_CHOICES  # noqa: E402  (numpy only; valid values live once)
+from s2pipe.prediction.options import TTA_CHOICES  # noqa: E402  (plain data; valid values live once)
 
 
 @cli.command()
@@ -341,7 +341,7 @@ def train(tiles_dir: Path | None, model_dir: Path, images_dir: Path | None, labe
                             f"{result.best_checkpoint or result.model_dir}")
 
 
-from s2pipe.sentinel2.metadata import DEFAULT_SCL_MASK, RESAMPLING_NAMES, SCL_CLASSES  # noqa: E402  (stdlib only)
+from s2pipe.sentinel2.facts import DEFAULT_SCL_MASK, RESAMPLING_NAMES, SCL_CLASSES  # noqa: E402  (stdlib only)
 
 
 def _info_text(info: Any) -> str:

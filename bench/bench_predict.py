@@ -30,7 +30,8 @@ from pathlib import Path
 CHILD = r"""
 import json, sys, time
 import numpy as np, torch
-from s2pipe.prediction.predict import WindowModel, peak_rss_mb, predict_scene
+from s2pipe.prediction.inference import WindowModel
+from s2pipe.prediction.predict import peak_rss_mb, predict_scene
 from s2pipe.model.checkpoint import load_checkpoint
 from s2pipe.model.device import resolve_device
 
@@ -43,8 +44,8 @@ peak = peak_rss_mb()
 dev = resolve_device(device)
 model, meta = load_checkpoint(ckpt, device=dev)
 fwd = WindowModel(model, dev)
-t = int(meta["tile_size"])
-x = np.random.default_rng(0).normal(size=(batch, 12, t, t)).astype(np.float32)
+t = meta.tile_size
+x = torch.from_numpy(np.random.default_rng(0).normal(size=(batch, 12, t, t)).astype(np.float32))
 fwd(x)  # warm-up; predict_s includes its own cold first batch, so the ratio errs high
 if dev.type == "cuda":
     torch.cuda.synchronize()
@@ -73,7 +74,7 @@ def write_plausible_stack(path: Path, size: int, seed: int = 0, rows: int | None
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
-    from s2pipe.sentinel2.reader import BANDS, RADIOMETRY_CONVENTION
+    from s2pipe.sentinel2.facts import BANDS, RADIOMETRY_CONVENTION
 
     rng = np.random.default_rng(seed)
     spectra = rng.uniform(300, 4500, size=(8, 12))
@@ -98,16 +99,17 @@ def write_plausible_stack(path: Path, size: int, seed: int = 0, rows: int | None
 def write_checkpoint(path: Path, filters: int, tile: int) -> Path:
     import torch
 
-    from s2pipe.model.checkpoint import save_checkpoint
-    from s2pipe.legend import legend_to_list
+    from s2pipe.legend import DEFAULT_LEGEND
+    from s2pipe.model.checkpoint import ModelMeta, save_checkpoint
+    from s2pipe.model.normalization import Normalization
     from s2pipe.model.unet import UNet
-    from s2pipe.sentinel2.reader import BANDS, RADIOMETRY_CONVENTION
+    from s2pipe.sentinel2.facts import BANDS, RADIOMETRY_CONVENTION
 
     torch.manual_seed(0)
     model = UNet(12, 8, filters)
-    meta = dict(bands=list(BANDS), legend=legend_to_list(), tile_size=tile, arch=model.arch,
-                normalization={"mean": [2000.0] * 12, "std": [1200.0] * 12},
-                radiometry={"convention": RADIOMETRY_CONVENTION})
+    meta = ModelMeta(bands=BANDS, legend=DEFAULT_LEGEND, tile_size=tile, arch=model.arch,
+                     normalization=Normalization((2000.0,) * 12, (1200.0,) * 12),
+                     radiometry={"convention": RADIOMETRY_CONVENTION})
     save_checkpoint(path, model=model, meta=meta)
     return path
 

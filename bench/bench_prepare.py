@@ -109,7 +109,7 @@ def _tif_product(out: Path) -> None:
 
 def _gdal_stack(safe: Path, out: Path) -> dict:
     """The same 10 m 12-band stack, made by GDAL alone (bilinear warp + deflate GeoTIFF)."""
-    from s2pipe.sentinel2.reader import BANDS, read_product_metadata
+    from s2pipe.sentinel2 import BANDS, read_product_metadata
 
     info = read_product_metadata(safe)
     files = [info.band_files[b] for b in BANDS]

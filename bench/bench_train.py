@@ -51,9 +51,8 @@ def bench_pipeline(images: np.ndarray, labels: np.ndarray, *, filters: int, batc
     info = DistInfo(0, 1, dev)
     n_workers = (4 if cuda else 0) if workers is None else workers
     loader, sampler = _loader(images, labels, opts, info, train=True, workers=n_workers)
-    mean, std = band_statistics(images)
-    step = Step(dev, torch.tensor(mean, device=dev).view(1, -1, 1, 1), torch.tensor(std, device=dev).view(1, -1, 1, 1),
-                channels_last=cuda, amp_dtype=(torch.bfloat16 if cuda else None))
+    step = Step(dev, band_statistics(images).normalizer(dev), channels_last=cuda,
+                amp_dtype=(torch.bfloat16 if cuda else None))
     torch.manual_seed(0)
     model = UNet(images.shape[1], 8, filters).to(dev)
     if cuda:

@@ -28,6 +28,11 @@ class MissingBandError(SafeFormatError):
     """A band file named in the product metadata is missing or unreadable."""
 
 
+class RasterError(S2PipeError, ValueError):
+    """A raster given as input (a class map, a label raster) is unreadable or not what the
+    command needs (band count, data type, no CRS, values out of range)."""
+
+
 class LabelError(S2PipeError, ValueError):
     """Label vectors or rasters cannot be used (no CRS, no overlap, unknown classes...)."""
 

@@ -19,7 +19,7 @@ def test_prepare_layout(tmp_path):
     ts = find_tiles(root)
     assert ts.source == "prepare" and len(ts.pairs) == 6
     assert [len(ts.split(s)) for s in ("train", "val", "test")] == [4, 1, 1]
-    assert ts.bands[3] == "B04" and ts.legend[0]["value"] == 1
+    assert ts.bands[3] == "B04" and ts.legend[0].value == 1
     images, labels = load_tiles(ts.split("train"))
     assert images.shape == (4, 12, 32, 32) and images.dtype == np.uint16
     assert labels.shape == (4, 32, 32) and labels.dtype == np.uint8
@@ -73,7 +73,8 @@ def test_band_statistics_exclude_nodata():
     images = np.zeros((2, 12, 4, 4), np.uint16)
     images[0, :, :2] = 100
     images[1, :, :1] = 300  # rest of the pixels are no data (0 in every band)
-    mean, std = band_statistics(images)
+    norm = band_statistics(images)
+    mean, std = norm.mean, norm.std
     assert mean[0] == pytest.approx((8 * 100 + 4 * 300) / 12)
     assert std[5] == pytest.approx(np.std([100] * 8 + [300] * 4))
     assert class_counts(np.array([[0, 1, 1, 8]], np.uint8)).tolist() == [2, 0, 0, 0, 0, 0, 0, 1]

@@ -35,6 +35,6 @@ def test_two_gloo_processes(tmp_path):
     for split in ("train", "val", "test"):
         assert metrics[split]["pixels"] == labelled[split]
     model, meta = load_checkpoint(out / "best.pt")
-    assert meta["arch"]["filters"] == 4
+    assert meta.arch.filters == 4
     # both ranks printed a result; rank 0 alone wrote the files (no stray temporaries above)
     assert proc.stdout.count('"epochs_run": 2') == 2

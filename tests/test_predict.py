@@ -7,6 +7,7 @@ stack's own pattern so its class boundaries are decisive, like a real model's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -22,16 +23,19 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from cli import cli
-from s2pipe.prediction.blend import (PANEL_WIDTH, StripAccumulator, WindowGrid, blend_scene,
-                          ramp_weights, read_padded)
-from s2pipe.model.checkpoint import load_checkpoint, save_checkpoint
-from s2pipe.legend import DEFAULT_LEGEND, colormap, legend_to_list
+from s2pipe.legend import DEFAULT_LEGEND, colormap
+from s2pipe.model.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
+from s2pipe.model.normalization import Normalization
 from s2pipe.model.unet import UNet
-from s2pipe.prediction.predict import WindowModel, predict_scene, predict_scenes
-from s2pipe.sentinel2.reader import BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION, Grid, open_scene
+from s2pipe.prediction.blend import StripAccumulator, blend_scene
+from s2pipe.prediction.inference import WindowModel
+from s2pipe.prediction.predict import predict_scene, predict_scenes
+from s2pipe.prediction.windows import PANEL_WIDTH, WindowGrid, ramp_weights, read_padded
+from s2pipe.sentinel2 import BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION, Grid, open_scene
 
 TILE = 64
 MEAN, STD = 3000.0, 1500.0
+NORM = Normalization((MEAN,) * 12, (STD,) * 12)
 
 
 def pattern(h: int, w: int, x0: int = 0, y0: int = 0) -> np.ndarray:
@@ -79,11 +83,9 @@ def write_stack(path: Path, data: np.ndarray, *, x0: float = 500000.0,
 def make_checkpoint(path: Path, model: UNet | None = None, **meta_over) -> Path:
     torch.manual_seed(0)
     model = model or UNet(12, 8, 4)
-    meta = dict(bands=list(BANDS), legend=legend_to_list(), tile_size=TILE, arch=model.arch,
-                normalization={"mean": [MEAN] * 12, "std": [STD] * 12},
-                radiometry={"convention": RADIOMETRY_CONVENTION})
-    meta.update(meta_over)
-    save_checkpoint(path, model=model, meta=meta)
+    meta = ModelMeta(bands=BANDS, legend=DEFAULT_LEGEND, normalization=NORM, tile_size=TILE,
+                     arch=model.arch, radiometry={"convention": RADIOMETRY_CONVENTION})
+    save_checkpoint(path, model=model, meta=dataclasses.replace(meta, **meta_over))
     return path
 
 
@@ -180,8 +182,9 @@ class _Scene:
         return self.data[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width]
 
 
-def _pixelwise(x: np.ndarray) -> np.ndarray:
+def _pixelwise(x: torch.Tensor) -> np.ndarray:
     """A model whose class depends only on each pixel: one-hot of thresholds on band 0."""
+    x = x.numpy()
     cls = np.digitize(x[:, 0], [-0.4, 0.0, 0.4])
     return np.eye(8, dtype=np.float32)[cls].transpose(0, 3, 1, 2)
 
@@ -193,7 +196,7 @@ def test_strips_put_every_window_back_where_it_came_from(w, h, overlap, batch):
     data[:, : h // 3, : w // 4] = 0
     grid = WindowGrid(w, h, TILE, overlap)
     rows_out, valid_out = [], []
-    blend_scene(_Scene(data), _pixelwise, grid, np.float32(MEAN), np.float32(STD),
+    blend_scene(_Scene(data), _pixelwise, grid, NORM.normalizer(),
                 batch_size=batch, num_classes=8,
                 on_rows=lambda p, v, c0: (rows_out.append(p.argmax(0) + 1), valid_out.append(v.copy())))
     got = np.concatenate(rows_out)
@@ -217,9 +220,10 @@ def test_accumulator_memory_is_one_window_row_of_a_panel():
     assert WindowGrid(2560, 2560, 256, 64).panels[0].width == 2688  # the demo scene: one panel
 
 
-def _window_dependent(x: np.ndarray) -> np.ndarray:
+def _window_dependent(x: torch.Tensor) -> np.ndarray:
     """A model whose output depends on where a pixel sits in its window, so that the
     blend of overlapping windows matters: softmax of band values plus a column ramp."""
+    x = x.numpy()
     t = x.shape[-1]
     logits = np.stack([x[:, 0] * k + np.linspace(-1, 1, t)[None, None, :] * (k - 4)
                        for k in range(8)], axis=1).astype(np.float32)
@@ -239,7 +243,7 @@ def _blend_whole(data: np.ndarray, grid: WindowGrid) -> tuple[np.ndarray, np.nda
         valid[r0:r0 + n, c0:c0 + width] = v
         filled[c0] = r0 + n
 
-    blend_scene(_Scene(data), _window_dependent, grid, np.float32(MEAN), np.float32(STD),
+    blend_scene(_Scene(data), _window_dependent, grid, NORM.normalizer(),
                 batch_size=3, num_classes=8, on_rows=on_rows)
     return probs, valid
 
@@ -319,7 +323,11 @@ def test_map_is_on_the_scene_grid_with_nodata_legend_and_provenance(scene, train
     assert sum(a.pixels for a in result.class_areas) == 300 * 200 - 50 * 40
     assert sum(a.percent for a in result.class_areas) == pytest.approx(100.0)
     assert result.class_areas[0].hectares == pytest.approx(result.class_areas[0].pixels * 0.01)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif", "map.tif.aux.xml"]
+    # the QGIS style QGIS applies on opening: exactly the legend's classes, no-data absent
+    entries = ET.parse(tmp_path / "map.qml").getroot().iter("paletteEntry")
+    assert [(e.get("value"), e.get("label"), e.get("color")) for e in entries] == \
+        [(str(c.value), c.name, c.color) for c in DEFAULT_LEGEND]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.qml", "map.tif", "map.tif.aux.xml"]
     # the trained model actually maps the pattern
     assert (band == truth(pattern(200, 300)))[band > 0].mean() > 0.9
 
@@ -388,12 +396,12 @@ def test_scene_smaller_than_a_tile_and_probabilities(trained, tmp_path):
 
 
 def test_a_scene_wider_than_a_panel_maps_the_same(trained, tmp_path, monkeypatch):
-    import s2pipe.prediction.blend
+    import s2pipe.prediction.windows
 
     path = write_stack(tmp_path / "s.tif", stack_array(100, 300))
     one = predict_scene(path, trained, tmp_path / "one.tif", overlap=16, device="cpu",
                         probabilities=tmp_path / "p_one.tif", probabilities_all=True)
-    monkeypatch.setattr(s2pipe.prediction.blend, "PANEL_WIDTH", 112)  # 2 windows a panel: 4 panels
+    monkeypatch.setattr(s2pipe.prediction.windows, "PANEL_WIDTH", 112)  # 2 windows a panel: 4 panels
     many = predict_scene(path, trained, tmp_path / "many.tif", overlap=16, device="cpu",
                          probabilities=tmp_path / "p_many.tif", probabilities_all=True)
     assert one.class_areas == many.class_areas
@@ -401,8 +409,8 @@ def test_a_scene_wider_than_a_panel_maps_the_same(trained, tmp_path, monkeypatch
     with rasterio.open(one.probabilities) as a, rasterio.open(many.probabilities) as b:
         assert np.abs(a.read().astype(int) - b.read().astype(int)).max() <= 1
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["s.tif", "one.tif", "one.tif.aux.xml", "p_one.tif", "many.tif", "many.tif.aux.xml",
-         "p_many.tif"])
+        ["s.tif", "one.tif", "one.tif.aux.xml", "one.qml", "p_one.tif", "many.tif",
+         "many.tif.aux.xml", "many.qml", "p_many.tif"])
 
 
 def test_several_scenes_write_product_names_into_a_folder(trained, tmp_path):
@@ -470,8 +478,8 @@ def test_cli_refuses_an_existing_output(scene, trained, tmp_path):
 
 
 def test_cli_rejects_a_checkpoint_for_other_bands(scene, tmp_path):
-    bad = make_checkpoint(tmp_path / "rgb.pt", UNet(3, 8, 4), bands=["B04", "B03", "B02"],
-                          normalization={"mean": [MEAN] * 3, "std": [STD] * 3})
+    bad = make_checkpoint(tmp_path / "rgb.pt", UNet(3, 8, 4), bands=("B04", "B03", "B02"),
+                          normalization=Normalization((MEAN,) * 3, (STD,) * 3))
     _fails_cleanly(["predict", scene, "--model", bad, "-o", tmp_path / "m.tif", "--overlap", 16],
                    tmp_path, "bands")
 
@@ -518,12 +526,12 @@ def test_cli_usage_errors(scene, trained, tmp_path, extra):
 @pytest.mark.parametrize("panel_width,fail_after", [(None, 2), (112, 9)])
 def test_a_read_error_mid_scene_leaves_no_output(scene, trained, tmp_path, monkeypatch,
                                                  panel_width, fail_after):
-    import s2pipe.prediction.blend
+    import s2pipe.prediction.windows
     import s2pipe.prediction.predict as predict_mod
     from s2pipe.errors import MissingBandError
 
     if panel_width:  # fail in the second panel, after the first one's part files exist
-        monkeypatch.setattr(s2pipe.prediction.blend, "PANEL_WIDTH", panel_width)
+        monkeypatch.setattr(s2pipe.prediction.windows, "PANEL_WIDTH", panel_width)
 
     real_open = predict_mod._open
 
@@ -554,9 +562,9 @@ def test_a_read_error_mid_scene_leaves_no_output(scene, trained, tmp_path, monke
 _PEAK = """
 import json, sys, torch
 torch.set_num_threads(1)
-import s2pipe.prediction.blend
+import s2pipe.prediction.windows
 from s2pipe.prediction.predict import predict_scene
-s2pipe.prediction.blend.PANEL_WIDTH = 544  # 10 windows: both scenes are predicted in several panels
+s2pipe.prediction.windows.PANEL_WIDTH = 544  # 10 windows: both scenes are predicted in several panels
 r = predict_scene(sys.argv[1], sys.argv[2], sys.argv[3], overlap=16, batch_size=4, device="cpu")
 print(json.dumps({"peak": r.peak_rss_mb, "windows": r.windows, "s": r.seconds}))
 """

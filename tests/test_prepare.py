@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from rasterio import features
 
 from cli import cli
-from s2pipe.sentinel2.reader import BANDS
+from s2pipe.sentinel2.facts import BANDS
 
 TILE = ["--tile-size", "128"]
 

@@ -17,7 +17,7 @@ from rasterio.windows import Window
 from cli import cli
 from s2pipe.sentinel2.blockrows import BlockRowReader
 from s2pipe.errors import InputNotFoundError, MissingBandError, SafeFormatError
-from s2pipe.sentinel2.reader import (BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION, open_scene,
+from s2pipe.sentinel2 import (BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION, open_scene,
                          product_info, read_product_metadata, write_stack)
 
 S2_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "s2-reference"

@@ -11,10 +11,13 @@ import torch
 from click.testing import CliRunner
 
 from cli import cli
-from s2pipe.model.checkpoint import load_checkpoint, read_checkpoint
 from s2pipe.errors import CheckpointError
+from s2pipe.legend import DEFAULT_LEGEND
+from s2pipe.model.checkpoint import load_checkpoint, read_checkpoint
+from s2pipe.model.normalization import Normalization
+from s2pipe.model.unet import Arch, UNet
+from s2pipe.sentinel2.facts import BANDS, RADIOMETRY_CONVENTION
 from s2pipe.training.loop import masked_cross_entropy
-from s2pipe.model.unet import UNet
 from s2pipe.training.train import TrainOptions, train_model
 from tiles_helpers import STUDY_BREAKAGES, break_study_dirs, make_prepare_dir, make_study_dirs
 
@@ -70,18 +73,16 @@ def test_outputs_and_checkpoint_meta(tmp_path):
         ["best.pt", "last.pt", "history.csv", "metrics.json", "curves.png", "samples.png",
          "training_summary.txt"])
     model, meta = load_checkpoint(out / "best.pt")
-    for key in ("bands", "legend", "normalization", "tile_size", "arch", "radiometry",
-                "train_options", "metrics", "s2pipe_version"):
-        assert key in meta
-    assert meta["arch"] == {"name": "unet", "in_channels": 12, "num_classes": 8, "filters": 4}
-    assert meta["tile_size"] == 32 and len(meta["normalization"]["mean"]) == 12
-    assert meta["train_options"]["class_weights"] == "inverse-frequency"
+    assert meta.arch == Arch("unet", 12, 8, 4) and meta.legend == DEFAULT_LEGEND
+    assert meta.tile_size == 32 and len(meta.normalization.mean) == 12 and meta.s2pipe_version
+    assert meta.bands == BANDS and meta.radiometry["convention"] == RADIOMETRY_CONVENTION
+    assert meta.train_options["class_weights"] == "inverse-frequency"
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"train", "val", "test"} <= metrics.keys() and metrics["tiles"] == {"train": 8, "val": 2, "test": 2}
     # each split evaluated on its own tiles: pixel counts differ as the tiles do
     assert metrics["train"]["pixels"] > metrics["val"]["pixels"] > 0
     assert np.array(metrics["test"]["confusion_matrix"]).sum() == metrics["test"]["pixels"]
-    assert meta["metrics"]["test"]["miou"] == pytest.approx(metrics["test"]["miou"])
+    assert meta.metrics["test"]["miou"] == pytest.approx(metrics["test"]["miou"])
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"] and "val_iou_8" in rows[0]
     assert result.best_epoch in (1, 2) and result.epochs_run == 2
@@ -98,8 +99,8 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert resumed.epochs_run == full.epochs_run == 4
     a = read_checkpoint(tmp_path / "full" / "last.pt")
     b = read_checkpoint(tmp_path / "part" / "last.pt")
-    for k in a["model"]:
-        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
+    for k in a.weights:
+        torch.testing.assert_close(a.weights[k], b.weights[k], rtol=0, atol=0)
     ha = json.loads((tmp_path / "full" / "metrics.json").read_text())
     hb = json.loads((tmp_path / "part" / "metrics.json").read_text())
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h["history"]]  # noqa: E731
@@ -123,7 +124,7 @@ def test_cli_seed_sample_writes_loadable_checkpoint(tmp_path):
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert payload["epochs_run"] == 2 and payload["tiles"]["train"] == 1
     model, meta = load_checkpoint(out / "best.pt")
-    assert meta["train_options"]["tiles_source"] == "study" and meta["radiometry"]["assumed"]
+    assert meta.train_options["tiles_source"] == "study" and meta.radiometry["assumed"]
     assert (out / "samples.png").stat().st_size > 0
     assert "epoch 2/2" in result.stderr
 
@@ -164,7 +165,8 @@ def test_cli_refuses_existing_run_and_bad_usage(tmp_path):
 def test_inputs_normalised_like_predict():
     from s2pipe.training.loop import Step
 
-    step = Step(torch.device("cpu"), torch.full((1, 12, 1, 1), 100.0), torch.full((1, 12, 1, 1), 50.0))
+    norm = Normalization((100.0,) * 12, (50.0,) * 12)
+    step = Step(torch.device("cpu"), norm.normalizer())
     images = torch.full((1, 12, 2, 2), 200, dtype=torch.uint16)
     images[0, :, 0, 0] = 0  # no data
     x, _ = step.inputs(images, torch.zeros(1, 2, 2, dtype=torch.uint8))

@@ -9,7 +9,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from s2pipe.training.dataset import STUDY_BANDS
+from s2pipe.sentinel2.facts import BANDS as STUDY_BANDS
 from s2pipe.legend import legend_to_list
 
 # A distinct, learnable spectrum (DN) per class 1..8.

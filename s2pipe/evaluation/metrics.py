@@ -69,12 +69,13 @@ class Scores:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values; NaN becomes None."""
-        return {"overall_accuracy": _none(self.overall_accuracy), "kappa": _none(self.kappa),
-                "miou": _none(self.miou), "pixels": int(self.pixels),
-                "per_class": [{k: _none(v) for k, v in c.items()} for c in self.per_class]}
+        return {"overall_accuracy": nan_none(self.overall_accuracy), "kappa": nan_none(self.kappa),
+                "miou": nan_none(self.miou), "pixels": int(self.pixels),
+                "per_class": [{k: nan_none(v) for k, v in c.items()} for c in self.per_class]}
 
 
-def _none(v: Any) -> Any:
+def nan_none(v: Any) -> Any:
+    """NaN as None (JSON has no NaN); anything else as it is."""
     return None if isinstance(v, float) and math.isnan(v) else v
 
 

@@ -9,11 +9,26 @@ value ``k + 1`` (label 0, no data, has no channel). He-normal initialisation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 DEPTH = 4                 # number of poolings
 STRIDE = 2 ** DEPTH       # H and W must be multiples of this
+
+
+@dataclass(frozen=True)
+class Arch:
+    """The network's architecture parameters, as stored in checkpoints."""
+
+    name: str
+    in_channels: int
+    num_classes: int
+    filters: int
+
+    def build(self) -> "UNet":
+        return UNet(in_channels=self.in_channels, num_classes=self.num_classes, filters=self.filters)
 
 
 class ConvBlock(nn.Sequential):
@@ -69,10 +84,9 @@ class UNet(nn.Module):
         self.reset_parameters()
 
     @property
-    def arch(self) -> dict:
+    def arch(self) -> Arch:
         """Architecture parameters, as stored in checkpoints."""
-        return {"name": "unet", "in_channels": self.in_channels,
-                "num_classes": self.num_classes, "filters": self.filters}
+        return Arch("unet", self.in_channels, self.num_classes, self.filters)
 
     def reset_parameters(self) -> None:
         """He-normal (fan-in, ReLU gain) weights, zero biases, unit BatchNorm."""

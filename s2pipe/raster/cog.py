@@ -7,9 +7,8 @@ the temporary file. Rows may also come in column ranges (the panels of
 :mod:`s2pipe.prediction.blend`), each in row order: each range goes to a temporary file of its own,
 and ``finish()`` first joins them into the full-width file, one block row at a time.
 
-Class maps get the legend as colour table, class names as band tags and as GDAL category
-names + raster attribute table in a ``.aux.xml`` sidecar (the GTiff format cannot hold
-those; GDAL, ``gdalinfo`` and QGIS read them from the sidecar).
+Class maps carry their legend as :mod:`s2pipe.raster.classmap` encodes it: colour table
+and class tags inside, ``.aux.xml`` and ``.qml`` sidecars next to the map.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Literal, Sequence
-from xml.sax.saxutils import escape
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import rasterio
@@ -26,12 +24,13 @@ import rasterio.shutil
 from rasterio.enums import Resampling as RasterioResampling
 from rasterio.transform import Affine
 
-from s2pipe.legend import LandCoverClass, colormap
+from s2pipe.legend import LandCoverClass
+from s2pipe.raster import profiles
+from s2pipe.raster.classmap import apply_legend, write_sidecars
 
 log = logging.getLogger(__name__)
 
-BLOCKSIZE = 512   # of the COG
-STAGE_BLOCK = 256  # of the staging GeoTIFF: rows are buffered to this height, then written
+STAGE_BLOCK = profiles.STAGE_BLOCK  # rows are buffered to this height, then written
 OVERVIEW_CHUNK = 1 << 20  # bytes of the map GDAL reads at a time to build overviews
 Resampling = Literal["mode", "average", "nearest"]
 
@@ -40,7 +39,7 @@ class _RowWriter:
     """Rows of a (count, height, width) raster appended in order to an open dataset,
     buffered to whole block rows so that each block is written (and compressed) once."""
 
-    def __init__(self, ds, block: int) -> None:
+    def __init__(self, ds: Any, block: int) -> None:
         self.ds = ds
         self.block = block
         self._buf = np.zeros((ds.count, block, ds.width), dtype=ds.dtypes[0])
@@ -79,7 +78,7 @@ class MapWriter:
     ``grid`` is any object with ``crs``, ``transform``, ``width``, ``height``.
     """
 
-    def __init__(self, path: str | os.PathLike, grid, *, count: int = 1, dtype: str = "uint8",
+    def __init__(self, path: str | os.PathLike, grid: Any, *, count: int = 1, dtype: str = "uint8",
                  nodata: float | None = 0, overview_resampling: Resampling = "mode",
                  legend: Sequence[LandCoverClass] | None = None,
                  tags: dict[str, str] | None = None,
@@ -95,21 +94,18 @@ class MapWriter:
         self._rows = _RowWriter(self._ds, STAGE_BLOCK)
         self._parts: dict[int, tuple[Path, _RowWriter]] = {}  # column -> its own file
         if self.legend:
-            self._ds.write_colormap(1, colormap(self.legend))
-            self._ds.update_tags(1, **{f"CLASS_{c.value}": c.name for c in self.legend})
+            apply_legend(self._ds, self.legend)
         if tags:
             self._ds.update_tags(**tags)
         for i, text in enumerate(band_descriptions or (), start=1):
             self._ds.set_band_description(i, text)
 
-    def _create(self, path: Path, col0: int, width: int):
+    def _create(self, path: Path, col0: int, width: int) -> Any:
         """A tiled GeoTIFF for columns ``col0 .. col0 + width - 1`` of the raster."""
         return rasterio.open(
-            path, "w", driver="GTiff", width=width, height=self.height, count=self.count,
-            dtype=self.dtype, crs=self.crs, nodata=self.nodata, tiled=True,
-            transform=self.transform * Affine.translation(col0, 0),
-            blockxsize=STAGE_BLOCK, blockysize=STAGE_BLOCK, compress="deflate", zlevel=1,
-            bigtiff="if_safer")
+            path, "w", **profiles.STAGE, width=width, height=self.height, count=self.count,
+            dtype=self.dtype, crs=self.crs, nodata=self.nodata,
+            transform=self.transform * Affine.translation(col0, 0))
 
     @property
     def rows_written(self) -> int:
@@ -178,12 +174,11 @@ class MapWriter:
             with rasterio.Env(GDAL_OVR_CHUNK_MAX_SIZE=OVERVIEW_CHUNK), \
                     rasterio.open(self._stage, "r+") as ds:
                 ds.build_overviews(factors, RasterioResampling[self.overview_resampling])
-        rasterio.shutil.copy(
-            self._stage, self.path, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=BLOCKSIZE,
-            OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE", BIGTIFF="IF_SAFER")
+        rasterio.shutil.copy(self._stage, self.path, **profiles.COG,
+                             OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE")
         self.close()
         if self.legend:
-            write_category_sidecar(self.path, self.legend)
+            write_sidecars(self.path, self.legend)
         return self.path
 
     def close(self) -> None:
@@ -196,38 +191,14 @@ class MapWriter:
     def __enter__(self) -> "MapWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 def overview_factors(width: int, height: int) -> list[int]:
     """2, 4, 8, ... until the overview fits in one COG block."""
     factors, f = [], 2
-    while max(width, height) / (f // 2) > BLOCKSIZE:
+    while max(width, height) / (f // 2) > profiles.COG_BLOCK:
         factors.append(f)
         f *= 2
     return factors
-
-
-def sidecar_path(path: str | os.PathLike) -> Path:
-    """Where GDAL looks for a raster's auxiliary metadata."""
-    return Path(f"{path}.aux.xml")
-
-
-def write_category_sidecar(path: str | os.PathLike, legend: Sequence[LandCoverClass]) -> Path:
-    """Class names as GDAL category names and a thematic raster attribute table."""
-    names = {c.value: c.name for c in legend}
-    cats = "".join(f"<Category>{escape(names.get(v, ''))}</Category>"
-                   for v in range(max(names) + 1))
-    fields = [("Value", 0, 5), ("Class", 2, 2), ("Red", 0, 6), ("Green", 0, 7), ("Blue", 0, 8)]
-    defs = "".join(f'<FieldDefn index="{i}"><Name>{n}</Name><Type>{t}</Type><Usage>{u}</Usage>'
-                   f"</FieldDefn>" for i, (n, t, u) in enumerate(fields))
-    rows = "".join(f'<Row index="{i}"><F>{c.value}</F><F>{escape(c.name)}</F>'
-                   f"<F>{c.rgb[0]}</F><F>{c.rgb[1]}</F><F>{c.rgb[2]}</F></Row>"
-                   for i, c in enumerate(legend))
-    xml = (f'<PAMDataset><PAMRasterBand band="1"><CategoryNames>{cats}</CategoryNames>'
-           f'<GDALRasterAttributeTable tableType="thematic">{defs}{rows}'
-           f"</GDALRasterAttributeTable></PAMRasterBand></PAMDataset>\n")
-    out = sidecar_path(path)
-    out.write_text(xml, encoding="utf-8")
-    return out

@@ -19,16 +19,17 @@ from typing import Literal, Sequence, get_args
 
 import numpy as np
 
-from s2pipe.errors import InputNotFoundError, OptionError, SafeFormatError
+from s2pipe.errors import InputNotFoundError, OptionError, RasterError
 from s2pipe.legend import DEFAULT_LEGEND, NODATA_LABEL, LandCoverClass
-from s2pipe.sentinel2.metadata import BANDS
+from s2pipe.raster.classmap import read_legend
+from s2pipe.sentinel2.facts import BANDS
 from s2pipe.outputs import atomic_output
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["auto", "classes", "rgb"]
 KINDS: tuple[str, ...] = get_args(Kind)
-TRUE_COLOUR = ("B04", "B03", "B02")  # bands of the stack (s2pipe.sentinel2.metadata.BANDS order) shown as R, G, B
+TRUE_COLOUR = ("B04", "B03", "B02")  # bands of the stack (facts.BANDS order) shown as R, G, B
 STRETCH_PERCENTILES = (2.0, 98.0)
 
 
@@ -53,29 +54,6 @@ def _rgb_indexes(count: int, descriptions: Sequence[str | None]) -> tuple[int, i
     if count == len(BANDS):
         return tuple(BANDS.index(b) + 1 for b in TRUE_COLOUR)  # type: ignore[return-value]
     return None
-
-
-def raster_legend(ds, default: Sequence[LandCoverClass] = DEFAULT_LEGEND) -> tuple[LandCoverClass, ...]:
-    """The legend an open class raster carries, completed from ``default``.
-
-    Class names come from the ``CLASS_<value>`` band tags that s2pipe maps carry (else
-    ``default``'s classes), colours from the file's colour table (else ``default``'s).
-    """
-    names = {int(k[6:]): v for k, v in ds.tags(1).items() if k.startswith("CLASS_") and k[6:].isdigit()}
-    base = {c.value: c for c in default}
-    try:
-        cmap = ds.colormap(1)
-    except ValueError:  # no colour table
-        cmap = {}
-    out = []
-    for v in sorted(names or base):
-        name = names.get(v) or (base[v].name if v in base else f"class {v}")
-        if v in cmap:
-            colour = "#{:02x}{:02x}{:02x}".format(*cmap[v][:3])
-        else:
-            colour = base[v].color if v in base else "#808080"
-        out.append(LandCoverClass(v, name, colour))
-    return tuple(out)
 
 
 def stretch(rgb: np.ndarray, valid: np.ndarray,
@@ -115,7 +93,7 @@ def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
     """Render ``image`` as a PNG at ``out_png``, at most ``max_size`` pixels on its long side.
 
     ``kind="auto"`` draws a one-band raster as classes and a stack with B04/B03/B02 in
-    true colour. Class maps use the file's own legend (:func:`raster_legend`, completed
+    true colour. Class maps use the file's own legend (:func:`s2pipe.raster.classmap.read_legend`, completed
     from ``legend``) and always list every class; value 0 (no data) is transparent.
     """
     import rasterio
@@ -130,7 +108,7 @@ def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
     try:
         ds = rasterio.open(image)
     except RasterioIOError as exc:
-        raise SafeFormatError(f"{image} is not a raster GDAL can read ({exc}); give a GeoTIFF") from None
+        raise RasterError(f"{image} is not a raster GDAL can read ({exc}); give a GeoTIFF") from None
     with ds:
         if kind == "auto":
             kind = "classes" if ds.count == 1 else "rgb"
@@ -138,15 +116,15 @@ def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
         h, w = max(1, ds.height // decimation), max(1, ds.width // decimation)
         if kind == "classes":
             if ds.count != 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
-                raise SafeFormatError(
+                raise RasterError(
                     f"{image} has {ds.count} band(s) of {ds.dtypes[0]}; a class map is one integer band")
             data = ds.read(1, out_shape=(h, w), resampling=Resampling.nearest)
-            classes = raster_legend(ds, legend)
+            classes = read_legend(ds, legend)
             indexes = None
         else:
             indexes = _rgb_indexes(ds.count, ds.descriptions)
             if indexes is None:
-                raise SafeFormatError(
+                raise RasterError(
                     f"{image} has {ds.count} bands and no B04/B03/B02 descriptions; "
                     "give a 12-band stack in s2pipe's band order (prepare --stack)")
             data = ds.read(list(indexes), out_shape=(3, h, w), resampling=Resampling.nearest)

@@ -15,36 +15,15 @@ import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Literal
 
 from s2pipe.errors import InputNotFoundError, SafeFormatError
+from s2pipe.sentinel2.facts import (BAND_IDS, BAND_RESOLUTION, BANDS, DEFAULT_OFFSET_N0400,
+                                     QUANTIFICATION, has_offset)
 
 log = logging.getLogger(__name__)
 
-#: The 12 bands s2pipe uses, in this fixed order (B10 is not in L2A products).
-BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08",
-                          "B8A", "B09", "B11", "B12")
-#: Native resolution (m) of each band.
-BAND_RESOLUTION: dict[str, int] = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20,
-                                   "B06": 20, "B07": 20, "B08": 10, "B8A": 20, "B09": 60,
-                                   "B11": 20, "B12": 20}
-#: Band ids used in the metadata (band_id="8" is B8A, "10" is B10).
-BAND_IDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08",
-                             "B8A", "B09", "B10", "B11", "B12")
-#: ESA's offset for baseline >= 04.00, used only if such a product's metadata lacks it.
-DEFAULT_OFFSET_N0400 = -1000
 SUPPORTED = ("supported: a Sentinel-2 L2A .SAFE folder, a zipped .SAFE, its MTD_MSIL2A.xml, "
              "or a 12-band stack written by 's2pipe prepare --stack'")
-ResamplingName = Literal["bilinear", "nearest", "cubic", "average"]
-RESAMPLING_NAMES: tuple[str, ...] = ("bilinear", "nearest", "cubic", "average")
-RADIOMETRY_CONVENTION = "DN = 10000 * reflectance (BOA_ADD_OFFSET applied)"
-#: Scene classification (SCL) values and short names.
-SCL_CLASSES: dict[int, str] = {
-    0: "no_data", 1: "saturated_defective", 2: "dark_area", 3: "cloud_shadow", 4: "vegetation",
-    5: "not_vegetated", 6: "water", 7: "unclassified", 8: "cloud_medium", 9: "cloud_high",
-    10: "thin_cirrus", 11: "snow_ice"}
-#: SCL classes masked by default: no data, saturated/defective, cloud shadow, clouds, cirrus.
-DEFAULT_SCL_MASK: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
 _EXT = {"JPEG2000": (".jp2", ".tif"), "GeoTIFF": (".tif", ".jp2")}
 
 
@@ -71,10 +50,6 @@ class ProductInfo:
     missing_bands: list[str]
     scl_file: str | None
     geopositions: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    @property
-    def complete(self) -> bool:
-        return not self.missing_bands
 
 
 def _local(tag: str) -> str:
@@ -230,13 +205,6 @@ def _tile_metadata(c: _Container, mtd: ET.Element, where: str) -> ET.Element:
                           "incomplete, download it again")
 
 
-def _baseline_number(baseline: str) -> float:
-    try:
-        return float(baseline)
-    except ValueError:
-        return 0.0
-
-
 def read_product_metadata(path: str | os.PathLike) -> ProductInfo:
     """Parse a product's metadata and check which of the 12 band files exist.
 
@@ -270,7 +238,7 @@ def read_product_metadata(path: str | os.PathLike) -> ProductInfo:
     baseline = _text(mtd, "PROCESSING_BASELINE", default="", where=where)
     raw = {e.get("band_id"): int(float(e.text)) for e in _find_all(mtd, "BOA_ADD_OFFSET")
            if e.text and e.get("band_id") is not None}
-    if not raw and _baseline_number(baseline) >= 4.0:
+    if not raw and has_offset(baseline):
         log.warning("%s: baseline %s but no BOA_ADD_OFFSET list; assuming ESA's %d",
                     where, baseline, DEFAULT_OFFSET_N0400)
         raw = {str(i): DEFAULT_OFFSET_N0400 for i in range(len(BAND_IDS))}
@@ -294,7 +262,7 @@ def read_product_metadata(path: str | os.PathLike) -> ProductInfo:
         transform=[g10["xdim"], 0.0, g10["ulx"], 0.0, g10["ydim"], g10["uly"]],
         width=int(g10["ncols"]), height=int(g10["nrows"]),
         quantification=float(_text(mtd, "BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE",
-                                   default="10000", where=where)),
+                                   default=str(QUANTIFICATION), where=where)),
         offsets=offsets, special_values=special, band_files=files, missing_bands=missing,
         scl_file=scl, geopositions=geo,
     )

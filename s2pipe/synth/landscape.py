@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from s2pipe.sentinel2.facts import BANDS
 from s2pipe.synth import terrain as T
 from s2pipe.synth.terrain import SCL_OF_MATERIAL, SPECTRA
 
 log = logging.getLogger(__name__)
 
-BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 CLOUD_SPECTRUM = np.array([.42, .42, .41, .40, .40, .40, .40, .39, .39, .36, .30, .22], np.float32)
 
 

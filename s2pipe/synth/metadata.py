@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Sequence
 
+from s2pipe.sentinel2.facts import BAND_IDS, DEFAULT_OFFSET_N0400, has_offset
+
 L2A_NS = "https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd"
 TL_NS = "https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-2A_Tile_Metadata.xsd"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 
-BAND_IDS = {"B01": 0, "B02": 1, "B03": 2, "B04": 3, "B05": 4, "B06": 5, "B07": 6, "B08": 7,
-            "B8A": 8, "B09": 9, "B10": 10, "B11": 11, "B12": 12}
 # bandId: physical band, native resolution, wavelength min, max, central (nm), solar irradiance
 _SPECTRAL = (("B1", 60, 411, 456, 442.3, 1874.3), ("B2", 10, 456, 532, 492.3, 1959.75),
              ("B3", 10, 536, 582, 558.9, 1824.93), ("B4", 10, 646, 685, 664.9, 1512.79),
@@ -38,11 +38,6 @@ _QI_NAMES = ("NODATA_PIXEL_PERCENTAGE", "SATURATED_DEFECTIVE_PIXEL_PERCENTAGE",
              "THIN_CIRRUS_PERCENTAGE", "SNOW_ICE_PERCENTAGE")
 
 
-def baseline_number(baseline: str) -> float:
-    """``"05.09"`` -> 5.09."""
-    return float(baseline)
-
-
 @dataclass(frozen=True)
 class ProductNames:
     """The names inside one product, derived from mission, times, orbit, tile and baseline."""
@@ -59,7 +54,7 @@ class ProductNames:
 
     @staticmethod
     def for_baseline(baseline: str) -> "ProductNames":
-        if baseline_number(baseline) >= 4.0:  # a reprocessed product: later generation, other centre
+        if has_offset(baseline):  # a reprocessed product: later generation, other centre
             return ProductNames(generation=datetime(2023, 7, 14, 10, 25, 33), baseline=baseline,
                                 centre="ESRI")
         return ProductNames(baseline=baseline)
@@ -113,13 +108,14 @@ def _qi(percent: Sequence[float], indent: str) -> str:
 def mtd_msil2a(names: ProductNames, image_files: Sequence[str], footprint: Sequence[tuple[float, float]],
                scl_percent: Sequence[float]) -> str:
     """The product metadata ``MTD_MSIL2A.xml`` listing ``image_files`` (no extension)."""
-    offset = baseline_number(names.baseline) >= 4.0
+    offset = has_offset(names.baseline)
     files = "".join(f"            <IMAGE_FILE>{f}</IMAGE_FILE>\n" for f in image_files)
     special = "".join(f"      <Special_Values>\n        <SPECIAL_VALUE_TEXT>{t}</SPECIAL_VALUE_TEXT>\n"
                       f"        <SPECIAL_VALUE_INDEX>{v}</SPECIAL_VALUE_INDEX>\n      </Special_Values>\n"
                       for t, v in (("NODATA", 0), ("SATURATED", 65535)))
     offsets = ("      <BOA_ADD_OFFSET_VALUES_LIST>\n" + "".join(
-        f'        <BOA_ADD_OFFSET band_id="{i}">-1000</BOA_ADD_OFFSET>\n' for i in range(13))
+        f'        <BOA_ADD_OFFSET band_id="{i}">{DEFAULT_OFFSET_N0400}</BOA_ADD_OFFSET>\n'
+        for i in range(len(BAND_IDS)))
         + "      </BOA_ADD_OFFSET_VALUES_LIST>\n") if offset else ""
     irradiance = "".join(f'          <SOLAR_IRRADIANCE bandId="{i}" unit="W/m²/µm">{s[5]}</SOLAR_IRRADIANCE>\n'
                          for i, s in enumerate(_SPECTRAL))
@@ -248,7 +244,7 @@ def mtd_tl(names: ProductNames, epsg: int, cs_name: str, ulx: float, uly: float,
     view = "".join(f'        <Mean_Viewing_Incidence_Angle bandId="{i}">\n'
                    f'          <ZENITH_ANGLE unit="deg">{5.1 + 0.02 * i:.4f}</ZENITH_ANGLE>\n'
                    f'          <AZIMUTH_ANGLE unit="deg">{104.3 - 0.3 * i:.4f}</AZIMUTH_ANGLE>\n'
-                   f"        </Mean_Viewing_Incidence_Angle>\n" for i in range(13))
+                   f"        </Mean_Viewing_Incidence_Angle>\n" for i in range(len(BAND_IDS)))
     sensing = names.datastrip_start + timedelta(seconds=14.5)
     cloud = scl_percent[8] + scl_percent[9] + scl_percent[10]
     return f"""<?xml version="1.0" encoding="UTF-8"?>

@@ -20,7 +20,9 @@ import numpy as np
 
 from s2pipe.errors import OptionError
 from s2pipe.synth.landscape import Landscape, make_landscape
-from s2pipe.legend import DEFAULT_LEGEND, colormap
+from s2pipe.legend import DEFAULT_LEGEND
+from s2pipe.raster import profiles
+from s2pipe.raster.classmap import apply_legend, atomic_class_map, sidecar_paths, write_sidecars
 from s2pipe.outputs import atomic_output, check_writable
 from s2pipe.synth.metadata import ProductNames
 from s2pipe.synth.safe import write_safe
@@ -60,17 +62,15 @@ class SynthResult:
 
 
 def write_truth(path: Path, land: Landscape, *, origin: tuple[float, float], epsg: int) -> None:
-    """The full-scene truth raster: uint8 classes 1..8, nodata 0, with the legend's colours."""
+    """The full-scene truth raster: uint8 classes 1..8, nodata 0, carrying the legend."""
     import rasterio
     from rasterio.transform import from_origin
 
-    with rasterio.open(path, "w", driver="GTiff", width=land.size, height=land.size, count=1,
-                       dtype="uint8", nodata=0, crs=f"EPSG:{epsg}", transform=from_origin(*origin, 10, 10),
-                       tiled=True, blockxsize=256, blockysize=256, compress="deflate") as dst:
+    with rasterio.open(path, "w", **profiles.CLASS_RASTER, width=land.size, height=land.size,
+                       count=1, crs=f"EPSG:{epsg}", transform=from_origin(*origin, 10, 10)) as dst:
         dst.write(land.classes, 1)
-        dst.write_colormap(1, colormap())
-        dst.update_tags(1, **{f"CLASS_{c.value}": c.name for c in DEFAULT_LEGEND})
-        dst.set_band_description(1, "land cover class (0 = no data)")
+        apply_legend(dst, DEFAULT_LEGEND)
+    write_sidecars(path, DEFAULT_LEGEND)
 
 
 def write_labels(path: Path, land: Landscape, *, origin: tuple[float, float], epsg: int,
@@ -133,13 +133,13 @@ def synth_product(out_dir: str | Path, *, size: int = 2560, seed: int = 0, basel
     names = ProductNames.for_baseline(baseline)
     safe_path = out_dir / f"{names.product}.SAFE"
     labels_path, truth_path = out_dir / LABELS_NAME, out_dir / TRUTH_NAME
-    for p in (safe_path, labels_path, truth_path):
+    for p in (safe_path, labels_path, truth_path, *sidecar_paths(truth_path)):
         check_writable(p, overwrite=overwrite)
     log.info("building a %d x %d px landscape (seed %d)", size, size, seed)
     land = make_landscape(size, seed)
     with ExitStack() as stack:
         tmp_safe = stack.enter_context(atomic_output(safe_path, overwrite=overwrite, directory=True))
-        tmp_truth = stack.enter_context(atomic_output(truth_path, overwrite=overwrite))
+        tmp_truth = stack.enter_context(atomic_class_map(truth_path, overwrite=overwrite))
         tmp_labels = stack.enter_context(atomic_output(labels_path, overwrite=overwrite))
         written = write_safe(tmp_safe, land, names, origin=origin, epsg=epsg, progress=progress)
         write_truth(tmp_truth, land, origin=origin, epsg=epsg)

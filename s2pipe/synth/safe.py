@@ -13,8 +13,11 @@ from typing import Callable
 
 import numpy as np
 
-from s2pipe.synth.landscape import BANDS, Landscape, band_reflectance
-from s2pipe.synth.metadata import ProductNames, baseline_number, manifest, mtd_msil2a, mtd_tl
+from s2pipe.raster import profiles
+from s2pipe.sentinel2.facts import (BANDS, DEFAULT_OFFSET_N0400, NODATA_DN, QUANTIFICATION,
+                                    SATURATED_DN, has_offset)
+from s2pipe.synth.landscape import Landscape, band_reflectance
+from s2pipe.synth.metadata import ProductNames, manifest, mtd_msil2a, mtd_tl
 from s2pipe.synth.terrain import Noise
 
 log = logging.getLogger(__name__)
@@ -22,13 +25,12 @@ log = logging.getLogger(__name__)
 RESOLUTIONS = (10, 20, 60)
 FACTORS = {10: 1, 20: 2, 60: 6}  # 10 m pixels per pixel side at each resolution
 STRIPE = 1020  # 10 m rows resampled at a time; a multiple of 6 so no 20/60 m block straddles two
-JP2_OPTIONS = {"QUALITY": "100", "REVERSIBLE": "YES", "YCC": "NO"}
 
 
 def band_files(baseline: str) -> dict[int, tuple[str, ...]]:
     """Band file names per resolution that a real L2A product of ``baseline`` holds."""
     r20 = ("B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12", "SCL", "AOT", "WVP", "TCI")
-    if baseline_number(baseline) >= 4.0:
+    if has_offset(baseline):
         r20 = ("B01",) + r20
     return {10: ("B02", "B03", "B04", "B08", "AOT", "WVP", "TCI"),
             20: r20,
@@ -38,12 +40,12 @@ def band_files(baseline: str) -> dict[int, tuple[str, ...]]:
 
 def dn_from_reflectance(refl: np.ndarray, valid: np.ndarray, baseline: str) -> np.ndarray:
     """uint16 DN of the baseline's convention; 0 (no data) outside ``valid``."""
-    offset = 1000 if baseline_number(baseline) >= 4.0 else 0
-    dn = np.rint(refl * 10000.0)
-    np.clip(dn, 1, 65535 - 1000, out=dn)
+    offset = -DEFAULT_OFFSET_N0400 if has_offset(baseline) else 0
+    dn = np.rint(refl * float(QUANTIFICATION))
+    np.clip(dn, 1, SATURATED_DN + DEFAULT_OFFSET_N0400, out=dn)
     dn += offset
     out = dn.astype(np.uint16)
-    out[~valid] = 0
+    out[~valid] = NODATA_DN
     return out
 
 
@@ -114,10 +116,10 @@ class _Writer:
         path.parent.mkdir(parents=True, exist_ok=True)
         arr = data if data.ndim == 3 else data[None]
         block = min(1024, arr.shape[2])
-        with rasterio.open(path, "w", driver="JP2OpenJPEG", width=arr.shape[2], height=arr.shape[1],
+        with rasterio.open(path, "w", **profiles.JP2_BAND, width=arr.shape[2], height=arr.shape[1],
                            count=arr.shape[0], dtype=arr.dtype, crs=self.crs,
                            transform=from_origin(*self.origin, res, res),
-                           BLOCKXSIZE=block, BLOCKYSIZE=block, **JP2_OPTIONS) as dst:
+                           BLOCKXSIZE=block, BLOCKYSIZE=block) as dst:
             dst.write(arr)
         if self.progress:
             self.progress(1)

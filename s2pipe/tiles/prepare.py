@@ -27,13 +27,16 @@ import numpy as np
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
-from s2pipe import __version__
 from s2pipe.errors import OptionError, TileError
 from s2pipe.labels import LabelReport, rasterize_labels, read_labels
-from s2pipe.legend import DEFAULT_LEGEND, legend_to_list
+from s2pipe.legend import DEFAULT_LEGEND
 from s2pipe.outputs import atomic_output, check_writable
-from s2pipe.sentinel2.reader import DEFAULT_SCL_MASK, ResamplingName, Scene, open_scene, write_stack
-from s2pipe.tiles.tiling import (SPLITS, assign_splits, default_block_size, tile_id, tile_windows,
+from s2pipe.sentinel2 import DEFAULT_SCL_MASK, Scene, open_scene, write_stack
+from s2pipe.sentinel2.facts import ResamplingName
+from s2pipe.raster.profiles import gdal_env
+from s2pipe.tiles.manifest import (FOOTPRINTS_NAME, IMAGES_DIR, LABELS_DIR, MANIFEST_NAME, SPLITS,
+                                   TileManifest, TileRecord)
+from s2pipe.tiles.tiling import (assign_splits, default_block_size, tile_id, tile_windows,
                      write_image_tile, write_label_tile)
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,7 @@ def prepare_scene(product: str | os.PathLike, labels: str | os.PathLike,
                    (str(class_map) if class_map else None),
                    labels=str(labels), stack=str(stack) if stack else None)
     with ExitStack() as stack_ctx:
+        stack_ctx.enter_context(gdal_env())
         scene = stack_ctx.enter_context(open_scene(product, resampling=resampling, mask_scl=mask_scl))
         grid = scene.grid
         gdf, report = read_labels(labels, layer=layer, class_field=class_field,
@@ -118,24 +122,15 @@ def prepare_scene(product: str | os.PathLike, labels: str | os.PathLike,
                                    min_labelled=min_labelled, max_nodata=max_nodata,
                                    split=split, block_size=block_size, seed=seed,
                                    all_touched=all_touched, progress=progress)
-        manifest = {
-            "s2pipe_version": __version__,
-            "product": asdict(scene.info),
-            "bands": list(scene.bands),
-            "radiometry": scene.radiometry,
-            "resampling": resampling,
-            "legend": legend_to_list(DEFAULT_LEGEND),
-            "tile_size": tile_size,
-            "options": options,
-            "labels": asdict(report),
-            "counts": counts,
-            "tiles": tiles,
-        }
-        _write_footprints(tmp / "tiles.gpkg", tiles, grid, tile_size)
-        (tmp / "prepare.json").write_text(json.dumps(manifest, indent=1))
+        manifest = TileManifest(bands=list(scene.bands), legend=DEFAULT_LEGEND,
+                                radiometry=scene.radiometry, tile_size=tile_size, tiles=tiles,
+                                product=asdict(scene.info), resampling=resampling,
+                                options=options, labels=asdict(report), counts=counts)
+        _write_footprints(tmp / FOOTPRINTS_NAME, tiles, grid, tile_size)
+        manifest.write(tmp)
     seconds = time.perf_counter() - t0
     log.info("prepare: %d tiles in %.1f s", len(tiles), seconds)
-    return PrepareResult(out_dir, out_dir / "prepare.json", out_dir / "tiles.gpkg",
+    return PrepareResult(out_dir, out_dir / MANIFEST_NAME, out_dir / FOOTPRINTS_NAME,
                          Path(stack) if stack else None, scene.name, len(tiles), counts, report,
                          round(seconds, 2), {s: counts[s] for s in SPLITS})
 
@@ -143,7 +138,7 @@ def prepare_scene(product: str | os.PathLike, labels: str | os.PathLike,
 def _cut_tiles(source: Scene, scene: Scene, gdf: Any, out: Path, *, tile_size: int, stride: int,
                min_labelled: float, max_nodata: float, split: Sequence[float], block_size: int,
                seed: int, all_touched: bool,
-               progress: Callable[[int], None] | None) -> tuple[list[dict], dict[str, Any]]:
+               progress: Callable[[int], None] | None) -> tuple[list[TileRecord], dict[str, Any]]:
     grid = scene.grid
     label = rasterize_labels(gdf, grid, all_touched=all_touched)
     windows = tile_windows(grid.width, grid.height, tile_size, stride)
@@ -163,9 +158,9 @@ def _cut_tiles(source: Scene, scene: Scene, gdf: Any, out: Path, *, tile_size: i
     for i, s in zip(candidates, splits):
         if s is not None:
             rows.setdefault(int(windows[i].row_off), []).append((i, s))
-    (out / "images").mkdir()
-    (out / "labels").mkdir()
-    tiles: list[dict] = []
+    (out / IMAGES_DIR).mkdir()
+    (out / LABELS_DIR).mkdir()
+    tiles: list[TileRecord] = []
     pending: list[Future] = []
     tags = {"S2PIPE_RADIOMETRY": json.dumps(scene.radiometry)}
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -189,10 +184,10 @@ def _cut_tiles(source: Scene, scene: Scene, gdf: Any, out: Path, *, tile_size: i
                 tid = tile_id(w)
                 img = np.ascontiguousarray(strip[:, :, c0:c0 + tile_size])
                 transform = grid.window_transform(w)
-                pending.append(pool.submit(write_image_tile, out / "images" / f"{tid}.tif", img,
+                pending.append(pool.submit(write_image_tile, TileManifest.image_path(out, tid), img,
                                            crs=grid.crs, transform=transform, bands=scene.bands,
                                            tags=tags))
-                pending.append(pool.submit(write_label_tile, out / "labels" / f"{tid}.tif", lab,
+                pending.append(pool.submit(write_label_tile, TileManifest.label_path(out, tid), lab,
                                            crs=grid.crs, transform=transform))
                 hist = np.bincount(lab.ravel(), minlength=256)
                 class_counts = {str(c.value): int(hist[c.value]) for c in DEFAULT_LEGEND
@@ -200,10 +195,8 @@ def _cut_tiles(source: Scene, scene: Scene, gdf: Any, out: Path, *, tile_size: i
                 for k, v in class_counts.items():
                     counts["class_pixels"][k] += v
                 counts[s] += 1
-                tiles.append({"id": tid, "row": int(w.row_off), "col": c0, "split": s,
-                              "labelled_fraction": round(labelled / npx, 6),
-                              "nodata_fraction": round(nodata_fraction, 6),
-                              "class_counts": class_counts})
+                tiles.append(TileRecord(tid, int(w.row_off), c0, s, round(labelled / npx, 6),
+                                        round(nodata_fraction, 6), class_counts))
             if len(pending) > 64:
                 for f in pending:
                     f.result()
@@ -220,16 +213,16 @@ def _cut_tiles(source: Scene, scene: Scene, gdf: Any, out: Path, *, tile_size: i
     return tiles, counts
 
 
-def _write_footprints(path: Path, tiles: list[dict], grid: Any, size: int) -> None:
+def _write_footprints(path: Path, tiles: list[TileRecord], grid: Any, size: int) -> None:
     """``tiles.gpkg``: each tile's footprint with its manifest attributes."""
     import geopandas as gpd
     import shapely
 
-    geoms = [shapely.box(*window_bounds(Window(t["col"], t["row"], size, size), grid.transform))
+    geoms = [shapely.box(*window_bounds(Window(t.col, t.row, size, size), grid.transform))
              for t in tiles]
-    data: dict[str, list] = {k: [t[k] for t in tiles] for k in
+    data: dict[str, list] = {k: [getattr(t, k) for t in tiles] for k in
                              ("id", "row", "col", "split", "labelled_fraction", "nodata_fraction")}
     for c in DEFAULT_LEGEND:
-        data[f"class_{c.value}"] = [t["class_counts"].get(str(c.value), 0) for t in tiles]
+        data[f"class_{c.value}"] = [t.class_counts.get(str(c.value), 0) for t in tiles]
     gdf = gpd.GeoDataFrame(data, geometry=geoms, crs=grid.crs)
     gdf.to_file(path, driver="GPKG", layer="tiles", engine="pyogrio")

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import rasterio
@@ -21,12 +21,11 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from s2pipe.errors import OptionError
-from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass, colormap
+from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass
+from s2pipe.raster import profiles
+from s2pipe.raster.classmap import apply_legend
 
 log = logging.getLogger(__name__)
-
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-
 
 def tile_windows(width: int, height: int, size: int, stride: int | None = None) -> list[Window]:
     """Windows of ``size`` x ``size`` every ``stride`` px, row by row; the last window of
@@ -128,20 +127,12 @@ def _overlap(a: Window, b: Window) -> bool:
             and a.row_off < b.row_off + b.height and b.row_off < a.row_off + a.height)
 
 
-def _block(size: int) -> dict[str, Any]:
-    for b in (128, 256, 64, 32, 16):
-        if size % b == 0:
-            return {"tiled": True, "blockxsize": b, "blockysize": b}
-    return {"tiled": False}
-
-
 def write_image_tile(path: str | os.PathLike, image: np.ndarray, *, crs: CRS, transform: Affine,
                      bands: Sequence[str], tags: dict[str, str] | None = None) -> None:
     """A ``(bands, h, w)`` uint16 tile: band descriptions, nodata 0, deflate, tiled."""
     n, h, w = image.shape
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=n, dtype="uint16",
-                       crs=crs, transform=transform, nodata=0, compress="deflate", predictor=2,
-                       interleave="pixel", **_block(max(h, w) if h == w else 1)) as dst:
+    with rasterio.open(path, "w", **profiles.IMAGE_TILE, **profiles.tile_blocks(h if h == w else 1),
+                       width=w, height=h, count=n, crs=crs, transform=transform) as dst:
         dst.write(image)
         dst.descriptions = tuple(bands)
         if tags:
@@ -150,11 +141,9 @@ def write_image_tile(path: str | os.PathLike, image: np.ndarray, *, crs: CRS, tr
 
 def write_label_tile(path: str | os.PathLike, label: np.ndarray, *, crs: CRS, transform: Affine,
                      legend: Sequence[LandCoverClass] = DEFAULT_LEGEND) -> None:
-    """A ``(h, w)`` uint8 label tile: nodata 0, the legend's colour table, deflate, tiled."""
+    """A ``(h, w)`` uint8 label tile: nodata 0, carrying the legend, deflate, tiled."""
     h, w = label.shape
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8",
-                       crs=crs, transform=transform, nodata=0, compress="deflate",
-                       **_block(h if h == w else 1)) as dst:
+    with rasterio.open(path, "w", **profiles.LABEL_TILE, **profiles.tile_blocks(h if h == w else 1),
+                       width=w, height=h, count=1, crs=crs, transform=transform) as dst:
         dst.write(label, 1)
-        dst.write_colormap(1, colormap(legend))
-        dst.descriptions = ("label",)
+        apply_legend(dst, legend, description="label")

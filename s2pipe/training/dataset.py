@@ -7,7 +7,8 @@ Two layouts are read:
   each tile's split;
 * the study's layout: parallel ``images/`` and ``labels/`` folders paired by file name,
   uint16 or uint8 labels, no metadata (default legend, study band order and the
-  pre-04.00 radiometric convention are assumed), split at random with a seed.
+  pre-04.00 radiometric convention are assumed: the study's tiles hold the 12 bands in
+  s2pipe's order), split at random with a seed.
 
 Every pair is checked (band count, size, dtype, grid, label values) before training
 starts, so a bad file is a :class:`TileError` naming it, never a crash in a worker.
@@ -16,7 +17,6 @@ Tiles are held in memory as uint16 / uint8 (1,920 tiles of 256 px are 3 GB).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -28,15 +28,14 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from s2pipe.errors import InputNotFoundError, TileError
-from s2pipe.legend import DEFAULT_LEGEND, legend_from_list, legend_to_list
+from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass
+from s2pipe.sentinel2.facts import BANDS, RADIOMETRY_CONVENTION
+from s2pipe.tiles.manifest import TileManifest
+from s2pipe.model.normalization import Normalization
 from s2pipe.model.unet import STRIDE
 
 log = logging.getLogger(__name__)
 
-#: Band order of the study's tiles (all resampled to 10 m); see shared/seed-sample.
-STUDY_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
-DEFAULT_RADIOMETRY = {"convention": "DN = 10000 * reflectance (BOA_ADD_OFFSET applied)"}
-SPLITS = ("train", "val", "test")
 TILE_SUFFIXES = (".tif", ".tiff")
 
 
@@ -54,7 +53,7 @@ class TileSet:
 
     pairs: list[TilePair]
     bands: list[str]
-    legend: list[dict]
+    legend: tuple[LandCoverClass, ...]
     radiometry: dict[str, Any]
     source: str  # "prepare" or "study"
     tile_size: int | None = None
@@ -73,6 +72,38 @@ def _split_ids(ids: list[str], train_size: float, seed: int) -> dict[str, str]:
             for k, i in enumerate(order)}
 
 
+def _prepare_layout(tiles_dir: Path) -> TileSet:
+    manifest = TileManifest.read(tiles_dir)
+    pairs = [TilePair(t.id, manifest.image_path(tiles_dir, t.id), manifest.label_path(tiles_dir, t.id),
+                      t.split) for t in manifest.tiles]
+    return TileSet(pairs, manifest.bands, manifest.legend, manifest.radiometry, "prepare",
+                   manifest.tile_size)
+
+
+def _study_layout(images_dir: Path, labels_dir: Path) -> TileSet:
+    for d in (images_dir, labels_dir):
+        if not d.is_dir():
+            raise InputNotFoundError(f"{d} is not a folder")
+    images = {p.name: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in TILE_SUFFIXES}
+    labels = {p.name: p for p in sorted(labels_dir.iterdir()) if p.suffix.lower() in TILE_SUFFIXES}
+    if not images:
+        raise TileError(f"{images_dir} holds no .tif tiles; point --images-dir at the image tiles")
+    for name in images:
+        if name not in labels:
+            raise TileError(f"{images_dir / name} has no label {labels_dir / name}; "
+                            "images and labels pair by file name")
+    extra = sorted(set(labels) - set(images))
+    if extra:
+        raise TileError(f"{labels_dir / extra[0]} has no image in {images_dir}; "
+                        "images and labels pair by file name")
+    pairs = [TilePair(Path(n).stem, images[n], labels[n]) for n in images]
+    tileset = TileSet(pairs, list(BANDS), DEFAULT_LEGEND,
+                      {"convention": RADIOMETRY_CONVENTION, "assumed": True}, "study")
+    tileset.notes.append("study layout: no metadata, assuming the default legend, the study's "
+                         "band order and DN = 10000 * reflectance (pre-04.00 convention)")
+    return tileset
+
+
 def find_tiles(tiles_dir: str | Path | None = None, *, images_dir: str | Path | None = None,
                labels_dir: str | Path | None = None, train_size: float = 0.8, seed: int = 0,
                num_samples: int | None = None) -> TileSet:
@@ -84,53 +115,13 @@ def find_tiles(tiles_dir: str | Path | None = None, *, images_dir: str | Path | 
     folder or unpaired files.
     """
     if tiles_dir is not None:
-        tiles_dir = Path(tiles_dir)
-        manifest = tiles_dir / "prepare.json"
-        if not manifest.is_file():
-            raise TileError(f"{manifest} not found; pass a folder written by 's2pipe prepare' "
-                            "or use --images-dir/--labels-dir")
-        try:
-            meta = json.loads(manifest.read_text())
-            tiles = meta["tiles"]
-            pairs = [TilePair(str(t["id"]), tiles_dir / "images" / f"{t['id']}.tif",
-                              tiles_dir / "labels" / f"{t['id']}.tif", str(t.get("split", "train")))
-                     for t in tiles]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise TileError(f"{manifest} is not a valid prepare manifest ({exc}); "
-                            "re-run 's2pipe prepare'") from exc
-        bad = sorted({p.split for p in pairs} - set(SPLITS))
-        if bad:
-            raise TileError(f"{manifest} names unknown splits {bad}; expected train/val/test")
-        tileset = TileSet(pairs, list(meta.get("bands", STUDY_BANDS)),
-                          list(meta.get("legend", legend_to_list(DEFAULT_LEGEND))),
-                          dict(meta.get("radiometry", DEFAULT_RADIOMETRY)), "prepare",
-                          meta.get("tile_size"))
-        where = manifest
+        where = Path(tiles_dir)
+        tileset = _prepare_layout(where)
+    elif images_dir is None or labels_dir is None:
+        raise TileError("give a prepare output folder, or both --images-dir and --labels-dir")
     else:
-        if images_dir is None or labels_dir is None:
-            raise TileError("give a prepare output folder, or both --images-dir and --labels-dir")
-        images_dir, labels_dir = Path(images_dir), Path(labels_dir)
-        for d in (images_dir, labels_dir):
-            if not d.is_dir():
-                raise InputNotFoundError(f"{d} is not a folder")
-        images = {p.name: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in TILE_SUFFIXES}
-        labels = {p.name: p for p in sorted(labels_dir.iterdir()) if p.suffix.lower() in TILE_SUFFIXES}
-        if not images:
-            raise TileError(f"{images_dir} holds no .tif tiles; point --images-dir at the image tiles")
-        for name in images:
-            if name not in labels:
-                raise TileError(f"{images_dir / name} has no label {labels_dir / name}; "
-                                "images and labels pair by file name")
-        extra = sorted(set(labels) - set(images))
-        if extra:
-            raise TileError(f"{labels_dir / extra[0]} has no image in {images_dir}; "
-                            "images and labels pair by file name")
-        pairs = [TilePair(Path(n).stem, images[n], labels[n]) for n in images]
-        tileset = TileSet(pairs, list(STUDY_BANDS), legend_to_list(DEFAULT_LEGEND),
-                          {**DEFAULT_RADIOMETRY, "assumed": True}, "study")
-        tileset.notes.append("study layout: no metadata, assuming the default legend, the study's "
-                             "band order and DN = 10000 * reflectance (pre-04.00 convention)")
-        where = images_dir
+        where = Path(images_dir)
+        tileset = _study_layout(where, Path(labels_dir))
     if not tileset.pairs:
         raise TileError(f"{where} lists no tiles; re-run 's2pipe prepare'")
     if num_samples is not None and num_samples < len(tileset.pairs):
@@ -202,8 +193,9 @@ def load_tiles(pairs: Sequence[TilePair], *, num_bands: int = 12, num_classes: i
     return images, labels
 
 
-def band_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-band mean and std of DN over pixels that are not no data (0 in every band)."""
+def band_statistics(images: np.ndarray) -> Normalization:
+    """Per-band mean and std of DN over pixels that are not no data (0 in every band);
+    the std is at least 1 DN, so a constant band does not divide by zero."""
     c = images.shape[1]
     total = np.zeros(c)
     total_sq = np.zeros(c)
@@ -218,7 +210,7 @@ def band_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
         raise TileError("the training tiles hold no valid pixels (all no data)")
     mean = total / n
     std = np.sqrt(np.maximum(total_sq / n - mean ** 2, 0.0))
-    return mean.tolist(), np.maximum(std, 1.0).tolist()
+    return Normalization(tuple(mean.tolist()), tuple(np.maximum(std, 1.0).tolist()))
 
 
 def class_counts(labels: np.ndarray, num_classes: int = 8) -> np.ndarray:

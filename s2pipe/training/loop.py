@@ -1,7 +1,7 @@
 """One pass over a loader: forward, masked loss, optional optimizer step, confusion matrix.
 
-Batches arrive as raw uint16 DN and uint8 labels; they are normalised on the device
-((DN - mean) / std, no-data pixels set to 0, i.e. the band means, as predict does).
+Batches arrive as raw uint16 DN and uint8 labels; they are normalised on the device by
+:class:`s2pipe.model.normalization.Normalizer`, the one ``predict`` uses.
 Label 0 (no data) never contributes to the loss, its gradient or the metrics.
 """
 
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2pipe.evaluation.metrics import confusion_matrix_torch
+from s2pipe.model.normalization import Normalizer
 
 
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
@@ -37,8 +38,7 @@ class Step:
     """How batches are moved and computed on the device."""
 
     device: torch.device
-    mean: torch.Tensor  # (1, C, 1, 1) float32 on device
-    std: torch.Tensor
+    normalize: Normalizer
     channels_last: bool = False
     amp_dtype: torch.dtype | None = None  # autocast dtype on CUDA, None = float32
     num_classes: int = 8
@@ -50,9 +50,7 @@ class Step:
             x = x.to(torch.int32).bitwise_and_(0xFFFF).float()
         else:
             x = images.to(self.device, non_blocking=True).float()
-        valid = (x != 0).any(dim=1, keepdim=True)
-        x = (x - self.mean) / self.std * valid  # no data (0 in every band) enters as the band means,
-        # exactly as predict feeds it
+        x = self.normalize(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, labels.to(self.device, non_blocking=True)
@@ -68,7 +66,6 @@ class EpochStats:
     loss_sum: torch.Tensor  # float64, sum of loss * pixel weight
     weight_sum: torch.Tensor  # float64
     cm: torch.Tensor  # int64 (n, n)
-    steps: int = 0
 
     @property
     def loss(self) -> float:
@@ -107,7 +104,6 @@ def run_epoch(model: nn.Module, batches: Iterable, step: Step, *,
             stats.loss_sum += loss.detach().double() * denom.double()
             stats.weight_sum += denom.double()
             stats.cm += confusion_matrix_torch(y, logits.detach().argmax(1) + 1, n)
-            stats.steps += 1
             if progress is not None:
                 progress(1)
     return stats

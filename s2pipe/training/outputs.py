@@ -11,27 +11,25 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from s2pipe.model.checkpoint import read_checkpoint, save_checkpoint
+from s2pipe.model.checkpoint import ModelMeta, read_checkpoint, save_checkpoint
 from s2pipe.errors import CheckpointError, OutputExistsError
-from s2pipe.legend import legend_from_list
+from s2pipe.evaluation.metrics import nan_none
 from s2pipe.outputs import atomic_output
+
+if TYPE_CHECKING:  # pragma: no cover
+    from s2pipe.training.train import EpochResult
 
 log = logging.getLogger(__name__)
 
 OUTPUT_NAMES = ("best.pt", "last.pt", "history.csv", "metrics.json", "curves.png", "samples.png",
                 "training_summary.txt")
-
-
-def _nan_none(v: Any) -> Any:
-    return None if isinstance(v, float) and math.isnan(v) else v
 
 
 class TrainOutputs:
@@ -42,8 +40,10 @@ class TrainOutputs:
         self.dir = Path(out_dir)
         self.save_model, self.save_samples, self.sample_tiles = save_model, save_samples, sample_tiles
         self.save_summary, self.main = save_summary, main
-        for name in OUTPUT_NAMES:
-            setattr(self, name.split(".")[0], self.dir / name)
+        self.best, self.last = self.dir / "best.pt", self.dir / "last.pt"
+        self.history, self.metrics = self.dir / "history.csv", self.dir / "metrics.json"
+        self.curves, self.samples = self.dir / "curves.png", self.dir / "samples.png"
+        self.training_summary = self.dir / "training_summary.txt"
 
     def _resuming_here(self, resume: Any) -> bool:
         return resume is not None and Path(resume).resolve().parent == self.dir.resolve()
@@ -69,20 +69,21 @@ class TrainOutputs:
         best = Path(resume).parent / "best.pt"
         if not best.is_file():
             raise CheckpointError(f"{best} not found; --resume needs the best.pt written next to {resume}")
-        return read_checkpoint(best, device=device)["model"]
+        return read_checkpoint(best, device=device).weights
 
     @staticmethod
-    def history_row(epoch: int, lr: float, seconds: float, tr: tuple, va: tuple | None) -> dict[str, Any]:
+    def history_row(epoch: int, lr: float, seconds: float, tr: EpochResult,
+                    va: EpochResult | None) -> dict[str, Any]:
         row: dict[str, Any] = {"epoch": epoch, "lr": lr, "seconds": round(seconds, 3)}
         for split, res in (("train", tr), ("val", va)):
             if res is None:
                 continue
-            loss, sc, cm = res
-            row.update({f"{split}_loss": _nan_none(loss), f"{split}_oa": _nan_none(sc.overall_accuracy),
-                        f"{split}_kappa": _nan_none(sc.kappa), f"{split}_miou": _nan_none(sc.miou)})
+            loss, sc, cm = res.loss, res.scores, res.cm
+            row.update({f"{split}_loss": nan_none(loss), f"{split}_oa": nan_none(sc.overall_accuracy),
+                        f"{split}_kappa": nan_none(sc.kappa), f"{split}_miou": nan_none(sc.miou)})
             for c in sc.per_class:
-                row[f"{split}_iou_{c['value']}"] = _nan_none(c["iou"])
-                row[f"{split}_f1_{c['value']}"] = _nan_none(c["f1"])
+                row[f"{split}_iou_{c['value']}"] = nan_none(c["iou"])
+                row[f"{split}_f1_{c['value']}"] = nan_none(c["f1"])
             row[f"{split}_cm"] = cm.tolist()
         return row
 
@@ -96,16 +97,18 @@ class TrainOutputs:
                 writer.writeheader()
                 writer.writerows(rows)
 
-    def save_best(self, model: nn.Module, meta: dict) -> None:
+    def save_best(self, model: nn.Module, meta: ModelMeta) -> None:
         if self.main and self.save_model:
             save_checkpoint(self.best, model=model, meta=meta)
 
-    def save_last(self, model: nn.Module, meta: dict, optimizer: Any, scheduler: Any, run: dict) -> None:
+    def save_last(self, model: nn.Module, meta: ModelMeta, optimizer: Any, scheduler: Any,
+                  run: dict[str, Any]) -> None:
         if self.main and self.save_model:
             save_checkpoint(self.last, model=model, meta=meta, optimizer=optimizer, scheduler=scheduler,
                             extra_state=run)
 
-    def finish(self, model: nn.Module, meta: dict, metrics: dict, data: dict, step: Any) -> None:
+    def finish(self, model: nn.Module, meta: ModelMeta, metrics: dict[str, Any],
+               data: dict[str, tuple[np.ndarray, np.ndarray]], step: Any) -> None:
         """Final files: best.pt with its metrics, metrics.json, curves, samples, summary."""
         from s2pipe.training.plots import plot_curves, plot_samples
 
@@ -125,13 +128,13 @@ class TrainOutputs:
                 with step.autocast():
                     pred = (model(x).argmax(1) + 1).to(torch.uint8).cpu().numpy()
             pred[~images[pick].any(axis=1)] = 0  # no data stays black
-            plot_samples(images[pick], labels[pick], pred, meta["bands"], legend_from_list(meta["legend"]),
+            plot_samples(images[pick], labels[pick], pred, list(meta.bands), meta.legend,
                          self.samples, title=f"{split} tiles, best weights")
         if self.save_summary:
             n_params = sum(p.numel() for p in model.parameters())
-            lines = [f"s2pipe {meta['s2pipe_version']} training summary", "",
-                     f"architecture: {meta['arch']}  ({n_params:,} parameters)",
-                     f"tiles: {metrics['tiles']}  tile size {meta['tile_size']}",
+            lines = [f"s2pipe {meta.s2pipe_version} training summary", "",
+                     f"architecture: {meta.arch}  ({n_params:,} parameters)",
+                     f"tiles: {metrics['tiles']}  tile size {meta.tile_size}",
                      f"stopped: {metrics['stop_reason']} after {metrics['epochs_run']} epochs, "
                      f"best epoch {metrics['best_epoch']}, {metrics['minutes']:.2f} min on {metrics['device']}",
                      "", "split   OA      kappa   mIoU"]
@@ -139,7 +142,7 @@ class TrainOutputs:
                 m = metrics[s]
                 if m is not None:
                     lines.append(f"{s:<7} {m['overall_accuracy'] or 0:.4f}  {m['kappa'] or 0:.4f}  {m['miou'] or 0:.4f}")
-            lines += ["", "options: " + json.dumps(meta["train_options"]), "", str(model)]
+            lines += ["", "options: " + json.dumps(meta.train_options), "", str(model)]
             with atomic_output(self.training_summary, overwrite=True) as tmp:
                 tmp.write_text("\n".join(lines) + "\n")
 

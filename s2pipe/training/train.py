@@ -22,18 +22,24 @@ import torch
 from torch.utils.data import DataLoader
 
 from s2pipe import __version__
-from s2pipe.model.checkpoint import read_checkpoint
-from s2pipe.training.dataset import EpochSampler, TileDataset, band_statistics, class_counts, find_tiles, load_tiles
-from s2pipe.training.distributed import DistInfo, all_sum, barrier, setup, teardown
 from s2pipe.errors import CheckpointError
-from s2pipe.legend import legend_from_list
-from s2pipe.training.loop import EpochStats, Step, run_epoch
-from s2pipe.evaluation.metrics import scores
+from s2pipe.evaluation.metrics import Scores, scores
+from s2pipe.model.checkpoint import Checkpoint, ModelMeta, read_checkpoint
 from s2pipe.model.unet import UNet
+from s2pipe.training.dataset import (EpochSampler, TileDataset, TileSet, band_statistics, class_counts,
+                                     find_tiles, load_tiles)
+from s2pipe.training.distributed import DistInfo, all_sum, barrier, setup, teardown
+from s2pipe.training.loop import EpochStats, Step, run_epoch
+from s2pipe.training.options import TrainOptions, check_options
 from s2pipe.training.outputs import TrainOutputs
-from s2pipe.training.options import CLASS_WEIGHTS, ClassWeights, TrainOptions, check_options  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
+
+#: Options a resumed run must share with the run it continues (``epochs`` and the time
+#: budget may change: that is what resuming is for).
+RESUME_MUST_MATCH = ("batch_size", "lr", "filters", "class_weights", "lr_patience", "lr_factor",
+                     "min_lr", "augment", "seed", "train_size", "num_samples")
+
 
 @dataclass
 class TrainResult:
@@ -54,6 +60,40 @@ class TrainResult:
     scores: dict[str, dict | None] = field(default_factory=dict)  # split -> OA, kappa, mIoU
 
 
+@dataclass
+class EpochResult:
+    """One pass over one split: mean loss, scores and confusion matrix (all ranks summed)."""
+
+    loss: float
+    scores: Scores
+    cm: np.ndarray
+
+
+@dataclass
+class RunState:
+    """Early-stopping state, saved in ``last.pt`` so that a resumed run continues it."""
+
+    epoch: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Data:
+    """The tiles of each split in memory, and what was known about them."""
+
+    tileset: TileSet
+    splits: dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (images uint16, labels uint8)
+    tile_size: int
+    num_classes: int
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: len(self.tileset.split(s)) for s in ("train", "val", "test")}
+
+
 def _inverse_frequency(counts: np.ndarray) -> list[float]:
     present = counts > 0
     w = np.zeros(len(counts))
@@ -71,12 +111,12 @@ def _loader(images: np.ndarray, labels: np.ndarray, o: TrainOptions, info: DistI
     return loader, sampler
 
 
-def _summarise(stats: EpochStats, info: DistInfo, legend: list) -> tuple[float, Any, np.ndarray]:
+def _summarise(stats: EpochStats, info: DistInfo, meta: ModelMeta) -> EpochResult:
     all_sum(stats.loss_sum, info)
     all_sum(stats.weight_sum, info)
     all_sum(stats.cm, info)
     cm = stats.cm.cpu().numpy()
-    return stats.loss, scores(cm, legend_from_list(legend)), cm
+    return EpochResult(stats.loss, scores(cm, meta.legend), cm)
 
 
 def train_model(out_dir: str | os.PathLike, *, tiles_dir: str | os.PathLike | None = None,
@@ -86,173 +126,216 @@ def train_model(out_dir: str | os.PathLike, *, tiles_dir: str | os.PathLike | No
     """Train a U-Net on a ``prepare`` output (or the study's images/labels folders).
 
     Started by ``torchrun`` it runs data-parallel (DDP); rank 0 alone writes. Raises
-    :class:`TileError` for bad tiles and :class:`OutputExistsError` for an existing
-    ``out_dir``, both before anything is written.
+    :class:`TileError` for bad tiles, :class:`OutputExistsError` for an existing
+    ``out_dir`` and :class:`CheckpointError` for a ``resume`` checkpoint that does not
+    fit, all before anything is written.
     """
-    o = options
-    check_options(o)
+    check_options(options)
     t0 = time.monotonic()
-    info = setup(o.device)
+    info = setup(options.device)
     try:
-        return _train(Path(out_dir), tiles_dir, images_dir, labels_dir, o, resume, overwrite, progress, info, t0)
+        return _Trainer(Path(out_dir), options, info, t0, progress).run(
+            tiles_dir, images_dir, labels_dir, resume, overwrite)
     finally:
         teardown(info)
 
 
-def _train(out_dir: Path, tiles_dir, images_dir, labels_dir, o: TrainOptions, resume, overwrite: bool,
-           progress, info: DistInfo, t0: float) -> TrainResult:
-    outputs = TrainOutputs(out_dir, save_model=o.save_model, save_samples=o.save_samples,
-                           sample_tiles=o.sample_tiles, save_summary=o.save_summary, main=info.is_main)
-    outputs.check(overwrite=overwrite, resume=resume)
-    state = read_checkpoint(resume) if resume is not None else None
-    if state is not None and not {"optimizer", "scheduler", "extra_state"} <= state.keys():
-        raise CheckpointError(f"{resume} holds no training state; resume from MODEL_DIR/last.pt")
+def _load_data(tiles_dir: Any, images_dir: Any, labels_dir: Any, o: TrainOptions) -> Data:
     tileset = find_tiles(tiles_dir, images_dir=images_dir, labels_dir=labels_dir,
                          train_size=o.train_size, seed=o.seed, num_samples=o.num_samples)
     for note in tileset.notes:
         log.warning(note)
-    num_classes = max(int(c["value"]) for c in tileset.legend)
-    num_bands = len(tileset.bands)
-    data = {s: load_tiles(tileset.split(s), num_bands=num_bands, num_classes=num_classes)
-            for s in ("train", "val", "test") if tileset.split(s)}
-    tile_size = int(data["train"][0].shape[-1])
-    counts = {s: len(tileset.split(s)) for s in ("train", "val", "test")}
+    num_classes = max(c.value for c in tileset.legend)
+    splits = {s: load_tiles(tileset.split(s), num_bands=len(tileset.bands), num_classes=num_classes)
+              for s in ("train", "val", "test") if tileset.split(s)}
+    data = Data(tileset, splits, int(splits["train"][0].shape[-1]), num_classes)
+    counts = data.counts
     log.info("tiles: %d train, %d val, %d test (%s px, %s)", counts["train"], counts["val"],
-             counts["test"], tile_size, tileset.source)
-    if state is not None:
-        norm = state["meta"]["normalization"]
-        if int(state["meta"]["arch"]["filters"]) != o.filters:
-            raise CheckpointError(f"{resume} was trained with --filters {state['meta']['arch']['filters']}, "
-                                  f"not {o.filters}; resume with the same options")
-    else:
-        mean, std = band_statistics(data["train"][0])
-        norm = {"mean": mean, "std": std}
-    train_counts = class_counts(data["train"][1], num_classes)
-    weight_list = _inverse_frequency(train_counts) if o.class_weights == "inverse-frequency" else None
+             counts["test"], data.tile_size, tileset.source)
+    return data
 
-    device = info.device
-    cuda = device.type == "cuda"
-    channels_last = cuda if o.channels_last is None else o.channels_last
-    amp_dtype = None
-    if cuda and o.amp:
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    workers = (4 if cuda else 0) if o.workers is None else o.workers
 
-    torch.manual_seed(o.seed)
-    model = UNet(num_bands, num_classes, o.filters).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None) \
-        if info.active else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=o.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=o.lr_factor,
-                                                           patience=o.lr_patience, min_lr=o.min_lr)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    step = Step(device, torch.tensor(norm["mean"], device=device).view(1, -1, 1, 1),
-                torch.tensor(norm["std"], device=device).view(1, -1, 1, 1),
-                channels_last, amp_dtype, num_classes)
-    weight = torch.tensor(weight_list, dtype=torch.float32, device=device) if weight_list else None
+def _check_resume(ckpt: Checkpoint, path: Any, o: TrainOptions, data: Data) -> None:
+    """Refuse a resume whose checkpoint was trained on other tiles or with other options."""
+    if not ckpt.resumable:
+        raise CheckpointError(f"{path} holds no training state; resume from MODEL_DIR/last.pt")
+    meta = ckpt.meta
+    mine = asdict(o)
+    saved = meta.train_options
+    for key in RESUME_MUST_MATCH:
+        if key in saved and saved[key] != mine[key]:
+            flag = "--" + key.replace("_", "-")
+            raise CheckpointError(f"{path} was trained with {flag} {saved[key]}, not {mine[key]}; "
+                                  "resume with the same options")
+    if (list(meta.bands) != list(data.tileset.bands) or meta.legend != data.tileset.legend
+            or meta.tile_size != data.tile_size or saved.get("tiles", data.counts) != data.counts):
+        raise CheckpointError(f"{path} was trained on other tiles (bands, legend, tile size or "
+                              "split counts differ); resume with the same tile folder")
 
-    run = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
-    best_state = copy.deepcopy(model.state_dict())
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        run.update(state["extra_state"])
-        best_state = outputs.best_weights(resume, device)
-        log.info("resuming %s after epoch %d (best epoch %d)", resume, run["epoch"], run["best_epoch"])
 
-    monitor = "val" if "val" in data else "train"
-    if monitor == "train":
-        log.warning("no validation tiles: learning-rate schedule and early stopping follow train mIoU")
-    meta = {"bands": tileset.bands, "legend": tileset.legend, "normalization": norm,
-            "tile_size": tile_size, "arch": model.arch, "radiometry": tileset.radiometry,
-            "train_options": {**asdict(o), "tiles_source": tileset.source, "tiles": counts,
-                              "class_weight_values": weight_list},
-            "metrics": {}, "s2pipe_version": __version__}
+class _Trainer:
+    """One training run: model, optimiser and loaders built from the data, then epochs."""
 
-    outputs.create(overwrite=overwrite, resume=resume)
-    barrier(info)
-    train_loader, train_sampler = _loader(*data["train"], o, info, train=True, workers=workers)
-    eval_loaders = {s: _loader(*data[s], o, info, train=False, workers=0)[0] for s in data}
-    say = log.info if info.is_main else log.debug  # rank 0 alone reports progress
-    deadline = None if o.max_minutes is None else t0 + 60 * o.max_minutes
-    stop_reason = "epochs done"
-    epoch_times: list[float] = []
-    while run["epoch"] < o.epochs:
-        epoch = run["epoch"] + 1
-        if run["bad_epochs"] >= o.patience:  # a resumed run that had already stopped
-            stop_reason = f"early stopping: no {monitor} mIoU gain in {o.patience} epochs"
-            break
-        if deadline is not None and epoch_times:
-            late = float(time.monotonic() + float(np.mean(epoch_times)) > deadline)
-            if all_sum(torch.tensor([late], device=device), info).item() > 0:
-                stop_reason = f"time budget of {o.max_minutes:g} min"
-                break
-        te = time.monotonic()
-        train_sampler.set_epoch(epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        tr = _summarise(run_epoch(net, train_loader, step, optimizer=optimizer, weight=weight,
-                                  scaler=scaler, progress=progress), info, tileset.legend)
-        va = _summarise(run_epoch(model, eval_loaders["val"], step, weight=weight), info, tileset.legend) \
-            if "val" in data else None
-        seconds = time.monotonic() - te
-        epoch_times.append(seconds)
-        row = outputs.history_row(epoch, lr, seconds, tr, va)
-        score = (va or tr)[1].miou
+    def __init__(self, out_dir: Path, o: TrainOptions, info: DistInfo, t0: float,
+                 progress: Callable[[int], None] | None) -> None:
+        self.o, self.info, self.t0, self.progress = o, info, t0, progress
+        self.outputs = TrainOutputs(out_dir, save_model=o.save_model, save_samples=o.save_samples,
+                                    sample_tiles=o.sample_tiles, save_summary=o.save_summary,
+                                    main=info.is_main)
+        self.say = log.info if info.is_main else log.debug  # rank 0 alone reports progress
+
+    def run(self, tiles_dir: Any, images_dir: Any, labels_dir: Any, resume: Any,
+            overwrite: bool) -> TrainResult:
+        o, info = self.o, self.info
+        self.outputs.check(overwrite=overwrite, resume=resume)
+        ckpt = read_checkpoint(resume) if resume is not None else None
+        data = _load_data(tiles_dir, images_dir, labels_dir, o)
+        if ckpt is not None:
+            _check_resume(ckpt, resume, o, data)
+        norm = ckpt.meta.normalization if ckpt is not None else band_statistics(data.splits["train"][0])
+        weights = _inverse_frequency(class_counts(data.splits["train"][1], data.num_classes)) \
+            if o.class_weights == "inverse-frequency" else None
+        self._build(data, norm, weights)
+        self.meta = ModelMeta(
+            bands=tuple(data.tileset.bands), legend=data.tileset.legend, normalization=norm,
+            tile_size=data.tile_size, arch=self.model.arch, radiometry=data.tileset.radiometry,
+            train_options={**asdict(o), "tiles_source": data.tileset.source, "tiles": data.counts,
+                           "class_weight_values": weights},
+            s2pipe_version=__version__)
+        state = RunState()
+        self.best_state = copy.deepcopy(self.model.state_dict())
+        if ckpt is not None and ckpt.resumable:
+            self.model.load_state_dict(ckpt.weights)
+            self.optimizer.load_state_dict(ckpt.optimizer or {})
+            self.scheduler.load_state_dict(ckpt.scheduler or {})
+            state = RunState(**(ckpt.extra_state or {}))
+            self.best_state = self.outputs.best_weights(resume, info.device)
+            log.info("resuming %s after epoch %d (best epoch %d)", resume, state.epoch, state.best_epoch)
+        self.outputs.create(overwrite=overwrite, resume=resume)
+        barrier(info)
+        stop_reason = self._epochs(data, state)
+        self.model.load_state_dict(self.best_state)  # evaluate with the best weights
+        return self._finish(data, state, stop_reason)
+
+    def _build(self, data: Data, norm: Any, weights: list[float] | None) -> None:
+        o, device = self.o, self.info.device
+        cuda = device.type == "cuda"
+        channels_last = cuda if o.channels_last is None else o.channels_last
+        amp_dtype = None
+        if cuda and o.amp:
+            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        workers = (4 if cuda else 0) if o.workers is None else o.workers
+        torch.manual_seed(o.seed)
+        model = UNet(len(data.tileset.bands), data.num_classes, o.filters).to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if cuda else None) if self.info.active else model
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=o.lr)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=o.lr_factor, patience=o.lr_patience, min_lr=o.min_lr)
+        self.scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+        self.step = Step(device, norm.normalizer(device), channels_last, amp_dtype, data.num_classes)
+        self.weight = torch.tensor(weights, dtype=torch.float32, device=device) if weights else None
+        self.train_loader, self.train_sampler = _loader(*data.splits["train"], o, self.info,
+                                                        train=True, workers=workers)
+        self.eval_loaders = {s: _loader(*data.splits[s], o, self.info, train=False, workers=0)[0]
+                             for s in data.splits}
+
+    def _evaluate(self, split: str) -> EpochResult:
+        return _summarise(run_epoch(self.model, self.eval_loaders[split], self.step, weight=self.weight),
+                          self.info, self.meta)
+
+    def _out_of_time(self, epoch_times: list[float]) -> bool:
+        if self.o.max_minutes is None or not epoch_times:
+            return False
+        late = float(time.monotonic() + float(np.mean(epoch_times)) > self.t0 + 60 * self.o.max_minutes)
+        return bool(all_sum(torch.tensor([late], device=self.info.device), self.info).item() > 0)
+
+    def _epochs(self, data: Data, state: RunState) -> str:
+        """Train until the epochs, the patience or the time budget run out; the reason."""
+        o = self.o
+        monitor = "val" if "val" in data.splits else "train"
+        if monitor == "train":
+            log.warning("no validation tiles: learning-rate schedule and early stopping follow train mIoU")
+        patience = f"early stopping: no {monitor} mIoU gain in {o.patience} epochs"
+        epoch_times: list[float] = []
+        while state.epoch < o.epochs:
+            if state.bad_epochs >= o.patience:  # a resumed run that had already stopped
+                return patience
+            if self._out_of_time(epoch_times):
+                return f"time budget of {o.max_minutes:g} min"
+            epoch = state.epoch + 1
+            te = time.monotonic()
+            self.train_sampler.set_epoch(epoch)
+            lr = self.optimizer.param_groups[0]["lr"]
+            tr = _summarise(run_epoch(self.net, self.train_loader, self.step, optimizer=self.optimizer,
+                                      weight=self.weight, scaler=self.scaler, progress=self.progress),
+                            self.info, self.meta)
+            va = self._evaluate("val") if "val" in data.splits else None
+            seconds = time.monotonic() - te
+            epoch_times.append(seconds)
+            self._after_epoch(state, epoch, lr, seconds, tr, va, monitor)
+            if state.bad_epochs >= o.patience:
+                return patience
+        return "epochs done"
+
+    def _after_epoch(self, state: RunState, epoch: int, lr: float, seconds: float, tr: EpochResult,
+                     va: EpochResult | None, monitor: str) -> None:
+        score = (va or tr).scores.miou
         score = -1.0 if math.isnan(score) else score
-        scheduler.step(score)
-        if score > run["best_score"]:
-            run.update(best_score=score, best_epoch=epoch, bad_epochs=0)
-            best_state = copy.deepcopy(model.state_dict())
-            outputs.save_best(model, {**meta, "metrics": {"epoch": epoch, f"{monitor}_miou": score}})
+        self.scheduler.step(score)
+        if score > state.best_score:
+            state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            self.outputs.save_best(self.model, self.meta.with_metrics(
+                {"epoch": epoch, f"{monitor}_miou": score}))
         else:
-            run["bad_epochs"] += 1
-        run["epoch"] = epoch
-        run["history"].append(row)
-        outputs.write_history(run["history"])
-        outputs.save_last(model, meta, optimizer, scheduler, run)
-        say("epoch %d/%d  loss %.4f/%s  OA %.3f/%s  mIoU %.3f/%s  lr %.1e  %.1f s%s", epoch, o.epochs,
-                 tr[0], _fmt(va, 0), tr[1].overall_accuracy, _fmt(va, 1, "overall_accuracy"),
-                 tr[1].miou, _fmt(va, 1, "miou"), lr, seconds, "  *" if run["best_epoch"] == epoch else "")
-        if run["bad_epochs"] >= o.patience:
-            stop_reason = f"early stopping: no {monitor} mIoU gain in {o.patience} epochs"
-            break
+            state.bad_epochs += 1
+        state.epoch = epoch
+        state.history.append(self.outputs.history_row(epoch, lr, seconds, tr, va))
+        self.outputs.write_history(state.history)
+        self.outputs.save_last(self.model, self.meta, self.optimizer, self.scheduler, asdict(state))
+        self.say("epoch %d/%d  loss %.4f/%s  OA %.3f/%s  mIoU %.3f/%s  lr %.1e  %.1f s%s", epoch,
+                 self.o.epochs, tr.loss, _fmt(va and va.loss, 4), tr.scores.overall_accuracy,
+                 _fmt(va and va.scores.overall_accuracy), tr.scores.miou, _fmt(va and va.scores.miou),
+                 lr, seconds, "  *" if state.best_epoch == epoch else "")
 
-    model.load_state_dict(best_state)  # evaluate with the best weights
-    final = {}
-    for split in ("train", "val", "test"):
-        if split in data:
-            loss, sc, cm = _summarise(run_epoch(model, eval_loaders[split], step, weight=weight), info,
-                                      tileset.legend)
-            final[split] = {"loss": loss, **sc.to_dict(), "confusion_matrix": cm.tolist()}
-        else:
-            final[split] = None
-    minutes = (time.monotonic() - t0) / 60
-    metrics = {"best_epoch": run["best_epoch"], "epochs_run": run["epoch"], "stop_reason": stop_reason,
-               "monitor": f"{monitor}_miou", "minutes": minutes, "device": str(device),
-               "world_size": info.world_size, "tiles": counts, **final,
-               "history": run["history"]}
-    meta["metrics"] = {k: metrics[k] for k in ("best_epoch", "epochs_run", "stop_reason", "monitor")}
-    meta["metrics"].update({s: (None if final[s] is None else
-                                {k: final[s][k] for k in ("overall_accuracy", "kappa", "miou", "per_class")})
-                            for s in final})
-    if info.is_main:
-        outputs.finish(model, meta, metrics, data, step)
-    barrier(info)
-    say("done: best epoch %d of %d (%s), test mIoU %s", run["best_epoch"], run["epoch"], stop_reason,
-             "n/a" if final["test"] is None else f"{final['test']['miou']:.3f}")
-    files = outputs.written()
-    return TrainResult(out_dir, files["best.pt"], files["last.pt"], outputs.metrics, outputs.history,
-                       outputs.curves, files["samples.png"], files["training_summary.txt"], run["best_epoch"],
-                       run["epoch"], stop_reason, minutes, str(device), counts,
-                       {s: None if v is None else {k: v[k] for k in ("overall_accuracy", "kappa", "miou")}
+    def _finish(self, data: Data, state: RunState, stop_reason: str) -> TrainResult:
+        final: dict[str, dict[str, Any] | None] = {}
+        for split in ("train", "val", "test"):
+            if split in data.splits:
+                r = self._evaluate(split)
+                final[split] = {"loss": r.loss, **r.scores.to_dict(), "confusion_matrix": r.cm.tolist()}
+            else:
+                final[split] = None
+        minutes = (time.monotonic() - self.t0) / 60
+        monitor = "val" if "val" in data.splits else "train"
+        metrics = {"best_epoch": state.best_epoch, "epochs_run": state.epoch, "stop_reason": stop_reason,
+                   "monitor": f"{monitor}_miou", "minutes": minutes, "device": str(self.info.device),
+                   "world_size": self.info.world_size, "tiles": data.counts, **final,
+                   "history": state.history}
+        summary = {k: metrics[k] for k in ("best_epoch", "epochs_run", "stop_reason", "monitor")}
+        summary.update({s: (None if v is None else {k: v[k] for k in
+                                                    ("overall_accuracy", "kappa", "miou", "per_class")})
                         for s, v in final.items()})
+        self.meta = self.meta.with_metrics(summary)
+        if self.info.is_main:
+            self.outputs.finish(self.model, self.meta, metrics, data.splits, self.step)
+        barrier(self.info)
+        test = final["test"]
+        self.say("done: best epoch %d of %d (%s), test mIoU %s", state.best_epoch, state.epoch,
+                 stop_reason, "n/a" if test is None else f"{test['miou']:.3f}")
+        files = self.outputs.written()
+        out = self.outputs
+        return TrainResult(
+            out.dir, files["best.pt"], files["last.pt"], out.metrics, out.history, out.curves,
+            files["samples.png"], files["training_summary.txt"], state.best_epoch, state.epoch,
+            stop_reason, minutes, str(self.info.device), data.counts,
+            {s: None if v is None else {k: v[k] for k in ("overall_accuracy", "kappa", "miou")}
+             for s, v in final.items()})
 
 
-def _fmt(va, i: int, attr: str | None = None) -> str:
-    if va is None:
-        return "-"
-    v = getattr(va[i], attr) if attr else va[i]
-    return f"{v:.4f}" if attr is None else f"{v:.3f}"
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"

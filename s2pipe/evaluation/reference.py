@@ -1,0 +1,130 @@
+"""The two sides of an evaluation: the class map, and the reference on the map's grid.
+
+The reference is a label raster (resampled nearest onto the map's grid when it has
+another one) or vectors, read and rasterised exactly as ``prepare`` does; a ``prepare``
+output can restrict it to the pixels of its test tiles.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2pipe.errors import InputNotFoundError, LabelError, RasterError, TileError
+from s2pipe.legend import NODATA_LABEL, LandCoverClass
+from s2pipe.raster.classmap import read_legend
+from s2pipe.sentinel2.scene import Grid
+from s2pipe.tiles.manifest import MANIFEST_NAME, TileManifest
+
+log = logging.getLogger(__name__)
+
+#: Reference files with these suffixes are label rasters; anything else is read as vectors.
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
+
+
+def read_map(path: Path) -> tuple[np.ndarray, Grid, tuple[LandCoverClass, ...]]:
+    """The map's band 1, its grid and its legend (class names and colours it carries)."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    if not path.exists():
+        raise InputNotFoundError(f"{path} does not exist; give the map written by s2pipe predict")
+    try:
+        with rasterio.open(path) as ds:
+            if ds.count != 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
+                raise RasterError(f"{path} has {ds.count} band(s) of {ds.dtypes[0]}; "
+                                  "give a one-band class map written by s2pipe predict")
+            if ds.crs is None:
+                raise RasterError(f"{path} has no CRS; give a georeferenced class map")
+            data = ds.read(1)
+            grid = Grid.of(ds)
+            legend = read_legend(ds)
+    except RasterioIOError as exc:
+        raise RasterError(f"{path} is not a raster GDAL can read ({exc})") from None
+    return data, grid, legend
+
+
+def read_reference_raster(path: Path, grid: Any, num_classes: int, *,
+                          class_map: str | os.PathLike | None = None) -> np.ndarray:
+    """A label raster on ``grid``: read as is when it shares it, else resampled nearest.
+
+    With ``class_map`` (as ``prepare --class-map``) its values are translated to classes
+    and values the map does not list become unlabelled.
+    """
+    import rasterio
+    from rasterio.errors import RasterioIOError
+    from rasterio.warp import Resampling, reproject
+
+    try:
+        with rasterio.open(path) as ds:
+            if ds.count != 1:
+                raise LabelError(f"{path} has {ds.count} bands; a label raster has one band of class values")
+            if ds.crs is None:
+                raise LabelError(f"{path} has no CRS; assign one (gdal_edit.py -a_srs) and retry")
+            same = (ds.crs == grid.crs and ds.width == grid.width and ds.height == grid.height
+                    and ds.transform.almost_equals(grid.transform))
+            src = ds.read(1)
+            nodata = ds.nodata
+            if same:
+                ref = src
+            else:
+                log.info("resampling %s onto the map's grid (nearest)", path)
+                ref = np.zeros((grid.height, grid.width), dtype=src.dtype)
+                reproject(src, ref, src_transform=ds.transform, src_crs=ds.crs, src_nodata=nodata,
+                          dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=NODATA_LABEL,
+                          resampling=Resampling.nearest)
+    except RasterioIOError as exc:
+        raise LabelError(f"{path} is not a raster GDAL can read ({exc})") from None
+    if nodata is not None and nodata != NODATA_LABEL:
+        ref = np.where(ref == nodata, NODATA_LABEL, ref)
+    if class_map is not None:
+        from s2pipe.labels import load_class_map
+
+        mapping = load_class_map(class_map)
+        values = [v for v in np.unique(ref) if v != NODATA_LABEL]
+        lut = {v: mapping.get(str(int(v)) if float(v).is_integer() else str(v), NODATA_LABEL) for v in values}
+        unmapped = sorted(str(v) for v, t in lut.items() if t == NODATA_LABEL)
+        if unmapped:
+            log.warning("%s: values not in the class map left unlabelled: %s", path, ", ".join(unmapped[:10]))
+        out = np.zeros(ref.shape, dtype=np.uint8)
+        for v, t in lut.items():
+            out[ref == v] = t
+        ref = out
+    bad = (ref < 0) | (ref > num_classes)
+    if bad.any():
+        raise LabelError(f"{path} holds values outside 0..{num_classes} (e.g. {ref[bad][0]}); "
+                         f"recode it to 0 = unlabelled and classes 1..{num_classes}")
+    if not (ref > 0).any():
+        raise LabelError(f"{path} has no labelled pixel on the map's grid; check that it overlaps the map")
+    return ref.astype(np.uint8)
+
+
+def split_mask(tiles_dir: Path, grid: Grid, split: str = "test") -> np.ndarray:
+    """Pixels of the map covered by the ``split`` tiles of a ``prepare`` output."""
+    info = TileManifest.read(tiles_dir)
+    manifest = tiles_dir / MANIFEST_NAME
+    size = info.tile_size
+    tiles = info.split(split)
+    if not tiles:
+        raise TileError(f"{manifest} lists no {split} tiles; re-run prepare with a {split} share in --split")
+    product = info.product
+    if {"transform", "width", "height"} <= product.keys():
+        same = (int(product["width"]) == grid.width and int(product["height"]) == grid.height
+                and np.allclose(product["transform"][:6], list(grid.transform)[:6], atol=1e-6)
+                and (product.get("epsg") is None or grid.crs.to_epsg() == int(product["epsg"])))
+        if not same:
+            raise TileError(f"{manifest} was prepared on another grid ({product.get('name')}, "
+                            f"{product['width']} x {product['height']} px) than the map; "
+                            "give the tiles of the scene the map was predicted on")
+    mask = np.zeros((grid.height, grid.width), dtype=bool)
+    for t in tiles:
+        r, c = t.row, t.col
+        if r >= grid.height or c >= grid.width:
+            raise TileError(f"{manifest}: tile {t.id} lies outside the map "
+                            f"({grid.width} x {grid.height} px); evaluate the map of the same scene")
+        mask[r:r + size, c:c + size] = True
+    return mask
