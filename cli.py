@@ -422,7 +422,8 @@ def _parse_mask(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--mask", "mask_scl", callback=_parse_mask, metavar="CLASSES",
               help="SCL classes made no data (numbers or names, comma-separated, or 'none'). "
                    "Default: no_data, saturated_defective, cloud_shadow, cloud_medium, cloud_high, thin_cirrus.")
-@click.option("--tile-size", type=click.IntRange(16), default=256, show_default=True, help="Tile side in pixels (multiple of 16).")
+@click.option("--tile-size", type=click.IntRange(16), default=256, show_default=True,
+              help="Tile side in pixels (multiple of 16).")
 @click.option("--stride", type=click.IntRange(1), help="Step between tiles in pixels (default: the tile size).")
 @click.option("--min-labelled", type=click.FloatRange(0, 1), default=0.05, show_default=True,
               help="Smallest fraction of labelled pixels for a tile to be written.")

@@ -10,7 +10,8 @@ and memory format, in the same process right after. Prints one JSON object:
 
 The stack is a random-but-plausible harmonised scene (smooth fields of land-cover-like
 spectra plus noise, written strip by strip), or ``--stack PATH``: any scene ``predict``
-reads (a stack written by ``s2pipe prepare --stack``, or a SAFE from ``s2pipe synth``). The checkpoint is an untrained U-Net of ``--filters``
+reads (a stack written by ``s2pipe prepare --stack``, or a SAFE from ``s2pipe synth``).
+The checkpoint is an untrained U-Net of ``--filters``
 (32 = the study's; its speed does not depend on the weights).
 
     python bench/bench_predict.py --sizes 2560 --filters 32

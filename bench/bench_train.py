@@ -38,11 +38,11 @@ def _synthetic(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 
 def bench_pipeline(images: np.ndarray, labels: np.ndarray, *, filters: int, batch_size: int,
                    device: str, workers: int | None, repeats: int) -> dict:
+    from s2pipe.model.device import resolve_device
+    from s2pipe.model.unet import UNet
     from s2pipe.training.dataset import band_statistics
     from s2pipe.training.distributed import DistInfo
-    from s2pipe.model.device import resolve_device
     from s2pipe.training.loop import Step, run_epoch
-    from s2pipe.model.unet import UNet
     from s2pipe.training.train import TrainOptions, _loader
 
     dev = resolve_device(device)

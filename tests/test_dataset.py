@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from s2pipe.training.dataset import (EpochSampler, TileDataset, band_statistics, class_counts, find_tiles,
-                            load_tiles)
 from s2pipe.errors import TileError
+from s2pipe.training.dataset import EpochSampler, TileDataset, band_statistics, class_counts, find_tiles, load_tiles
+
 from tiles_helpers import STUDY_BREAKAGES, break_study_dirs, make_prepare_dir, make_study_dirs
 
 

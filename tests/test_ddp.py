@@ -10,6 +10,7 @@ from pathlib import Path
 
 from s2pipe.model.checkpoint import load_checkpoint
 from s2pipe.training.dataset import find_tiles, load_tiles
+
 from tiles_helpers import make_prepare_dir
 
 CLI = Path(__file__).resolve().parents[1] / "cli.py"

@@ -7,6 +7,7 @@ import torch
 from s2pipe.model.normalization import Normalization, Normalizer
 from s2pipe.prediction.predict import predict_scene
 from s2pipe.training.train import TrainOptions, train_model
+
 from test_predict import stack_array, write_stack
 from tiles_helpers import make_prepare_dir
 

@@ -526,8 +526,8 @@ def test_cli_usage_errors(scene, trained, tmp_path, extra):
 @pytest.mark.parametrize("panel_width,fail_after", [(None, 2), (112, 9)])
 def test_a_read_error_mid_scene_leaves_no_output(scene, trained, tmp_path, monkeypatch,
                                                  panel_width, fail_after):
-    import s2pipe.prediction.windows
     import s2pipe.prediction.predict as predict_mod
+    import s2pipe.prediction.windows
     from s2pipe.errors import MissingBandError
 
     if panel_width:  # fail in the second panel, after the first one's part files exist

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -17,6 +16,8 @@ from rasterio import features
 
 from cli import cli
 from s2pipe.sentinel2.facts import BANDS
+
+from tiles_helpers import make_study_format_dirs
 
 TILE = ["--tile-size", "128"]
 
@@ -198,8 +199,9 @@ def test_l1c_and_foreign_products_are_refused(synth_n0208, tmp_path):
     _assert_refused(_run("prepare", safe, "--labels", synth_n0208.labels_path, "-o", out), out,
                     "Level-1C", "Level-2A")
     _assert_refused(_run("info", safe), out, "Level-1C")
-    seed_tile = Path(__file__).resolve().parents[1].parent / "shared/seed-sample/images/000000000699.tif"
-    _assert_refused(_run("prepare", seed_tile, "--labels", synth_n0208.labels_path, "-o", out), out,
+    images, _ = make_study_format_dirs(tmp_path / "study", size=128)
+    study_tile = next(images.iterdir())  # a 12-band tile without band descriptions
+    _assert_refused(_run("prepare", study_tile, "--labels", synth_n0208.labels_path, "-o", out), out,
                     "not a 12-band uint16 stack with band descriptions", "supported")
 
 

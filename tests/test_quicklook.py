@@ -15,7 +15,8 @@ from cli import cli
 from s2pipe.legend import DEFAULT_LEGEND, colormap
 from s2pipe.raster.quicklook import render_quicklook, stretch
 
-from conftest import SEED_SAMPLE
+from conftest import SEED_SAMPLE, needs_seed_sample
+from tiles_helpers import make_study_format_dirs
 
 
 def _write(path, data, *, cmap=None, descriptions=None):
@@ -60,8 +61,11 @@ def test_file_colour_table_wins_over_default_legend(tmp_path):
     assert (1, 2, 250) in _colours(tmp_path / "map.png")
 
 
-def test_stack_true_colour_from_seed_sample(tmp_path):
-    result = render_quicklook(SEED_SAMPLE / "images" / "000000000699.tif", tmp_path / "rgb.png")
+@pytest.mark.parametrize("real", [pytest.param(True, marks=needs_seed_sample), False])
+def test_stack_true_colour_of_a_study_tile(tmp_path, real):
+    """A tile without band descriptions: the stack order gives B04/B03/B02."""
+    images = SEED_SAMPLE / "images" if real else make_study_format_dirs(tmp_path / "study")[0]
+    result = render_quicklook(next(images.iterdir()), tmp_path / "rgb.png")
     assert result.kind == "rgb" and (result.width, result.height) == (256, 256)
     img = imread(tmp_path / "rgb.png")
     assert img.shape[:2] == (256, 256)

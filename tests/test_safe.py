@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +14,20 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from cli import cli
-from s2pipe.sentinel2.blockrows import BlockRowReader
 from s2pipe.errors import InputNotFoundError, MissingBandError, SafeFormatError
-from s2pipe.sentinel2 import (BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION, open_scene,
-                         product_info, read_product_metadata, write_stack)
+from s2pipe.sentinel2 import (
+    BANDS,
+    DEFAULT_SCL_MASK,
+    RADIOMETRY_CONVENTION,
+    open_scene,
+    product_info,
+    read_product_metadata,
+    write_stack,
+)
+from s2pipe.sentinel2.blockrows import BlockRowReader
 
-S2_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "s2-reference"
+from conftest import S2_REFERENCE, needs_s2_reference
+
 N0214 = S2_REFERENCE / "S2B_MSIL2A_20210122T133229_N0214_R081_T22HBD_20210122T155500.SAFE"
 N0400 = S2_REFERENCE / "S2B_MSIL2A_20220413T150759_N0400_R025_T33XWJ_20220414T082126.SAFE"
 
@@ -30,6 +37,7 @@ def _jp2(scene, band):
         return src.read(1).astype(np.int64)
 
 
+@needs_s2_reference
 def test_real_metadata_of_both_baselines():
     old, new = read_product_metadata(N0214), read_product_metadata(N0400)
     assert (old.baseline, old.tile, old.epsg, old.level) == ("02.14", "22HBD", 32722, "Level-2A")
@@ -46,19 +54,21 @@ def test_real_metadata_of_both_baselines():
     assert new.band_files["B09"].endswith("R60m/T33XWJ_20220413T150759_B09_60m.tif")  # GeoTIFF product
 
 
+@needs_s2_reference
 def test_mtd_path_is_accepted():
     assert read_product_metadata(N0400 / "MTD_MSIL2A.xml").name == read_product_metadata(N0400).name
 
 
+@needs_s2_reference
 def test_missing_band_files_make_open_fail():
     with pytest.raises(MissingBandError, match="B01"):
         open_scene(N0214)
 
 
-def test_l1c_and_foreign_inputs_are_refused(tmp_path):
+def test_l1c_and_foreign_inputs_are_refused(synth_n0208, tmp_path):
     l1c = tmp_path / "S2A_MSIL1C_X.SAFE"
     l1c.mkdir()
-    text = (N0214 / "MTD_MSIL2A.xml").read_text()
+    text = (synth_n0208.safe_path / "MTD_MSIL2A.xml").read_text()
     (l1c / "MTD_MSIL1C.xml").write_text(text.replace("Level-2A", "Level-1C").replace("S2MSI2A", "S2MSI1C"))
     with pytest.raises(SafeFormatError, match="Level-1C"):
         read_product_metadata(l1c)

@@ -9,8 +9,14 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from s2pipe.errors import OptionError
-from s2pipe.tiles.tiling import (assign_splits, default_block_size, tile_id, tile_windows,
-                           write_image_tile, write_label_tile)
+from s2pipe.tiles.tiling import (
+    assign_splits,
+    default_block_size,
+    tile_id,
+    tile_windows,
+    write_image_tile,
+    write_label_tile,
+)
 
 
 def _overlap(a, b):

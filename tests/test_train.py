@@ -19,9 +19,9 @@ from s2pipe.model.unet import Arch, UNet
 from s2pipe.sentinel2.facts import BANDS, RADIOMETRY_CONVENTION
 from s2pipe.training.loop import masked_cross_entropy
 from s2pipe.training.train import TrainOptions, train_model
-from tiles_helpers import STUDY_BREAKAGES, break_study_dirs, make_prepare_dir, make_study_dirs
 
-from conftest import SEED_SAMPLE
+from conftest import SEED_SAMPLE, needs_seed_sample
+from tiles_helpers import STUDY_BREAKAGES, break_study_dirs, make_prepare_dir, make_study_dirs, make_study_format_dirs
 
 TINY = dict(batch_size=4, filters=4, save_samples=False)
 
@@ -48,7 +48,8 @@ def test_loss_ignores_label_zero():
     logits = torch.randn(1, 8, 4, 4)
     other = logits.clone()
     other[:, :, labels[0] == 0] += 100.0
-    assert masked_cross_entropy(logits, labels)[0].item() == pytest.approx(masked_cross_entropy(other, labels)[0].item())
+    same = masked_cross_entropy(other, labels)[0].item()
+    assert masked_cross_entropy(logits, labels)[0].item() == pytest.approx(same)
     w = torch.arange(1.0, 9.0)
     loss_w, denom_w = masked_cross_entropy(logits, labels, w)
     assert denom_w.item() == pytest.approx(w[labels[labels > 0].long() - 1].sum().item())
@@ -115,10 +116,14 @@ def test_time_budget_stops_early(tmp_path):
     assert result.stop_reason.startswith("time budget") and 1 <= result.epochs_run < 500
 
 
-def test_cli_seed_sample_writes_loadable_checkpoint(tmp_path):
+@pytest.mark.parametrize("real", [pytest.param(True, marks=needs_seed_sample), False])
+def test_cli_study_tile_writes_loadable_checkpoint(tmp_path, real):
+    """The study's own tile (shared/seed-sample), or one written here in its exact format."""
+    images, labels = (SEED_SAMPLE / "images", SEED_SAMPLE / "labels") if real else \
+        make_study_format_dirs(tmp_path / "study")
     out = tmp_path / "model"
-    result = CliRunner().invoke(cli, ["train", "--images-dir", str(SEED_SAMPLE / "images"),
-                                      "--labels-dir", str(SEED_SAMPLE / "labels"), "-o", str(out),
+    result = CliRunner().invoke(cli, ["train", "--images-dir", str(images),
+                                      "--labels-dir", str(labels), "-o", str(out),
                                       "--epochs", "2", "--batch-size", "1", "--filters", "4", "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])

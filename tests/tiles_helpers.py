@@ -9,8 +9,8 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from s2pipe.sentinel2.facts import BANDS as STUDY_BANDS
 from s2pipe.legend import legend_to_list
+from s2pipe.sentinel2.facts import BANDS as STUDY_BANDS
 
 # A distinct, learnable spectrum (DN) per class 1..8.
 SPECTRA = np.array([[300 + 400 * ((c * 7 + b * 3) % 8) for b in range(12)] for c in range(1, 9)], np.float64)
@@ -64,6 +64,32 @@ def make_prepare_dir(root: Path, *, n: int = 12, size: int = 32, splits: tuple[i
                 "tiles": tiles}
     (root / "prepare.json").write_text(json.dumps(manifest))
     return root
+
+
+def write_study_tile(images: Path, labels: Path, name: str, image: np.ndarray, label: np.ndarray) -> None:
+    """One image/label pair in the study's exact format (as shared/seed-sample holds it):
+    12-band uint16 without band descriptions or nodata, LZW, 128 px blocks,
+    pixel-interleaved, EPSG:32633; a uint16 label on the same grid, band-interleaved."""
+    size = image.shape[-1]
+    profile = dict(driver="GTiff", width=size, height=size, crs="EPSG:32633",
+                   transform=Affine(10, 0, 647360, 0, -10, 5656480), tiled=True, blockxsize=128,
+                   blockysize=128, compress="lzw")
+    with rasterio.open(images / name, "w", count=image.shape[0], dtype="uint16", interleave="pixel",
+                       **profile) as dst:
+        dst.write(image)
+    with rasterio.open(labels / name, "w", count=1, dtype="uint16", interleave="band", **profile) as dst:
+        dst.write(label.astype(np.uint16), 1)
+
+
+def make_study_format_dirs(root: Path, *, n: int = 1, size: int = 256) -> tuple[Path, Path]:
+    """``n`` tiles of ``size`` px written as the study wrote its tiles (see write_study_tile)."""
+    images, labels = root / "images", root / "labels"
+    images.mkdir(parents=True)
+    labels.mkdir()
+    for k in range(n):
+        image, label = make_pair(700 + k, size)
+        write_study_tile(images, labels, f"{699 + k:012d}.tif", image, label)
+    return images, labels
 
 
 def make_study_dirs(root: Path, *, n: int = 6, size: int = 32, label_dtype: str = "uint16") -> tuple[Path, Path]:

@@ -77,7 +77,8 @@ def area_adjusted_accuracy(cm: np.ndarray, map_pixels: Sequence[int], *,
     for j in range(k):
         item: dict[str, Any] = {
             "value": j + 1, "name": names.get(j + 1, f"class {j + 1}"), "map_pixels": int(counts[j]),
-            "user_accuracy": float(users[j]), "user_ci95": float(Z95 * math.sqrt(var_q[j, j])) if ni[j] > 1 else math.nan,
+            "user_accuracy": float(users[j]),
+            "user_ci95": float(Z95 * math.sqrt(var_q[j, j])) if ni[j] > 1 else math.nan,
             "producer_accuracy": float(producers[j]), "producer_ci95": float(Z95 * math.sqrt(var_prod[j])),
             "area_proportion": float(p_ref[j]), "area_pixels": float(n_ref[j]),
             "area_pixels_ci95": float(Z95 * total * se_p_ref[j])}

@@ -20,8 +20,7 @@ import numpy as np
 from s2pipe.errors import InputNotFoundError, LabelError, OptionError, RasterError
 from s2pipe.evaluation.area import area_adjusted_accuracy
 from s2pipe.evaluation.metrics import confusion_matrix, scores
-from s2pipe.evaluation.reference import (RASTER_SUFFIXES, read_map, read_reference_raster,
-                                         split_mask)
+from s2pipe.evaluation.reference import RASTER_SUFFIXES, read_map, read_reference_raster, split_mask
 from s2pipe.evaluation.report import markdown, plot_confusion, write_csv
 from s2pipe.legend import NODATA_LABEL
 from s2pipe.outputs import atomic_output, check_writable
@@ -87,15 +86,16 @@ def evaluate_map(prediction: str | os.PathLike, reference: str | os.PathLike,
         split = "test"
         ref = np.where(split_mask(Path(split_from), grid, split), ref, NODATA_LABEL)
     # in strips of rows: confusion_matrix works in int64, 8 bytes per pixel of a full scene
-    cm = sum(confusion_matrix(ref[r:r + STRIP_ROWS], pred[r:r + STRIP_ROWS], num_classes=n)
-             for r in range(0, grid.height, STRIP_ROWS))
+    cm = np.zeros((n, n), dtype=np.int64)
+    for r in range(0, grid.height, STRIP_ROWS):
+        cm += confusion_matrix(ref[r:r + STRIP_ROWS], pred[r:r + STRIP_ROWS], num_classes=n)
     if cm.sum() == 0:
         raise LabelError(f"no pixel is labelled in {reference} and mapped in {prediction}"
                          + (" within the test tiles" if split else "") + "; check that they overlap")
     sc = scores(cm, legend)
     adjusted = None
     if area_adjusted:
-        counts = np.bincount(pred.ravel(), minlength=n + 1)[1:n + 1]
+        counts = np.bincount(pred.ravel(), minlength=n + 1)[1:n + 1].tolist()
         px_ha = pixel_area_ha(grid)
         adjusted = area_adjusted_accuracy(cm, counts, pixel_area_ha=px_ha, legend=legend).to_dict()
     d = sc.to_dict()

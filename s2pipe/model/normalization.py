@@ -8,6 +8,7 @@ enter the model as 0, i.e. as the band means. The statistics travel in the check
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 
 

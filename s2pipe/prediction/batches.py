@@ -46,7 +46,7 @@ def batches(scene: Scene, grid: WindowGrid, normalize: Normalizer,
         cols = panel.cols
         for r, y0 in enumerate(grid.rows):
             strip = read_padded(read, grid.width, grid.height, panel.x0, y0, panel.width, t)
-            valid_strip = strip.any(axis=0)
+            valid_strip: np.ndarray = np.any(strip, axis=0)
             for b in range(0, len(cols), batch_size):
                 chunk = cols[b:b + batch_size]
                 x = np.empty((len(chunk), strip.shape[0], t, t), dtype=np.float32)

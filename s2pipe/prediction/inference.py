@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+
 def tta_ops(tta: str) -> list[tuple[int, bool]]:
     """(quarter turns, flip) pairs of the dihedral transforms to average over."""
     if tta == "none":
@@ -21,7 +22,7 @@ class WindowModel:
     def __init__(self, model: nn.Module, device: torch.device, tta: str = "none") -> None:
         self.device = device
         self.ops = tta_ops(tta)
-        self.model = model.to(device).eval().to(memory_format=torch.channels_last)
+        self.model = model.to(device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs lack it
         self.amp = device.type == "cuda"  # AMP only on CUDA: bf16 on plain CPUs is far slower
         self.amp_dtype = torch.float16 if self.amp and not torch.cuda.is_bf16_supported() \
             else torch.bfloat16

@@ -21,9 +21,9 @@ import numpy as np
 
 from s2pipe.errors import InputNotFoundError, OptionError, RasterError
 from s2pipe.legend import DEFAULT_LEGEND, NODATA_LABEL, LandCoverClass
+from s2pipe.outputs import atomic_output
 from s2pipe.raster.classmap import read_legend
 from s2pipe.sentinel2.facts import BANDS
-from s2pipe.outputs import atomic_output
 
 log = logging.getLogger(__name__)
 

@@ -54,4 +54,6 @@ class BlockRowReader:
             h = min(self.block_h, self.src.height - top)
             self._rows = self.src.read(1, window=Window(lo, top, hi - lo, h))
             self._key = key = (j, lo, hi)
-        return self._rows[:, lo - key[1]:hi - key[1]]
+        rows = self._rows
+        assert rows is not None
+        return rows[:, lo - key[1]:hi - key[1]]

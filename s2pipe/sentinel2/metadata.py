@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from s2pipe.errors import InputNotFoundError, SafeFormatError
-from s2pipe.sentinel2.facts import (BAND_IDS, BAND_RESOLUTION, BANDS, DEFAULT_OFFSET_N0400,
-                                     QUANTIFICATION, has_offset)
+from s2pipe.sentinel2.facts import BAND_IDS, BAND_RESOLUTION, BANDS, DEFAULT_OFFSET_N0400, QUANTIFICATION, has_offset
 
 log = logging.getLogger(__name__)
 
@@ -225,11 +224,12 @@ def read_product_metadata(path: str | os.PathLike) -> ProductInfo:
         raise SafeFormatError(f"{tl_where}: unreadable CRS code {code!r}")
     geo: dict[str, dict[str, float]] = {}
     for gp in _find_all(tl, "Geoposition"):
-        geo[gp.get("resolution", "?")] = {k.lower(): float(_text(gp, k, where=tl_where))
+        geo[str(gp.get("resolution", "?"))] = {k.lower(): float(_text(gp, k, where=tl_where))
                                           for k in ("ULX", "ULY", "XDIM", "YDIM")}
     for sz in _find_all(tl, "Size"):
-        if sz.get("resolution") in geo:
-            geo[sz.get("resolution")].update(nrows=float(_text(sz, "NROWS", where=tl_where)),
+        res = str(sz.get("resolution"))
+        if res in geo:
+            geo[res].update(nrows=float(_text(sz, "NROWS", where=tl_where)),
                                              ncols=float(_text(sz, "NCOLS", where=tl_where)))
     g10 = geo.get("10")
     if not g10 or "nrows" not in g10:

@@ -26,8 +26,14 @@ from rasterio.windows import Window
 
 from s2pipe.errors import MissingBandError
 from s2pipe.sentinel2.blockrows import BlockRowReader
-from s2pipe.sentinel2.facts import (BAND_RESOLUTION, BANDS, NODATA_DN, QUANTIFICATION,
-                                    RADIOMETRY_CONVENTION, SATURATED_DN)
+from s2pipe.sentinel2.facts import (
+    BAND_RESOLUTION,
+    BANDS,
+    NODATA_DN,
+    QUANTIFICATION,
+    RADIOMETRY_CONVENTION,
+    SATURATED_DN,
+)
 from s2pipe.sentinel2.metadata import ProductInfo
 from s2pipe.sentinel2.resample import upsample
 from s2pipe.sentinel2.scene import Grid, Scene, check_window

@@ -19,11 +19,11 @@ from typing import Callable
 import numpy as np
 
 from s2pipe.errors import OptionError
-from s2pipe.synth.landscape import Landscape, make_landscape
 from s2pipe.legend import DEFAULT_LEGEND
+from s2pipe.outputs import atomic_output, check_writable
 from s2pipe.raster import profiles
 from s2pipe.raster.classmap import apply_legend, atomic_class_map, sidecar_paths, write_sidecars
-from s2pipe.outputs import atomic_output, check_writable
+from s2pipe.synth.landscape import Landscape, make_landscape
 from s2pipe.synth.metadata import ProductNames
 from s2pipe.synth.safe import write_safe
 

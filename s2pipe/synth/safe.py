@@ -8,14 +8,14 @@ centres. Metadata comes from :mod:`s2pipe.synth.metadata` and lists exactly the 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from s2pipe.raster import profiles
-from s2pipe.sentinel2.facts import (BANDS, DEFAULT_OFFSET_N0400, NODATA_DN, QUANTIFICATION,
-                                    SATURATED_DN, has_offset)
+from s2pipe.sentinel2.facts import BANDS, DEFAULT_OFFSET_N0400, NODATA_DN, QUANTIFICATION, SATURATED_DN, has_offset
 from s2pipe.synth.landscape import Landscape, band_reflectance
 from s2pipe.synth.metadata import ProductNames, manifest, mtd_msil2a, mtd_tl
 from s2pipe.synth.terrain import Noise
@@ -29,7 +29,8 @@ STRIPE = 1020  # 10 m rows resampled at a time; a multiple of 6 so no 20/60 m bl
 
 def band_files(baseline: str) -> dict[int, tuple[str, ...]]:
     """Band file names per resolution that a real L2A product of ``baseline`` holds."""
-    r20 = ("B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12", "SCL", "AOT", "WVP", "TCI")
+    r20: tuple[str, ...] = ("B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12", "SCL", "AOT",
+                            "WVP", "TCI")
     if has_offset(baseline):
         r20 = ("B01",) + r20
     return {10: ("B02", "B03", "B04", "B08", "AOT", "WVP", "TCI"),
@@ -125,6 +126,11 @@ class _Writer:
             self.progress(1)
 
 
+def _smooth(field: Noise, base: float, amp: float, cols: np.ndarray, r0: int, r1: int) -> np.ndarray:
+    """``base + amp * field`` over rows ``r0 .. r1 - 1`` (aerosol and water vapour maps)."""
+    return base + amp * field.at(np.arange(r0, r1), cols)
+
+
 Target = tuple[int, Callable[[np.ndarray, np.ndarray], np.ndarray], np.ndarray]
 
 
@@ -159,14 +165,14 @@ def _write_bands(w: _Writer, land: Landscape, baseline: str) -> None:
         targets: list[Target] = [(r, dn, a) for r, a in out.items()]
         if band in rgb:
             targets += [(r, _tci, tci[r][rgb[band]]) for r in RESOLUTIONS]
-        _resample(land, lambda r0, r1: band_reflectance(land, band, r0, r1), targets, counts)
+        _resample(land, partial(band_reflectance, land, band), targets, counts)
         for res, arr in out.items():
             w.write(band, res, arr)
     rng = np.random.default_rng([land.seed, 21])
     cols = np.arange(n)
     for name, field, base, amp in (("AOT", Noise(rng, n, 400), 0.11, 0.02), ("WVP", Noise(rng, n, 600), 1.9, 0.25)):
         out = {r: np.zeros((size[r], size[r]), np.uint16) for r in RESOLUTIONS}
-        _resample(land, lambda r0, r1: base + amp * field.at(np.arange(r0, r1), cols),
+        _resample(land, partial(_smooth, field, base, amp, cols),
                   [(r, _quantified, a) for r, a in out.items()], counts)
         for res, arr in out.items():
             w.write(name, res, arr)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 # Surface materials: name, SCL class, mean BOA reflectance for BANDS (June, central Europe;
 # shapes after the USGS/ECOSTRESS libraries and the study's real L2A tile), relative
 # texture amplitude.
@@ -114,7 +113,7 @@ class Parcels:
         self.c, self.s = np.float32(np.cos(angle)), np.float32(np.sin(angle))
         self.warp = np.float32(warp)
         self.wu, self.wv = Noise(rng, n, 400), Noise(rng, n, 400)
-        reach = n * (abs(self.c) + abs(self.s)) + 4 * warp + 1000 + max(rows[1], cols[1])
+        reach = float(n * (abs(self.c) + abs(self.s)) + 4 * warp + 1000 + max(rows[1], cols[1]))
         self.vedges = _edges(rng, -reach, reach, *rows)
         self.uedges = _edges(rng, -reach, reach + 1000, *cols)
         self.offset = rng.uniform(0, 1000, len(self.vedges) + 1).astype(np.float32)

@@ -31,13 +31,26 @@ from s2pipe.errors import OptionError, TileError
 from s2pipe.labels import LabelReport, rasterize_labels, read_labels
 from s2pipe.legend import DEFAULT_LEGEND
 from s2pipe.outputs import atomic_output, check_writable
+from s2pipe.raster.profiles import gdal_env
 from s2pipe.sentinel2 import DEFAULT_SCL_MASK, Scene, open_scene, write_stack
 from s2pipe.sentinel2.facts import ResamplingName
-from s2pipe.raster.profiles import gdal_env
-from s2pipe.tiles.manifest import (FOOTPRINTS_NAME, IMAGES_DIR, LABELS_DIR, MANIFEST_NAME, SPLITS,
-                                   TileManifest, TileRecord)
-from s2pipe.tiles.tiling import (assign_splits, default_block_size, tile_id, tile_windows,
-                     write_image_tile, write_label_tile)
+from s2pipe.tiles.manifest import (
+    FOOTPRINTS_NAME,
+    IMAGES_DIR,
+    LABELS_DIR,
+    MANIFEST_NAME,
+    SPLITS,
+    TileManifest,
+    TileRecord,
+)
+from s2pipe.tiles.tiling import (
+    assign_splits,
+    default_block_size,
+    tile_id,
+    tile_windows,
+    write_image_tile,
+    write_label_tile,
+)
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,10 @@ from torch.utils.data import Dataset, Sampler
 
 from s2pipe.errors import InputNotFoundError, TileError
 from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass
-from s2pipe.sentinel2.facts import BANDS, RADIOMETRY_CONVENTION
-from s2pipe.tiles.manifest import TileManifest
 from s2pipe.model.normalization import Normalization
 from s2pipe.model.unet import STRIDE
+from s2pipe.sentinel2.facts import BANDS, RADIOMETRY_CONVENTION
+from s2pipe.tiles.manifest import TileManifest
 
 log = logging.getLogger(__name__)
 

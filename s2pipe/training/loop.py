@@ -92,7 +92,7 @@ def run_epoch(model: nn.Module, batches: Iterable, step: Step, *,
             with step.autocast():
                 logits = model(x)
             loss, denom = masked_cross_entropy(logits, y, weight)
-            if training:
+            if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()

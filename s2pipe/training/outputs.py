@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from s2pipe.model.checkpoint import ModelMeta, read_checkpoint, save_checkpoint
 from s2pipe.errors import CheckpointError, OutputExistsError
 from s2pipe.evaluation.metrics import nan_none
+from s2pipe.model.checkpoint import ModelMeta, read_checkpoint, save_checkpoint
 from s2pipe.outputs import atomic_output
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -141,7 +141,8 @@ class TrainOutputs:
             for s in ("train", "val", "test"):
                 m = metrics[s]
                 if m is not None:
-                    lines.append(f"{s:<7} {m['overall_accuracy'] or 0:.4f}  {m['kappa'] or 0:.4f}  {m['miou'] or 0:.4f}")
+                    lines.append(f"{s:<7} {m['overall_accuracy'] or 0:.4f}  {m['kappa'] or 0:.4f}  "
+                                 f"{m['miou'] or 0:.4f}")
             lines += ["", "options: " + json.dumps(meta.train_options), "", str(model)]
             with atomic_output(self.training_summary, overwrite=True) as tmp:
                 tmp.write_text("\n".join(lines) + "\n")

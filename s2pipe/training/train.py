@@ -26,8 +26,15 @@ from s2pipe.errors import CheckpointError
 from s2pipe.evaluation.metrics import Scores, scores
 from s2pipe.model.checkpoint import Checkpoint, ModelMeta, read_checkpoint
 from s2pipe.model.unet import UNet
-from s2pipe.training.dataset import (EpochSampler, TileDataset, TileSet, band_statistics, class_counts,
-                                     find_tiles, load_tiles)
+from s2pipe.training.dataset import (
+    EpochSampler,
+    TileDataset,
+    TileSet,
+    band_statistics,
+    class_counts,
+    find_tiles,
+    load_tiles,
+)
 from s2pipe.training.distributed import DistInfo, all_sum, barrier, setup, teardown
 from s2pipe.training.loop import EpochStats, Step, run_epoch
 from s2pipe.training.options import TrainOptions, check_options
@@ -121,7 +128,7 @@ def _summarise(stats: EpochStats, info: DistInfo, meta: ModelMeta) -> EpochResul
 
 def train_model(out_dir: str | os.PathLike, *, tiles_dir: str | os.PathLike | None = None,
                 images_dir: str | os.PathLike | None = None, labels_dir: str | os.PathLike | None = None,
-                options: TrainOptions = TrainOptions(), resume: str | os.PathLike | None = None,
+                options: TrainOptions | None = None, resume: str | os.PathLike | None = None,
                 overwrite: bool = False, progress: Callable[[int], None] | None = None) -> TrainResult:
     """Train a U-Net on a ``prepare`` output (or the study's images/labels folders).
 
@@ -130,6 +137,7 @@ def train_model(out_dir: str | os.PathLike, *, tiles_dir: str | os.PathLike | No
     ``out_dir`` and :class:`CheckpointError` for a ``resume`` checkpoint that does not
     fit, all before anything is written.
     """
+    options = options or TrainOptions()
     check_options(options)
     t0 = time.monotonic()
     info = setup(options.device)
@@ -228,7 +236,7 @@ class _Trainer:
         torch.manual_seed(o.seed)
         model = UNet(len(data.tileset.bands), data.num_classes, o.filters).to(device)
         if channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs lack it
         self.model = model
         self.net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if cuda else None) if self.info.active else model
@@ -298,8 +306,9 @@ class _Trainer:
         self.outputs.write_history(state.history)
         self.outputs.save_last(self.model, self.meta, self.optimizer, self.scheduler, asdict(state))
         self.say("epoch %d/%d  loss %.4f/%s  OA %.3f/%s  mIoU %.3f/%s  lr %.1e  %.1f s%s", epoch,
-                 self.o.epochs, tr.loss, _fmt(va and va.loss, 4), tr.scores.overall_accuracy,
-                 _fmt(va and va.scores.overall_accuracy), tr.scores.miou, _fmt(va and va.scores.miou),
+                 self.o.epochs, tr.loss, _fmt(va.loss if va else None, 4), tr.scores.overall_accuracy,
+                 _fmt(va.scores.overall_accuracy if va else None), tr.scores.miou,
+                 _fmt(va.scores.miou if va else None),
                  lr, seconds, "  *" if state.best_epoch == epoch else "")
 
     def _finish(self, data: Data, state: RunState, stop_reason: str) -> TrainResult:
