@@ -42,7 +42,7 @@ FORMATS: dict[str, tuple[str, bool]] = {".gpkg": ("GPKG", True), ".fgb": ("FlatG
                                         ".parquet": ("Parquet", False)}
 DEFAULT_MIN_AREA_HA = 0.5  # between Urban Atlas' 0.25 ha (urban) and 1 ha (rural) units
 CONNECTIVITY = 4
-NODE_BATCH = 4_000_000  # pixel edges of polygon rings canonicalised at a time
+NODE_BATCH = 1_000_000  # pixel edges of polygon rings rebuilt at a time (~60 MB of work arrays)
 
 
 @dataclass
@@ -120,8 +120,9 @@ def read_class_map(path: Path) -> tuple[np.ndarray, object, dict[int, str], bool
 
 
 def _valid(data: np.ndarray, nodata: set[int]) -> np.ndarray:
-    valid = np.ones(data.shape, dtype=bool)
-    for v in nodata:
+    first, *others = sorted(nodata)
+    valid = data != first
+    for v in others:
         valid &= data != v
     return valid
 
@@ -213,7 +214,7 @@ def _corner_is_node(data: np.ndarray, nodata: set[int], xy: np.ndarray) -> np.nd
 
     def pixel(r: np.ndarray, c: np.ndarray) -> np.ndarray:
         inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
-        v = np.full(r.shape, -1, dtype=np.int64)  # outside the map: no data
+        v = np.full(r.shape, -1, dtype=np.int32)  # outside the map: no data
         v[inside] = data[r[inside], c[inside]]
         v[np.isin(v, list(nodata))] = -1
         return v
@@ -229,18 +230,18 @@ def _canonical_polygons(geoms: np.ndarray, data: np.ndarray, nodata: set[int], t
     import shapely
 
     _, coords, (ring_off, poly_off) = shapely.to_ragged_array(geoms)
-    coords = coords.round().astype(np.int64)
+    coords = coords.round().astype(np.int32)
     n_rings = len(ring_off) - 1
     is_start = np.ones(len(coords), dtype=bool)
     is_start[ring_off[1:] - 1] = False  # a ring's closing point starts no segment
     start = np.flatnonzero(is_start)
     delta = coords[start + 1] - coords[start]
     length = np.abs(delta).sum(axis=1)  # edges are axis-aligned
-    seg = np.repeat(np.arange(len(start)), length)
-    k = np.arange(len(seg)) - np.repeat(np.cumsum(length) - length, length)
-    step = np.sign(delta)[seg]
+    seg = np.repeat(np.arange(len(start), dtype=np.int32), length)
+    k = (np.arange(len(seg)) - np.repeat(np.cumsum(length) - length, length)).astype(np.int32)
+    step = np.sign(delta).astype(np.int8)[seg]
     pts = coords[start][seg] + k[:, None] * step  # every pixel corner along the rings
-    ring = np.repeat(np.arange(n_rings), np.diff(ring_off) - 1)[seg]
+    ring = np.repeat(np.arange(n_rings, dtype=np.int32), np.diff(ring_off) - 1)[seg]
     counts = np.bincount(ring, minlength=n_rings)
     first = (np.cumsum(counts) - counts)[ring]
     prev = np.arange(len(pts)) - 1
