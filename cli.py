@@ -208,6 +208,56 @@ def quicklook(image: Path, out_png: Path, kind: str, max_size: int, title: str |
     report(result, as_json, str(result.path))
 
 
+from s2pipe.raster.vectorize import DEFAULT_MIN_AREA_HA  # noqa: E402  (numpy only; values live once)
+from s2pipe.raster.vectorize import FORMATS as VECTOR_FORMATS  # noqa: E402
+
+
+def _vector_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    if value.suffix.lower() not in VECTOR_FORMATS:
+        raise click.BadParameter(f"{value}: the extension names the format; use one of "
+                                 f"{', '.join(VECTOR_FORMATS)}", ctx, param)
+    return value
+
+
+@cli.command()
+@click.argument("map_path", metavar="MAP", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              callback=_vector_path,
+              help="Vector file: .gpkg (GeoPackage), .fgb (FlatGeobuf), .parquet (GeoParquet).")
+@click.option("--min-area", "min_area_ha", type=click.FloatRange(0), default=DEFAULT_MIN_AREA_HA,
+              show_default=True, help="Minimum mapping unit in hectares: smaller patches merge into their "
+                                      "largest neighbour (0: keep every pixel).")
+@click.option("--simplify", "simplify_m", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Simplify borders by this tolerance in metres, keeping them shared "
+                   "(0: exact pixel edges).")
+@click.option("--by-class", is_flag=True, help="One GeoPackage layer per class instead of one layer.")
+@overwrite_option
+@json_option
+def vectorize(map_path: Path, out_path: Path, min_area_ha: float, simplify_m: float, by_class: bool,
+              overwrite: bool, as_json: bool) -> None:
+    """Polygons of a class map for GIS work, with fields class, name and area_ha.
+
+    Patches smaller than --min-area (4-connected pixels of one class) are merged into
+    their largest neighbour first; polygons keep the map's CRS and share their borders
+    (no gaps, no overlaps). No data (0) is left out. See docs/commands/vectorize.md.
+
+    \b
+    s2pipe vectorize landcover.tif -o landcover.gpkg --min-area 0.5 --simplify 5
+    """
+    if by_class and VECTOR_FORMATS[out_path.suffix.lower()][1] is False:
+        raise click.BadParameter("--by-class needs a GeoPackage (.gpkg) output", param_hint="'--by-class'")
+    from s2pipe.raster.vectorize import vectorize_map
+
+    result = vectorize_map(map_path, out_path, min_area_ha=min_area_ha, simplify_m=simplify_m,
+                           by_class=by_class, overwrite=overwrite,
+                           progress=progress(None, "vectorize", unit="polygon"))
+    lines = [f"{c.value:3d} {c.name:45s} {c.polygons:8d} polygons {c.area_ha:12.2f} ha"
+             for c in result.classes]
+    report(result, as_json, "\n".join([*lines, f"{result.polygons} polygons, {result.area_ha:.2f} ha "
+                                        f"(minimum {result.min_pixels} px) in {result.seconds:.1f} s",
+                                        str(result.output)]))
+
+
 from s2pipe.prediction.options import TTA_CHOICES  # noqa: E402  (plain data; valid values live once)
 
 

@@ -32,7 +32,8 @@ CHILD = r"""
 import json, sys, time
 import numpy as np, torch
 from s2pipe.prediction.inference import WindowModel
-from s2pipe.prediction.predict import peak_rss_mb, predict_scene
+from s2pipe.prediction.predict import predict_scene
+from s2pipe.resources import peak_rss_mb
 from s2pipe.model.checkpoint import load_checkpoint
 from s2pipe.model.device import resolve_device
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from s2pipe.prediction.options import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, TTA, 
 from s2pipe.prediction.windows import WindowGrid
 from s2pipe.raster.classmap import atomic_class_map, sidecar_paths
 from s2pipe.raster.profiles import gdal_env
+from s2pipe.resources import peak_rss_mb
 from s2pipe.sentinel2.facts import CLOUD_SCL, DEFAULT_SCL_MASK
 from s2pipe.sentinel2.scene import Grid, Scene
 
@@ -98,22 +98,6 @@ class _Job:
     probabilities: Path | None
     width: int
     height: int
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB.
-
-    Linux's VmHWM: ``getrusage`` would also count the parent's memory at ``fork`` time
-    for a process started by another (large) Python process.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def gdal_cache_mb(grid: WindowGrid) -> int:
