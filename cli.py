@@ -63,6 +63,21 @@ def progress(total: int | None, desc: str, unit: str = "it") -> Callable[[int], 
     return bar.update
 
 
+def progress_later(desc: str, unit: str) -> tuple[Callable[[int], None], Callable[[int], None]]:
+    """``(on_total, tick)`` callbacks for a library call that learns its total first: the bar
+    of :func:`progress` is made when the total is known."""
+    bar: list[Callable[[int], None] | None] = [None]
+
+    def on_total(n: int) -> None:
+        bar[0] = progress(n, desc, unit=unit)
+
+    def tick(n: int) -> None:
+        if bar[0] is not None:
+            bar[0](n)
+
+    return on_total, tick
+
+
 def jsonable(obj: Any) -> Any:
     """Dataclasses, paths and numpy scalars as plain JSON values."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -298,15 +313,7 @@ def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int,
 
     if probabilities_all and probabilities is None:
         raise click.UsageError("--probabilities-all needs --probabilities PATH")
-    bar: list[Callable[[int], None] | None] = [None]
-
-    def on_total(n: int) -> None:
-        bar[0] = progress(n, "predict", unit="window")
-
-    def tick(n: int) -> None:
-        if bar[0] is not None:
-            bar[0](n)
-
+    on_total, tick = progress_later("predict", "window")
     run = predict_scenes(scenes, model_path, out, overlap=overlap, batch_size=batch_size,
                          device=device, tta=tta, mask_clouds=mask_clouds,
                          probabilities=probabilities, probabilities_all=probabilities_all,
@@ -318,7 +325,8 @@ from s2pipe.training.options import CLASS_WEIGHTS  # noqa: E402  (plain data; va
 
 
 @cli.command()
-@click.argument("tiles_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("tiles_dirs", metavar="[TILES_DIR]...", nargs=-1,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder to create (best.pt, last.pt, history.csv, metrics.json, curves.png, samples.png).")
 @click.option("--images-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -354,23 +362,25 @@ from s2pipe.training.options import CLASS_WEIGHTS  # noqa: E402  (plain data; va
 @device_option
 @overwrite_option
 @json_option
-def train(tiles_dir: Path | None, model_dir: Path, images_dir: Path | None, labels_dir: Path | None,
+def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None, labels_dir: Path | None,
           train_size: float, num_samples: int | None, epochs: int, batch_size: int, lr: float,
           filters: int, class_weights: str, patience: int, augment: bool, max_minutes: float | None,
           workers: int | None, resume: Path | None, save_samples: bool, save_training_summary: bool,
           save_model: bool, seed: int, device: str, overwrite: bool, as_json: bool) -> None:
     """Train the U-Net on tiles from 'prepare' (or the study's images/labels folders).
 
-    Loss and metrics use labelled pixels only. One line per epoch goes to stderr;
+    Several TILES_DIRs are trained on as one set (same bands, legend, tile size and
+    radiometry). Loss and metrics use labelled pixels only. One line per epoch goes to stderr;
     metrics.json holds train/val/test figures of the best weights. Under torchrun the
     run is data-parallel (DDP).
 
     \b
     s2pipe train tiles/ -o model/ --epochs 60 --max-minutes 30
+    s2pipe train tiles_wroclaw/ tiles_brzeg/ -o model/
     """
-    if (tiles_dir is None) == (images_dir is None and labels_dir is None):
+    if (not tiles_dirs) == (images_dir is None and labels_dir is None):
         raise click.UsageError("give either TILES_DIR or both --images-dir and --labels-dir")
-    if tiles_dir is None and (images_dir is None or labels_dir is None):
+    if not tiles_dirs and (images_dir is None or labels_dir is None):
         raise click.UsageError("--images-dir and --labels-dir go together")
     from s2pipe.training.train import TrainOptions, train_model
 
@@ -381,7 +391,7 @@ def train(tiles_dir: Path | None, model_dir: Path, images_dir: Path | None, labe
                            device=device, workers=workers, max_minutes=max_minutes, train_size=train_size,
                            num_samples=num_samples, save_model=save_model, save_samples=save_samples,
                            save_summary=save_training_summary)
-    result = train_model(model_dir, tiles_dir=tiles_dir, images_dir=images_dir, labels_dir=labels_dir,
+    result = train_model(model_dir, tiles_dir=list(tiles_dirs) or None, images_dir=images_dir, labels_dir=labels_dir,
                          options=options, resume=resume, overwrite=overwrite,
                          progress=progress(None, "training", "batch"))
     test = result.scores.get("test") or result.scores.get("val") or result.scores["train"]
@@ -461,7 +471,9 @@ def _parse_mask(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 @cli.command()
-@click.argument("product", type=click.Path(exists=True, path_type=Path))
+@click.argument("products", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--products", "product_list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A text file of products, one path per line (relative to the file; # comments).")
 @click.option("--labels", required=True, type=click.Path(exists=True, path_type=Path),
               help="Label polygons in any OGR format (GeoPackage, Shapefile, GeoJSON...), any CRS.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -488,37 +500,100 @@ def _parse_mask(ctx: click.Context, param: click.Parameter, value: str | None) -
               help="Also write the full 10 m 12-band stack here (a GeoTIFF predict can read).")
 @overwrite_option
 @json_option
-def prepare(product: Path, labels: Path, out_dir: Path, layer: str | None, class_field: str | None,
-            class_map: Path | None, all_touched: bool, resampling: str, mask_scl: tuple[int, ...],
-            tile_size: int, stride: int | None, min_labelled: float, max_nodata: float,
-            split: tuple[float, float, float], block_size: int | None, seed: int,
-            stack: Path | None, overwrite: bool, as_json: bool) -> None:
-    """Cut a Sentinel-2 L2A product and label polygons into labelled training tiles.
+def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path, out_dir: Path,
+            layer: str | None, class_field: str | None, class_map: Path | None, all_touched: bool,
+            resampling: str, mask_scl: tuple[int, ...], tile_size: int, stride: int | None,
+            min_labelled: float, max_nodata: float, split: tuple[float, float, float],
+            block_size: int | None, seed: int, stack: Path | None, overwrite: bool, as_json: bool) -> None:
+    """Cut Sentinel-2 L2A products and label polygons into labelled training tiles.
 
-    PRODUCT is a .SAFE folder, a zipped SAFE (read in place) or its MTD_MSIL2A.xml. The
-    12 bands (B01..B12 without B10) are resampled to 10 m and harmonised to
-    DN = 10000 * reflectance whatever the processing baseline; SCL-masked pixels are no
-    data (0) and unlabelled. Writes OUT/images/<id>.tif, OUT/labels/<id>.tif,
-    OUT/tiles.gpkg and OUT/prepare.json (splits, counts, provenance).
+    PRODUCTS are .SAFE folders, zipped SAFEs (read in place) or MTD_MSIL2A.xml files, of
+    any tiles, UTM zones, dates and baselines. The 12 bands (B01..B12 without B10) are
+    resampled to 10 m in each product's own CRS and harmonised to DN = 10000 * reflectance
+    whatever the processing baseline; SCL-masked pixels are no data (0) and unlabelled.
+    The split is dealt by blocks of ground shared by all products, so the same ground is
+    never in two splits. Writes OUT/images/<id>.tif, OUT/labels/<id>.tif, OUT/tiles.gpkg
+    and OUT/prepare.json (products, splits, counts, provenance).
 
     \b
     s2pipe prepare S2B_MSIL2A_...SAFE --labels landcover.gpkg -o tiles/
+    s2pipe prepare --products region.txt --labels ua.gpkg -o tiles/
     """
-    from s2pipe.tiles.prepare import prepare_scene
+    from s2pipe.sentinel2.reader import read_product_list
+    from s2pipe.tiles.prepare import TileRule, prepare_tiles
 
-    result = prepare_scene(product, labels, out_dir, layer=layer, class_field=class_field,
-                           class_map=class_map, resampling=resampling, mask_scl=mask_scl,
-                           tile_size=tile_size, stride=stride, min_labelled=min_labelled,
-                           max_nodata=max_nodata, split=split, block_size=block_size, seed=seed,
-                           all_touched=all_touched, stack=stack, overwrite=overwrite,
+    paths = [*products, *(read_product_list(product_list) if product_list else [])]
+    if not paths:
+        raise click.UsageError("give at least one PRODUCT or --products LIST")
+    rule = TileRule(tile_size=tile_size, stride=stride, min_labelled=min_labelled, max_nodata=max_nodata,
+                    split=split, block_size=block_size, seed=seed, all_touched=all_touched)
+    result = prepare_tiles(paths, labels, out_dir, layer=layer, class_field=class_field,
+                           class_map=class_map, resampling=resampling, mask_scl=mask_scl, rule=rule,
+                           stack=stack, overwrite=overwrite,
                            progress=progress(None, "prepare", unit="tile row"))
     splits = ", ".join(f"{v} {k}" for k, v in result.splits.items())
     lab = result.labels
-    report(result, as_json,
-           f"{result.out_dir}: {result.tiles} tiles ({splits}) from {result.product}\n"
-           f"labels: {lab.used} of {lab.features} features used ({lab.repaired} repaired, "
-           f"{lab.outside_scene} outside the scene, {lab.dropped_unmapped} unmapped, "
-           f"{lab.dropped_empty_or_not_polygon} empty or not polygons)")
+    lines = [f"{result.out_dir}: {result.tiles} tiles ({splits}) from {len(result.products)} product(s)"]
+    if len(result.products) > 1:
+        lines += [f"  {p.key}: {p.tiles} tiles ({', '.join(f'{v} {k}' for k, v in p.splits.items())}), "
+                  f"EPSG:{p.epsg}" for p in result.products]
+    else:
+        lines[0] += f": {result.product}"
+    lines.append(f"labels: {lab.used} of {lab.features} features used ({lab.repaired} repaired, "
+                 f"{lab.outside_scene} outside the scene, {lab.dropped_unmapped} unmapped, "
+                 f"{lab.dropped_empty_or_not_polygon} empty or not polygons)")
+    absent = {s: [k for k, v in c.items() if not v]
+              for s, c in result.counts["class_pixels_by_split"].items() if result.splits.get(s)}
+    lines += [f"the {s} split has no pixel of class(es) {', '.join(a)}" for s, a in absent.items() if a]
+    report(result, as_json, "\n".join(lines))
+
+
+@cli.command()
+@click.argument("maps", metavar="MAP...", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Mosaic GeoTIFF (COG) to write.")
+@click.option("--crs", help="Output CRS, e.g. EPSG:32633 [default: the first map's].")
+@click.option("--resolution", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              help="Pixel size in metres.")
+@click.option("--bounds", type=(float, float, float, float), metavar="W S E N",
+              help="Output box in the output CRS [default: the union of the maps].")
+@click.option("--clip", type=click.Path(exists=True, path_type=Path),
+              help="Polygons (any OGR format, any CRS): their box, no data outside them.")
+@click.option("--feather", type=click.IntRange(0), default=100, show_default=True,
+              help="Pixels over which a map's weight rises from its edge and no data (clouds) to 1.")
+@click.option("--sources", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write which scene weighed most at each pixel, and how many were valid.")
+@overwrite_option
+@json_option
+def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float,
+           bounds: tuple[float, float, float, float] | None, clip: Path | None, feather: int,
+           sources: Path | None, overwrite: bool, as_json: bool) -> None:
+    """Join per-scene maps of 'predict' into one seamless map on one grid.
+
+    Give the probabilities of 'predict --probabilities P --probabilities-all': where
+    scenes overlap, class probabilities are averaged with weights that fall off towards
+    each scene's edge and no data (clouds), then decided, so borders leave no seam and
+    clouds of one date are filled from the others; maps in other UTM zones are
+    resampled (bilinear) first. With class maps only, each pixel takes the class of the
+    scene it lies deepest inside (nearest resampling; classes are never averaged).
+
+    \b
+    s2pipe mosaic probs/*.tif -o region.tif --crs EPSG:32633 --sources region_sources.tif
+    """
+    if bounds is not None and clip is not None:
+        raise click.UsageError("give --bounds or --clip, not both")
+    from s2pipe.mosaic.mosaic import mosaic_maps
+
+    on_total, tick = progress_later("mosaic", "block")
+    result = mosaic_maps(maps, out, crs=crs, resolution=resolution, bounds=bounds, clip=clip,
+                         feather=feather, sources=sources, overwrite=overwrite, progress=tick,
+                         on_total=on_total)
+    mapped = sum(result.class_pixels.values())
+    report(result, as_json, f"{result.output}: {result.width}x{result.height} px in {result.crs} from "
+                            f"{len(result.scenes)} maps ({result.rule}), {mapped} px mapped, "
+                            f"{result.nodata_pixels} no data; {result.seconds:.1f} s, peak "
+                            f"{result.peak_rss_mb:.0f} MB")
 
 
 def _parse_baseline(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -174,7 +174,6 @@ def read_labels(path: str | os.PathLike, *, layer: str | None = None,
         geom = geom.copy()
         geom[invalid] = geom[invalid].make_valid()
         log.info("%s: %d invalid geometries repaired", p, report.repaired)
-    import shapely
 
     polys = geom.map(_polygonal)
     keep = usable & polys.notna()
@@ -182,11 +181,7 @@ def read_labels(path: str | os.PathLike, *, layer: str | None = None,
     gdf = gpd.GeoDataFrame({LABEL_COLUMN: gdf[LABEL_COLUMN][keep].values},
                            geometry=polys[keep].values, crs=gdf.crs)
     if grid is not None:
-        gdf = gdf.to_crs(grid.crs)
-        box = shapely.box(*grid.bounds)
-        inside = gdf.geometry.intersects(box)
-        report.outside_scene = int((~inside).sum())
-        gdf = gdf[inside]
+        gdf, report.outside_scene = in_grid(gdf, grid)
         if len(gdf) == 0:
             raise LabelError(f"{p}: no feature overlaps the scene; check that the labels and "
                              "the product cover the same area")
@@ -197,6 +192,15 @@ def read_labels(path: str | os.PathLike, *, layer: str | None = None,
     counts = gdf[LABEL_COLUMN].value_counts()
     report.class_features = {str(int(k)): int(v) for k, v in sorted(counts.items())}
     return gdf.reset_index(drop=True), report
+
+
+def in_grid(gdf: "gpd.GeoDataFrame", grid: "Grid") -> tuple["gpd.GeoDataFrame", int]:
+    """The features reprojected to ``grid``'s CRS that overlap it, and how many do not."""
+    import shapely
+
+    gdf = gdf.to_crs(grid.crs)
+    inside = gdf.geometry.intersects(shapely.box(*grid.bounds))
+    return gdf[inside].reset_index(drop=True), int((~inside).sum())
 
 
 def _polygonal(g: Any) -> Any:

@@ -68,7 +68,8 @@ def test_layout_and_manifest_agree_with_files(prepared):
     assert m["bands"] == list(BANDS) and m["tile_size"] == 128 and m["resampling"] == "bilinear"
     assert m["radiometry"]["convention"] == "DN = 10000 * reflectance (BOA_ADD_OFFSET applied)"
     assert m["radiometry"]["baseline"] == "05.09" and m["radiometry"]["offset_applied"]["B01"] == -1000
-    assert m["product"]["tile"] == "33UYS" and m["product"]["epsg"] == 32633
+    info = m["products"][0]["info"]
+    assert info["tile"] == "33UYS" and info["epsg"] == 32633 and len(m["products"]) == 1
     assert [c["value"] for c in m["legend"]] == list(range(1, 9))
     for t in m["tiles"]:
         lab, transform, crs = _read(out / "labels" / f"{t['id']}.tif")

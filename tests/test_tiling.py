@@ -9,8 +9,8 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from s2pipe.errors import OptionError
+from s2pipe.tiles.split import assign_splits
 from s2pipe.tiles.tiling import (
-    assign_splits,
     default_block_size,
     tile_id,
     tile_windows,

@@ -104,22 +104,22 @@ def read_reference_raster(path: Path, grid: Any, num_classes: int, *,
 
 
 def split_mask(tiles_dir: Path, grid: Grid, split: str = "test") -> np.ndarray:
-    """Pixels of the map covered by the ``split`` tiles of a ``prepare`` output."""
+    """Pixels of the map covered by the ``split`` tiles of a ``prepare`` output: the tiles
+    of the product whose grid is the map's (any tile when the manifest does not say)."""
     info = TileManifest.read(tiles_dir)
     manifest = tiles_dir / MANIFEST_NAME
     size = info.tile_size
-    tiles = info.split(split)
+    known = [p for p in info.products if p.same_grid(grid) is not None]
+    keys = {p.key for p in known if p.same_grid(grid)}
+    if known and not keys:
+        p = known[0].info
+        raise TileError(f"{manifest} was prepared on another grid ({p.get('name')}, "
+                        f"{p['width']} x {p['height']} px) than the map; "
+                        "give the tiles of the scene the map was predicted on")
+    tiles = [t for t in info.split(split) if not known or t.product in keys]
     if not tiles:
-        raise TileError(f"{manifest} lists no {split} tiles; re-run prepare with a {split} share in --split")
-    product = info.product
-    if {"transform", "width", "height"} <= product.keys():
-        same = (int(product["width"]) == grid.width and int(product["height"]) == grid.height
-                and np.allclose(product["transform"][:6], list(grid.transform)[:6], atol=1e-6)
-                and (product.get("epsg") is None or grid.crs.to_epsg() == int(product["epsg"])))
-        if not same:
-            raise TileError(f"{manifest} was prepared on another grid ({product.get('name')}, "
-                            f"{product['width']} x {product['height']} px) than the map; "
-                            "give the tiles of the scene the map was predicted on")
+        raise TileError(f"{manifest} lists no {split} tiles of this map's scene; re-run prepare with "
+                        f"a {split} share in --split")
     mask = np.zeros((grid.height, grid.width), dtype=bool)
     for t in tiles:
         r, c = t.row, t.col

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from s2pipe.errors import OptionError
+from s2pipe.errors import InputNotFoundError, OptionError
 from s2pipe.sentinel2.facts import DEFAULT_SCL_MASK, RESAMPLING_NAMES, ResamplingName
 from s2pipe.sentinel2.metadata import ProductInfo, read_product_metadata
 from s2pipe.sentinel2.safe import open_safe
@@ -50,3 +50,15 @@ def product_info(path: str | os.PathLike) -> ProductInfo:
         with open_stack(p) as scene:
             return scene.info
     return read_product_metadata(p)
+
+
+def read_product_list(path: str | os.PathLike) -> list[Path]:
+    """The products listed in a text file, one path per line; blank lines and ``#`` comments
+    are skipped, relative paths are relative to the file's folder."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputNotFoundError(f"{path}: cannot read the product list ({exc})") from None
+    entries = [line.split("#", 1)[0].strip() for line in lines]
+    return [p if p.is_absolute() else path.parent / p for p in (Path(e) for e in entries if e)]

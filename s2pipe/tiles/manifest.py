@@ -3,7 +3,9 @@
 A tile folder holds ``images/<id>.tif``, ``labels/<id>.tif``, ``tiles.gpkg`` and
 ``prepare.json``; ``train`` reads it with :meth:`TileManifest.read`, ``evaluate
 --split-from`` uses its test tiles. ``<id>`` is ``r<row>_c<col>``, the tile's top-left
-pixel in the scene's 10 m grid.
+pixel in its product's 10 m grid, prefixed with the product's key (``T33UYS_20180607_``)
+when the set holds several products. Manifests of s2pipe 0.1.0 (one ``product``) are read
+as sets of one product.
 """
 
 from __future__ import annotations
@@ -35,6 +37,28 @@ class TileRecord:
     labelled_fraction: float = 0.0
     nodata_fraction: float = 0.0
     class_counts: dict[str, int] = field(default_factory=dict)  # class value -> pixels
+    product: str = ""  # key of the product it was cut from (see ProductRecord)
+
+
+@dataclass
+class ProductRecord:
+    """One product of a tile set: its key, metadata, radiometry, labels report and counts."""
+
+    key: str
+    info: dict[str, Any]                 # ProductInfo fields (grid, tile, date, EPSG...)
+    radiometry: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)  # what happened to the label features
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def same_grid(self, grid: Any) -> bool | None:
+        """Whether the product's 10 m grid is ``grid`` (None when the record does not say)."""
+        p = self.info
+        if not {"transform", "width", "height"} <= p.keys():
+            return None
+        return (int(p["width"]) == grid.width and int(p["height"]) == grid.height
+                and all(abs(float(a) - float(b)) <= 1e-6
+                        for a, b in zip(p["transform"][:6], list(grid.transform)[:6]))
+                and (p.get("epsg") is None or grid.crs.to_epsg() == int(p["epsg"])))
 
 
 @dataclass
@@ -46,11 +70,10 @@ class TileManifest:
     radiometry: dict[str, Any]
     tile_size: int
     tiles: list[TileRecord]
-    product: dict[str, Any] = field(default_factory=dict)  # ProductInfo fields
+    products: list[ProductRecord] = field(default_factory=list)
     resampling: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    labels: dict[str, Any] = field(default_factory=dict)   # what happened to the label features
-    counts: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)  # over all products, per split and class
     s2pipe_version: str = __version__
 
     def split(self, name: str) -> list[TileRecord]:
@@ -87,16 +110,23 @@ class TileManifest:
                                 labelled_fraction=float(t.get("labelled_fraction", 0.0)),
                                 nodata_fraction=float(t.get("nodata_fraction", 0.0)),
                                 class_counts={str(k): int(v) for k, v in
-                                              (t.get("class_counts") or {}).items()})
+                                              (t.get("class_counts") or {}).items()},
+                                product=str(t.get("product", "")))
                      for t in d["tiles"]]
+            if "products" in d:
+                products = [ProductRecord(str(p["key"]), dict(p["info"]), dict(p.get("radiometry") or {}),
+                                          dict(p.get("labels") or {}), dict(p.get("counts") or {}))
+                            for p in d["products"]]
+            else:  # s2pipe 0.1.0: one product
+                products = [ProductRecord("", dict(d.get("product") or {}), dict(d.get("radiometry") or {}),
+                                          dict(d.get("labels") or {}), dict(d.get("counts") or {}))]
             manifest = cls(
                 bands=[str(b) for b in d.get("bands", BANDS)],
                 legend=legend_from_list(d["legend"]) if "legend" in d else DEFAULT_LEGEND,
                 radiometry=dict(d.get("radiometry") or {"convention": RADIOMETRY_CONVENTION}),
                 tile_size=int(d["tile_size"]), tiles=tiles,
-                product=dict(d.get("product") or {}), resampling=d.get("resampling"),
-                options=dict(d.get("options") or {}), labels=dict(d.get("labels") or {}),
-                counts=dict(d.get("counts") or {}),
+                products=products, resampling=d.get("resampling"),
+                options=dict(d.get("options") or {}), counts=dict(d.get("counts") or {}),
                 s2pipe_version=str(d.get("s2pipe_version", "")))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise TileError(f"{path} is not a valid prepare manifest ({type(exc).__name__}: "

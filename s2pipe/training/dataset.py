@@ -72,12 +72,32 @@ def _split_ids(ids: list[str], train_size: float, seed: int) -> dict[str, str]:
             for k, i in enumerate(order)}
 
 
-def _prepare_layout(tiles_dir: Path) -> TileSet:
+def _prepare_layout(tiles_dir: Path, prefix: str = "") -> TileSet:
     manifest = TileManifest.read(tiles_dir)
-    pairs = [TilePair(t.id, manifest.image_path(tiles_dir, t.id), manifest.label_path(tiles_dir, t.id),
-                      t.split) for t in manifest.tiles]
+    pairs = [TilePair(prefix + t.id, manifest.image_path(tiles_dir, t.id),
+                      manifest.label_path(tiles_dir, t.id), t.split) for t in manifest.tiles]
     return TileSet(pairs, manifest.bands, manifest.legend, manifest.radiometry, "prepare",
                    manifest.tile_size)
+
+
+def _merge(dirs: Sequence[Path]) -> TileSet:
+    """Several ``prepare`` outputs as one tile set; they must share the model's contract."""
+    sets = [_prepare_layout(d, f"{i}:" if len(dirs) > 1 else "") for i, d in enumerate(dirs)]
+    first = sets[0]
+    for d, s in zip(dirs[1:], sets[1:]):
+        for what, mine, theirs in (("bands", s.bands, first.bands), ("legend", s.legend, first.legend),
+                                   ("tile size", s.tile_size, first.tile_size),
+                                   ("radiometric convention", s.radiometry.get("convention"),
+                                    first.radiometry.get("convention"))):
+            if mine != theirs:
+                raise TileError(f"{d} has another {what} than {dirs[0]} ({mine} vs {theirs}); "
+                                "train on tile folders prepared the same way")
+    merged = TileSet([p for s in sets for p in s.pairs], first.bands, first.legend, first.radiometry,
+                     "prepare", first.tile_size)
+    if len(sets) > 1:
+        merged.radiometry = {"convention": first.radiometry.get("convention"),
+                             "tile_folders": [str(d) for d in dirs]}
+    return merged
 
 
 def _study_layout(images_dir: Path, labels_dir: Path) -> TileSet:
@@ -104,10 +124,12 @@ def _study_layout(images_dir: Path, labels_dir: Path) -> TileSet:
     return tileset
 
 
-def find_tiles(tiles_dir: str | Path | None = None, *, images_dir: str | Path | None = None,
+def find_tiles(tiles_dir: str | Path | Sequence[str | Path] | None = None, *,
+               images_dir: str | Path | None = None,
                labels_dir: str | Path | None = None, train_size: float = 0.8, seed: int = 0,
                num_samples: int | None = None) -> TileSet:
-    """The tile pairs of a ``prepare`` output or of the study's images/labels folders.
+    """The tile pairs of ``prepare`` outputs (one folder or several) or of the study's
+    images/labels folders.
 
     For the study layout ``train_size`` is the fraction of tiles trained on; the rest is
     halved into validation and test, at random with ``seed``. ``num_samples`` keeps a
@@ -115,8 +137,11 @@ def find_tiles(tiles_dir: str | Path | None = None, *, images_dir: str | Path | 
     folder or unpaired files.
     """
     if tiles_dir is not None:
-        where = Path(tiles_dir)
-        tileset = _prepare_layout(where)
+        dirs = [Path(tiles_dir)] if isinstance(tiles_dir, (str, Path)) else [Path(d) for d in tiles_dir]
+        if not dirs:
+            raise TileError("no tile folder given")
+        where = dirs[0]
+        tileset = _merge(dirs)
     elif images_dir is None or labels_dir is None:
         raise TileError("give a prepare output folder, or both --images-dir and --labels-dir")
     else:

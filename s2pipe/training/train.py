@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -126,11 +126,13 @@ def _summarise(stats: EpochStats, info: DistInfo, meta: ModelMeta) -> EpochResul
     return EpochResult(stats.loss, scores(cm, meta.legend), cm)
 
 
-def train_model(out_dir: str | os.PathLike, *, tiles_dir: str | os.PathLike | None = None,
+def train_model(out_dir: str | os.PathLike, *,
+                tiles_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
                 images_dir: str | os.PathLike | None = None, labels_dir: str | os.PathLike | None = None,
                 options: TrainOptions | None = None, resume: str | os.PathLike | None = None,
                 overwrite: bool = False, progress: Callable[[int], None] | None = None) -> TrainResult:
-    """Train a U-Net on a ``prepare`` output (or the study's images/labels folders).
+    """Train a U-Net on ``prepare`` outputs (one folder or several, trained as one set) or
+    the study's images/labels folders.
 
     Started by ``torchrun`` it runs data-parallel (DDP); rank 0 alone writes. Raises
     :class:`TileError` for bad tiles, :class:`OutputExistsError` for an existing

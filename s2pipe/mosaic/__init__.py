@@ -1,0 +1,1 @@
+"""Many per-scene maps in, one seamless land-cover mosaic out."""

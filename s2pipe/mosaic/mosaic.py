@@ -1,0 +1,139 @@
+"""``mosaic``: per-scene maps of ``predict`` joined into one Cloud-Optimized GeoTIFF.
+
+The output grid (:mod:`s2pipe.mosaic.grid`) is cut into blocks of 1024 px, each computed
+from the maps that cover it alone (:func:`s2pipe.mosaic.blend.mosaic_block`), so memory is
+bounded by a block whatever the region's size, and blocks can run anywhere. The map
+carries the legend (colours, class names, QGIS style) and lists every contributing scene
+in its ``S2PIPE_SCENES`` tag; ``sources`` optionally records, per pixel, which scene
+weighed most and how many had a valid pixel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from s2pipe import __version__
+from s2pipe.errors import OptionError
+from s2pipe.mosaic.blend import mosaic_block
+from s2pipe.mosaic.grid import BLOCK, Clip, blocks, output_grid, parse_crs, read_clip
+from s2pipe.mosaic.inputs import MapInput, open_inputs
+from s2pipe.outputs import atomic_output, check_writable
+from s2pipe.raster.classmap import atomic_class_map, sidecar_paths
+from s2pipe.raster.profiles import gdal_env
+from s2pipe.resources import peak_rss_mb
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FEATHER = 100  # px of the input maps: 1 km at 10 m
+
+
+@dataclass
+class MosaicResult:
+    """What :func:`mosaic_maps` wrote and measured."""
+
+    output: Path
+    sources: Path | None
+    crs: str
+    width: int
+    height: int
+    resolution: float
+    rule: str
+    scenes: list[dict[str, Any]]
+    blocks: int
+    seconds: float
+    peak_rss_mb: float
+    class_pixels: dict[int, int] = field(default_factory=dict)
+    nodata_pixels: int = 0
+
+
+def _clip_mask(clip: Clip | None, grid: Any, window: Any) -> np.ndarray | None:
+    if clip is None:
+        return None
+    import rasterio
+    from rasterio import features
+
+    return features.geometry_mask(clip.geometries, out_shape=(int(window.height), int(window.width)),
+                                  transform=rasterio.windows.transform(window, grid.transform), invert=True)
+
+
+def _tags(inputs: Sequence[MapInput], rule: str, feather: int) -> dict[str, str]:
+    return {"S2PIPE_VERSION": __version__, "S2PIPE_RULE": rule, "S2PIPE_FEATHER": str(feather),
+            "S2PIPE_SCENES": json.dumps([{"index": m.index, "product": m.product, "map": str(m.path)}
+                                         for m in inputs])}
+
+
+def mosaic_maps(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, crs: str | None = None,
+                resolution: float = 10.0, bounds: tuple[float, float, float, float] | None = None,
+                clip: str | os.PathLike | None = None, feather: int = DEFAULT_FEATHER,
+                sources: str | os.PathLike | None = None, overwrite: bool = False,
+                progress: Callable[[int], None] | None = None,
+                on_total: Callable[[int], None] | None = None) -> MosaicResult:
+    """Join ``maps`` (probabilities of ``predict --probabilities-all``, or class maps) into
+    one map at ``out`` on one grid: ``crs`` (default: the first map's), ``resolution`` m,
+    over ``bounds`` W S E N in that CRS, or ``clip``'s polygons (outside them: no data), or
+    the union of the maps. ``progress`` gets the blocks done; ``on_total`` their number."""
+    t0 = time.perf_counter()
+    if bounds is not None and clip is not None:
+        raise OptionError("give --bounds or --clip, not both")
+    if feather < 0:
+        raise OptionError(f"--feather {feather}: give 0 or more pixels")
+    out = Path(out)
+    targets = [out, *sidecar_paths(out), *([Path(sources)] if sources else [])]
+    if len(set(map(os.path.abspath, targets))) != len(targets):
+        raise OptionError("--sources must be another file than the map")
+    for t in targets:
+        check_writable(t, overwrite=overwrite)
+    inputs = open_inputs(maps)
+    out_crs = parse_crs(crs, inputs[0].crs)
+    clip_polys = read_clip(clip, out_crs) if clip is not None else None
+    grid = output_grid(inputs, out_crs, resolution, bounds, clip_polys)
+    rule = "probabilities" if inputs[0].kind == "probabilities" else "classes"
+    work = list(blocks(grid, BLOCK))
+    if on_total is not None:
+        on_total(len(work))
+    counts = np.zeros(256, dtype=np.int64)
+    tags = _tags(inputs, rule, feather)
+    with ExitStack() as stack:
+        import rasterio
+
+        from s2pipe.raster.cog import MapWriter
+
+        stack.enter_context(gdal_env())
+        datasets = [stack.enter_context(rasterio.open(m.path)) for m in inputs]
+        map_tmp = stack.enter_context(atomic_class_map(out, overwrite=overwrite))
+        writer = stack.enter_context(MapWriter(map_tmp, grid, legend=inputs[0].legend, tags=tags))
+        src_writer = None
+        if sources is not None:
+            src_tmp = stack.enter_context(atomic_output(sources, overwrite=overwrite))
+            src_writer = stack.enter_context(MapWriter(
+                src_tmp, grid, count=2, nodata=None, overview_resampling="nearest", tags=tags,
+                band_descriptions=["scene weighing most (index in S2PIPE_SCENES, 0 = none)",
+                                   "scenes with a valid pixel"]))
+        for window in work:
+            block = mosaic_block(inputs, datasets, grid, window, feather,
+                                 _clip_mask(clip_polys, grid, window))
+            counts += np.bincount(block.classes.ravel(), minlength=256)
+            writer.write_rows(block.classes, int(window.col_off))
+            if src_writer is not None:
+                src_writer.write_rows(np.stack([block.source, block.count]), int(window.col_off))
+            if progress is not None:
+                progress(1)
+        writer.finish()
+        if src_writer is not None:
+            src_writer.finish()
+    legend = inputs[0].legend
+    return MosaicResult(
+        output=out, sources=Path(sources) if sources else None, crs=grid.crs.to_string(),
+        width=grid.width, height=grid.height, resolution=resolution, rule=rule,
+        scenes=[{"index": m.index, "product": m.product, "map": str(m.path)} for m in inputs],
+        blocks=len(work), seconds=round(time.perf_counter() - t0, 2), peak_rss_mb=round(peak_rss_mb(), 1),
+        class_pixels={c.value: int(counts[c.value]) for c in legend}, nodata_pixels=int(counts[0]))
