@@ -3,8 +3,8 @@
 Sentinel-2 tiles are the 100 km squares of the Military Grid Reference System (MGRS),
 extended to 109.8 km on its UTM grid: a tile's upper-left corner lies within a few tens of
 metres of its square's, and the tile runs 9.8 km past the square to the east and south, so
-the square holds the point 50 km east and 50 km south of the corner (T33UYS: UL 699960 E,
-5700000 N). :func:`mgrs_tile` names the tile of a corner.
+the square holds the tile's centre (T33UYS: UL 699960 E, 5700000 N). :func:`mgrs_tile`
+names the square holding the centre of a product, a whole tile or a small part of one.
 
 A product's ground is a window of a *world*: a box on a 10 m grid in one CRS where the
 landscape of a seed is laid out once (:class:`WorldGrid`). A product on the world's grid
@@ -22,7 +22,9 @@ import numpy as np
 from s2pipe.errors import OptionError
 
 PIXEL = 10.0  # m: the 10 m grid of the world and of every product
-TILE_CENTRE = 50000.0  # m east and south of a tile's upper-left corner: inside its MGRS square
+TILE_EXTENT = 109800.0  # m: the side of a Sentinel-2 tile
+DEFAULT_ORIGIN = (699960.0, 5700000.0)  # upper-left corner of T33UYS, the study's tile
+DEFAULT_EPSG = 32633
 _COLUMNS = ("ABCDEFGH", "JKLMNPQR", "STUVWXYZ")  # 100 km column letters of UTM zone sets 1, 2, 3
 _ROWS = "ABCDEFGHJKLMNPQRSTUV"  # 100 km row letters (cycle of 2000 km), offset by 5 in even zones
 _BANDS = "CDEFGHJKLMNPQRSTUVWX"  # 8-degree latitude bands from 80 S; X spans 72..84 N
@@ -37,12 +39,12 @@ def utm_zone(epsg: int) -> tuple[int, bool] | None:
     return None
 
 
-def mgrs_tile(epsg: int, ulx: float, uly: float) -> str | None:
-    """The Sentinel-2 tile id ("33UYS") of a tile with upper-left corner (ulx, uly) in EPSG:``epsg``.
+def mgrs_tile(epsg: int, ulx: float, uly: float, extent: float = TILE_EXTENT) -> str | None:
+    """The Sentinel-2 tile id ("33UYS") of a square of side ``extent`` m with upper-left corner
+    (ulx, uly) in EPSG:``epsg`` (default: a whole tile).
 
-    The tile is the MGRS 100 km square holding the point 50 km east and 50 km south of
-    the corner. None when ``epsg`` is not a WGS 84 / UTM zone or that point lies outside
-    the MGRS latitude bands (80 S .. 84 N).
+    The tile is the MGRS 100 km square holding the square's centre. None when ``epsg`` is
+    not a WGS 84 / UTM zone or the centre lies outside the MGRS latitude bands (80 S .. 84 N).
     """
     from pyproj import Transformer
 
@@ -50,7 +52,7 @@ def mgrs_tile(epsg: int, ulx: float, uly: float) -> str | None:
     if utm is None:
         return None
     zone, _ = utm
-    x, y = ulx + TILE_CENTRE, uly - TILE_CENTRE
+    x, y = ulx + extent / 2, uly - extent / 2
     _, lat = Transformer.from_crs(epsg, 4326, always_xy=True).transform(x, y)
     if not -80.0 <= lat <= 84.0 or not 100000.0 <= x < 900000.0:
         return None

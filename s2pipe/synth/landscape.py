@@ -13,12 +13,14 @@ Reflectance is produced one band at a time (:func:`band_reflectance`), so a full
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from s2pipe.sentinel2.facts import BANDS
 from s2pipe.synth import terrain as T
+from s2pipe.synth.grid import WorldGrid
 from s2pipe.synth.terrain import SCL_OF_MATERIAL, SPECTRA
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,35 @@ class Landscape:
 def make_landscape(size: int, seed: int) -> Landscape:
     """A product that is its own world: the class map, materials, texture, clouds and strip."""
     return Landscape(seed, int(size), make_layers(int(size), int(size), seed))
+
+
+SAMPLE_ROWS = 512  # product rows sampled from the world at a time
+
+
+def place_in_world(world: WorldGrid, layers: Layers, *, origin: tuple[float, float], size: int, epsg: int,
+                   seed: int, tag: tuple[int, ...] = ()) -> Landscape:
+    """A product's landscape in a world whose ``layers`` lie on ``world``'s grid.
+
+    A product on the world's grid (same CRS, origin on its 10 m grid) is a window of it:
+    ground, sky, sensor noise and blur equal the world's, so products of one date agree
+    pixel for pixel where they overlap. Any other product (another UTM zone) takes the
+    nearest world pixel at each of its pixel centres, and its own sensor noise.
+    """
+    at = world.window(origin, size, epsg)
+    if at is not None:
+        return Landscape(seed, size, layers, *at, tag=tag)
+    world.check_contains(origin, size, epsg)
+    sampled = Layers(*(np.empty((size, size), a.dtype) for a in layers._arrays()))
+    height, width = layers.cover.shape
+    for r0 in range(0, size, SAMPLE_ROWS):
+        r1 = min(size, r0 + SAMPLE_ROWS)
+        row, col = world.sample_index(origin, size, epsg, np.arange(r0, r1))
+        np.clip(row, 0, height - 1, out=row)
+        np.clip(col, 0, width - 1, out=col)
+        for out, a in zip(sampled._arrays(), layers._arrays()):
+            out[r0:r1] = a[row, col]
+    grid_tag = zlib.crc32(f"{epsg} {origin[0]!r} {origin[1]!r}".encode())
+    return Landscape(seed, size, sampled, tag=(*tag, grid_tag))
 
 
 def _soften(a: np.ndarray) -> None:
