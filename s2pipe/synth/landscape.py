@@ -8,6 +8,9 @@ meadows, park trees and forest, red roofs and bare soil, sand pits and bare fiel
 only shape, texture and context tell some classes apart, not the spectrum of a pixel.
 Reflectance is produced one band at a time (:func:`band_reflectance`), so a full
 10980 x 10980 scene never holds all bands as float at once.
+
+The maps are laid out on a world's grid (:func:`make_layers`) and a product is a window of
+them, or samples them at its pixel centres when in another CRS (:func:`place_in_world`).
 """
 
 from __future__ import annotations
