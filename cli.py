@@ -10,6 +10,7 @@ Heavy libraries (torch, rasterio, geopandas) are imported inside the commands so
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import sys
@@ -604,6 +605,10 @@ def _parse_baseline(ctx: click.Context, param: click.Parameter, value: str) -> s
     return value
 
 
+from s2pipe.synth.grid import DEFAULT_EPSG, DEFAULT_ORIGIN  # noqa: E402  (numpy only; defaults live once)
+from s2pipe.synth.metadata import DEFAULT_DATE  # noqa: E402
+
+
 @cli.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--size", type=click.IntRange(256, 10980), default=2560, show_default=True,
@@ -611,32 +616,48 @@ def _parse_baseline(ctx: click.Context, param: click.Parameter, value: str) -> s
 @seed_option
 @click.option("--baseline", default="02.08", show_default=True, callback=_parse_baseline, metavar="NN.NN",
               help="Processing baseline NN.NN; from 04.00 on DNs carry the +1000 offset (BOA_ADD_OFFSET).")
-@click.option("--origin", type=(float, float), default=(599980.0, 5700000.0), show_default=True,
-              metavar="X Y", help="Upper-left corner of the scene in the image CRS (metres).")
-@click.option("--epsg", type=click.IntRange(1024), default=32633, show_default=True,
-              help="EPSG code of the image CRS (a projected CRS in metres, e.g. a UTM zone).")
+@click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]), default=DEFAULT_DATE.isoformat(),
+              show_default=True, metavar="YYYY-MM-DD",
+              help="Sensing date: names, orbit and clouds follow it; the ground stays.")
+@click.option("--origin", type=(float, float), default=DEFAULT_ORIGIN, show_default=True,
+              metavar="X Y", help="Upper-left corner of the scene in the image CRS (metres); the tile id "
+                                  "in the names is the MGRS square of the scene's centre.")
+@click.option("--epsg", type=click.IntRange(1024), default=DEFAULT_EPSG, show_default=True,
+              help="EPSG code of the image CRS (a projected CRS in metres, e.g. a UTM zone; "
+                   "outside the UTM zones the tile id stays T33UYS).")
+@click.option("--world", type=(float, float, float, float), default=None, metavar="W S E N",
+              help="Box the ground is laid out in (metres in --world-epsg), containing the scene; "
+                   "scenes with the same --seed and --world show the same ground where they overlap. "
+                   "Default: the scene's own extent. Costs time in proportion to its area.")
+@click.option("--world-epsg", type=click.IntRange(1024), default=None,
+              help="EPSG code of the --world box (default: --epsg); a scene in another CRS samples "
+                   "the world at its pixel centres.")
 @click.option("--label-epsg", type=click.IntRange(1024), default=2180, show_default=True,
               help="EPSG code of the label GeoPackage.")
 @overwrite_option
 @json_option
-def synth(out_dir: Path, size: int, seed: int, baseline: str, origin: tuple[float, float], epsg: int,
-          label_epsg: int, overwrite: bool, as_json: bool) -> None:
+def synth(out_dir: Path, size: int, seed: int, baseline: str, day: datetime.datetime, origin: tuple[float, float],
+          epsg: int, world: tuple[float, float, float, float] | None, world_epsg: int | None, label_epsg: int,
+          overwrite: bool, as_json: bool) -> None:
     """A synthetic Sentinel-2 L2A product with land-cover labels, for demos and tests.
 
     Writes into OUT_DIR a .SAFE folder laid out like a real one (JPEG2000 bands at
     10/20/60 m, MTD_MSIL2A.xml, MTD_TL.xml, manifest.safe; GDAL's SENTINEL2 driver reads
     it), landcover.gpkg (truth polygons of the central part of the scene, fields class
     and name) and truth.tif (the full-scene truth, 0 = no data). The same --seed gives
-    the same ground in every --baseline.
+    the same ground in every --baseline and on every --date; scenes of a region given the
+    same --seed and --world show the same ground where they overlap, and the clouds of
+    one date agree across them.
 
     \b
     s2pipe synth demo/ --size 2560 --seed 0 --baseline 05.09
+    s2pipe synth region/a-0617 --size 384 --date 2018-06-17 --world 699000 5694000 707000 5701000
     """
     from s2pipe.synth.product import synth_product
 
-    result = synth_product(out_dir, size=size, seed=seed, baseline=baseline, origin=origin, epsg=epsg,
-                           label_epsg=label_epsg, overwrite=overwrite,
-                           progress=progress(None, "synth", unit="file"))
+    result = synth_product(out_dir, size=size, seed=seed, baseline=baseline, date=day.date(), origin=origin,
+                           epsg=epsg, world=world, world_epsg=world_epsg, label_epsg=label_epsg,
+                           overwrite=overwrite, progress=progress(None, "synth", unit="file"))
     report(result, as_json, f"{result.safe_path}\n{result.labels_path} ({result.polygons} polygons)\n"
                             f"{result.truth_path}")
 

@@ -57,8 +57,9 @@ def _tile_names(out):
     return sorted(p.name for p in (out / "images").iterdir())
 
 
-def test_layout_and_manifest_agree_with_files(prepared):
+def test_layout_and_manifest_agree_with_files(prepared, synth_n0509):
     out = prepared / "n0509"
+    x0, y0 = synth_n0509.origin
     m = json.loads((out / "prepare.json").read_text())
     names = _tile_names(out)
     assert names == sorted(p.name for p in (out / "labels").iterdir())
@@ -76,7 +77,7 @@ def test_layout_and_manifest_agree_with_files(prepared):
         img, t2, _ = _read(out / "images" / f"{t['id']}.tif")
         assert img.shape == (12, 128, 128) and img.dtype == np.uint16 and transform == t2
         assert t["id"] == f"r{t['row']:06d}_c{t['col']:06d}"
-        assert (transform.c, transform.f) == (599980 + 10 * t["col"], 5700000 - 10 * t["row"])
+        assert (transform.c, transform.f) == (x0 + 10 * t["col"], y0 - 10 * t["row"])
         hist = np.bincount(lab.ravel(), minlength=9)
         assert t["class_counts"] == {str(c): int(hist[c]) for c in range(1, 9) if hist[c]}
         assert t["labelled_fraction"] == pytest.approx(np.count_nonzero(lab) / 128**2, abs=1e-6)

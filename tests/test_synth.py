@@ -14,6 +14,7 @@ import rasterio
 from click.testing import CliRunner
 
 from cli import cli
+from s2pipe.synth.grid import mgrs_tile
 from s2pipe.synth.landscape import band_reflectance, make_landscape
 from s2pipe.synth.product import synth_product
 from s2pipe.synth.safe import band_files, block_mean, dn_from_reflectance
@@ -79,10 +80,11 @@ def test_tile_metadata_geocoding(synth_n0208):
     assert root.findtext(".//HORIZONTAL_CS_CODE") == "EPSG:32633"
     sizes = {e.get("resolution"): (e.findtext("NROWS"), e.findtext("NCOLS")) for e in root.iter("Size")}
     assert sizes == {"10": ("512", "512"), "20": ("256", "256"), "60": ("86", "86")}
+    assert synth_n0208.origin == (699960.0, 5700000.0)  # T33UYS's upper-left corner: the name fits
     for geo in root.iter("Geoposition"):
         r = geo.get("resolution")
         assert (geo.findtext("ULX"), geo.findtext("ULY"), geo.findtext("XDIM"), geo.findtext("YDIM")) == \
-            ("599980", "5700000", r, f"-{r}")
+            ("699960", "5700000", r, f"-{r}")
 
 
 def test_manifest_lists_every_file_with_its_md5(synth_n0208):
@@ -103,7 +105,7 @@ def test_band_files_are_lossless_georeferenced_jp2(synth_n0208):
             assert ds.driver == "JP2OpenJPEG" and ds.count == count and ds.dtypes[0] == dtype
             assert ds.crs.to_epsg() == 32633
             assert ds.transform.a == res and ds.transform.e == -res
-            assert (ds.transform.c, ds.transform.f) == (599980.0, 5700000.0)
+            assert (ds.transform.c, ds.transform.f) == synth_n0208.origin
             assert ds.width == -(-512 * 10 // res)
     assert not list(synth_n0208.safe_path.rglob("*.aux.xml"))
 
@@ -207,7 +209,8 @@ def test_pixels_alone_do_not_solve_it(synth_n0208):
 def test_same_seed_same_product_other_seed_other_ground(tmp_path):
     ticks: list[int] = []
     a = synth_product(tmp_path / "a", size=256, seed=3, progress=ticks.append)
-    b = synth_product(tmp_path / "b", size=256, seed=3)
+    assert a.world == (699960.0, 5700000.0 - 2560, 699960.0 + 2560, 5700000.0) and a.world_epsg == 32633
+    b = synth_product(tmp_path / "b", size=256, seed=3, world=a.world)  # the default world, given
     assert sum(ticks) == a.band_files + 4  # one tick per file written (+ 4 QI cloud/snow masks)
     c = make_landscape(256, 4)
     assert np.array_equal(_read(_jp2(a, "B04", 10)), _read(_jp2(b, "B04", 10)))
@@ -228,6 +231,90 @@ def test_stripe_by_stripe_writing_matches_whole_planes(tmp_path, monkeypatch):
     assert _read(mask).max() > 50
 
 
+# ------------------------------------------------------------------ tile ids, regions, dates
+@pytest.mark.parametrize("epsg,ulx,uly,tile", [
+    (32722, 199980, 5900020, "22HBD"),  # real products in shared/s2-reference
+    (32633, 499980, 8900040, "33XWJ"),
+    (32633, 699960, 5700000, "33UYS"),  # the study's tile
+    (32631, 600000, 5900040, "31UFU"),
+    (32633, 599980, 5700000, "33UXS"),  # the origin of synth products before tile ids followed it
+    (3035, 4500000, 3200000, None),  # not a UTM zone
+])
+def test_tile_id_is_the_mgrs_square_of_the_tile(epsg, ulx, uly, tile):
+    assert mgrs_tile(epsg, ulx, uly) == tile
+
+
+def test_small_scene_is_named_by_the_square_of_its_centre():
+    assert mgrs_tile(32633, 699960, 5700000, extent=3840) == "33UYS"
+    assert mgrs_tile(32633, 695000, 5700000, extent=3840) == "33UXS"  # centre west of 700000 E
+
+
+SIZE, OVERLAP = 384, 128
+D1, D2 = "2018-06-07", "2018-06-17"
+WORLD = (699460.0, 5694660.0, 708520.0, 5701500.0)  # EPSG:32633, holds the three scenes below
+REGION = {"a": ((699960.0, 5700000.0), 32633),  # T33UYS
+          "b": ((699960.0 + (SIZE - OVERLAP) * 10, 5700000.0), 32633),  # east of a, overlapping it
+          "c": ((285320.0, 5700000.0), 32634)}  # UTM zone 34, over a and b
+
+
+@pytest.fixture(scope="module")
+def region(tmp_path_factory):
+    """Three 384 px scenes of one 906 x 684 px world on 2018-06-07, and scene a on 2018-06-17."""
+    base = tmp_path_factory.mktemp("region")
+    out = {}
+    for key, day in (("a", D1), ("b", D1), ("c", D1), ("a", D2)):
+        origin, epsg = REGION[key]
+        out[key, day] = synth_product(base / f"{key}-{day}", size=SIZE, seed=1, date=day, origin=origin,
+                                      epsg=epsg, world=WORLD, world_epsg=32633)
+    return out
+
+
+def test_tiles_of_one_zone_and_date_are_equal_where_they_overlap(region):
+    a, b = region["a", D1], region["b", D1]
+    assert a.tile == b.tile == "33UYS" and a.world == b.world == WORLD
+    ta, tb = _read(a.truth_path)[0], _read(b.truth_path)[0]
+    assert np.array_equal(ta[:, -OVERLAP:], tb[:, :OVERLAP]) and len(np.unique(ta[:, -OVERLAP:])) >= 4
+    assert not np.array_equal(ta[:, :OVERLAP], tb[:, :OVERLAP])
+    assert np.array_equal(_read(_jp2(a, "B08", 10))[0][:, -OVERLAP:], _read(_jp2(b, "B08", 10))[0][:, :OVERLAP])
+    scl_a, scl_b = _read(_jp2(a, "SCL", 20))[0][:, -OVERLAP // 2:], _read(_jp2(b, "SCL", 20))[0][:, :OVERLAP // 2]
+    assert np.array_equal(scl_a, scl_b) and np.isin(scl_a, (8, 9)).any()  # the date's clouds, in both
+
+
+def test_tiles_of_two_utm_zones_show_the_same_ground(region):
+    from rasterio.warp import Resampling, reproject
+
+    a, c = region["a", D1], region["c", D1]
+    assert c.tile.startswith("34U") and c.tile != a.tile and f"_T{c.tile}_" in c.product_name
+    with rasterio.open(a.truth_path) as dst, rasterio.open(c.truth_path) as src:
+        assert src.crs.to_epsg() == 32634
+        ta, tc = dst.read(1), np.full((SIZE, SIZE), 255, np.uint8)
+        reproject(src.read(1), tc, src_transform=src.transform, src_crs=src.crs, dst_transform=dst.transform,
+                  dst_crs=dst.crs, resampling=Resampling.nearest, src_nodata=None, dst_nodata=255)
+    both = tc != 255
+    assert both.sum() > 20000
+    assert (tc[both] == ta[both]).mean() >= 0.99
+
+
+def test_other_date_same_ground_other_clouds(region):
+    first, second = region["a", D1], region["a", D2]
+    assert second.safe_path.name.startswith("S2B_MSIL2A_20180617T095029_N0208_R079_T33UYS_20180617")
+    (granule,) = (second.safe_path / "GRANULE").iterdir()
+    assert granule.name.startswith("L2A_T33UYS_A006760_")  # 143 orbits per 10-day cycle
+    assert _mtd(second).findtext(".//PRODUCT_START_TIME") == "2018-06-17T09:50:29.024Z"
+    assert np.array_equal(_read(first.truth_path), _read(second.truth_path))
+    s1, s2 = _read(_jp2(first, "SCL", 20))[0], _read(_jp2(second, "SCL", 20))[0]
+    c1, c2 = np.isin(s1, (8, 9)), np.isin(s2, (8, 9))
+    assert c1.any() and c2.any() and (c1 != c2).mean() > 0.01
+    b1, b2 = (_read(_jp2(r, "B8A", 20))[0].astype(float) for r in (first, second))
+    clear = ~np.isin(s1, (3, 8, 9)) & ~np.isin(s2, (3, 8, 9)) & (b1 > 0)
+    assert np.median(np.abs(b1 - b2)[clear] / b1[clear]) < 0.02  # the same ground, other sensor noise
+
+
+def test_scene_outside_a_utm_zone_keeps_the_study_tile_id(tmp_path):
+    r = synth_product(tmp_path / "laea", size=256, epsg=3035, origin=(4500000.0, 3200000.0))
+    assert r.tile == "33UYS" and "_T33UYS_" in r.safe_path.name and r.epsg == 3035
+
+
 # ------------------------------------------------------------------ command line
 def test_cli_json_and_refusal_to_overwrite(tmp_path):
     out = tmp_path / "demo"
@@ -235,6 +322,7 @@ def test_cli_json_and_refusal_to_overwrite(tmp_path):
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
     assert Path(info["safe_path"]).name.split("_")[3] == "N0509" and info["band_files"] == 36
+    assert info["tile"] == "33UYS" and info["date"] == "2018-06-07" and info["origin"] == [699960.0, 5700000.0]
     assert Path(info["labels_path"]).is_file() and Path(info["truth_path"]).is_file()
     before = sorted(p.name for p in out.iterdir())
     res = CliRunner().invoke(cli, ["synth", str(out), "--size", "256", "--baseline", "05.09"])
@@ -245,15 +333,25 @@ def test_cli_json_and_refusal_to_overwrite(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--size", "100"], ["--size", "20000"], ["--baseline", "5.9"],
-                                  ["--baseline", "latest"], ["--origin", "1"]])
+                                  ["--baseline", "latest"], ["--origin", "1"], ["--date", "2018-13-01"],
+                                  ["--date", "7 June 2018"], ["--world", "1", "2", "3"]])
 def test_cli_usage_errors(tmp_path, args):
     res = CliRunner().invoke(cli, ["synth", str(tmp_path / "x"), *args])
     assert res.exit_code == 2 and not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("args,message", [(["--epsg", "4326"], "projected in metres"),
-                                          (["--epsg", "99999"], "not a known CRS"),
-                                          (["--label-epsg", "99999"], "not a known CRS")])
+@pytest.mark.parametrize("args,message", [
+    (["--epsg", "4326"], "projected in metres"),
+    (["--epsg", "99999"], "not a known CRS"),
+    (["--label-epsg", "99999"], "not a known CRS"),
+    (["--world-epsg", "4326", "--world", "0", "0", "1", "1"], "projected in metres"),
+    (["--date", "2015-06-23"], "out of range"),
+    (["--world", "699960", "5690000", "702000", "5700000"], "is not inside the world"),
+    (["--world", "702000", "5690000", "699960", "5700000"], "west < east"),
+    (["--world-epsg", "32634"], "needs a --world box"),
+    (["--epsg", "32634", "--world-epsg", "32633", "--world", "699960", "5690000", "703000", "5700000"],
+     "is not inside the world"),
+])
 def test_cli_bad_crs_fails_cleanly(tmp_path, args, message):
     res = CliRunner().invoke(cli, ["synth", str(tmp_path / "x"), "--size", "256", *args])
     assert res.exit_code == 1 and message in res.output

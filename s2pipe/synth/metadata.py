@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Sequence
 
@@ -38,12 +38,22 @@ _QI_NAMES = ("NODATA_PIXEL_PERCENTAGE", "SATURATED_DEFECTIVE_PIXEL_PERCENTAGE",
              "THIN_CIRRUS_PERCENTAGE", "SNOW_ICE_PERCENTAGE")
 
 
+#: Sentinel-2B's orbits per repeat cycle and the cycle's days: a tile's relative orbit returns
+#: every 10 days, 143 absolute orbits later.
+ORBITS_PER_CYCLE, CYCLE_DAYS = 143, 10
+#: When the 05.xx reprocessing made the offset products of acquisitions before it.
+REPROCESSING = datetime(2023, 7, 14, 10, 25, 33)
+#: Sensing time of the default product (that of the study's tile); other dates keep its time of day.
+DEFAULT_SENSING = datetime(2018, 6, 7, 9, 50, 29, 24000)
+DEFAULT_DATE = DEFAULT_SENSING.date()
+
+
 @dataclass(frozen=True)
 class ProductNames:
     """The names inside one product, derived from mission, times, orbit, tile and baseline."""
 
     mission: str = "S2B"
-    sensing: datetime = datetime(2018, 6, 7, 9, 50, 29, 24000)
+    sensing: datetime = DEFAULT_SENSING
     datastrip_start: datetime = datetime(2018, 6, 7, 9, 50, 30)
     generation: datetime = datetime(2018, 6, 7, 13, 2, 25)
     relative_orbit: int = 79
@@ -53,11 +63,23 @@ class ProductNames:
     centre: str = "MTI_"
 
     @staticmethod
-    def for_baseline(baseline: str) -> "ProductNames":
-        if has_offset(baseline):  # a reprocessed product: later generation, other centre
-            return ProductNames(generation=datetime(2023, 7, 14, 10, 25, 33), baseline=baseline,
-                                centre="ESRI")
-        return ProductNames(baseline=baseline)
+    def for_product(baseline: str, *, day: date | None = None, tile: str | None = None) -> "ProductNames":
+        """The names of a product of ``baseline`` sensed on ``day`` (default 2018-06-07) in ``tile``.
+
+        Sensing keeps its time of day; the datastrip, the generation and the absolute
+        orbit move with the date (143 orbits per 10 days), the relative orbit stays. An
+        offset baseline (04.00 on) of an acquisition before the 2023 reprocessing was
+        generated then, at another centre.
+        """
+        base = ProductNames()
+        shift = timedelta(days=(day - base.sensing.date()).days if day else 0)
+        generation, centre = base.generation + shift, base.centre
+        if has_offset(baseline):
+            generation, centre = max(generation, REPROCESSING), "ESRI"
+        return ProductNames(sensing=base.sensing + shift, datastrip_start=base.datastrip_start + shift,
+                            generation=generation,
+                            absolute_orbit=base.absolute_orbit + round(shift.days * ORBITS_PER_CYCLE / CYCLE_DAYS),
+                            tile=tile or base.tile, baseline=baseline, centre=centre)
 
     @property
     def n_code(self) -> str:

@@ -126,9 +126,11 @@ class _Writer:
             self.progress(1)
 
 
-def _smooth(field: Noise, base: float, amp: float, cols: np.ndarray, r0: int, r1: int) -> np.ndarray:
-    """``base + amp * field`` over rows ``r0 .. r1 - 1`` (aerosol and water vapour maps)."""
-    return base + amp * field.at(np.arange(r0, r1), cols)
+def _smooth(field: Noise, base: float, amp: float, land: Landscape, r0: int, r1: int) -> np.ndarray:
+    """``base + amp * field`` over the product's rows ``r0 .. r1 - 1`` (aerosol and water vapour maps),
+    the field laid out on the grid the product lies in."""
+    cols = np.arange(land.col, land.col + land.size)
+    return base + amp * field.at(np.arange(land.row + r0, land.row + r1), cols)
 
 
 Target = tuple[int, Callable[[np.ndarray, np.ndarray], np.ndarray], np.ndarray]
@@ -168,11 +170,12 @@ def _write_bands(w: _Writer, land: Landscape, baseline: str) -> None:
         _resample(land, partial(band_reflectance, land, band), targets, counts)
         for res, arr in out.items():
             w.write(band, res, arr)
-    rng = np.random.default_rng([land.seed, 21])
-    cols = np.arange(n)
-    for name, field, base, amp in (("AOT", Noise(rng, n, 400), 0.11, 0.02), ("WVP", Noise(rng, n, 600), 1.9, 0.25)):
+    rng = np.random.default_rng([land.seed, 21, *land.tag])
+    side = max(land.grid.cover.shape)
+    for name, field, base, amp in (("AOT", Noise(rng, side, 400), 0.11, 0.02),
+                                   ("WVP", Noise(rng, side, 600), 1.9, 0.25)):
         out = {r: np.zeros((size[r], size[r]), np.uint16) for r in RESOLUTIONS}
-        _resample(land, partial(_smooth, field, base, amp, cols),
+        _resample(land, partial(_smooth, field, base, amp, land),
                   [(r, _quantified, a) for r, a in out.items()], counts)
         for res, arr in out.items():
             w.write(name, res, arr)

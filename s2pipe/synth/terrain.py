@@ -1,8 +1,10 @@
 """The spatial layout of a synthetic scene: fields, forest, city, river, lakes, mines.
 
-Everything is vectorised numpy on the 10 m grid; sizes are in pixels (10 m) so feature
-scales stay realistic whatever the scene size, while the city and the count of lakes and
-mines grow with the scene. Used by :mod:`s2pipe.synth.landscape`.
+Everything is vectorised numpy on the 10 m grid of a height x width scene (a product, or the
+world that products are windows of); sizes are in pixels (10 m) so feature scales stay
+realistic whatever the scene size, while the city and the count of lakes and mines grow
+with the scene. A square scene is drawn exactly as before scenes could be rectangular.
+Used by :mod:`s2pipe.synth.landscape`.
 """
 
 from __future__ import annotations
@@ -85,10 +87,12 @@ class Fbm:
         return out
 
 
-def window(n: int, cy: float, cx: float, half: float) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
+def window(shape: tuple[int, int], cy: float, cx: float,
+           half: float) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
     """The grid within ``half`` px of (cy, cx), at least one pixel: slices, y and x relative to it."""
-    y0, x0 = (min(max(int(c - half), 0), n - 1) for c in (cy, cx))
-    y1, x1 = (min(max(int(c + half) + 1, lo + 1), n) for c, lo in ((cy, y0), (cx, x0)))
+    h, w = shape
+    y0, x0 = (min(max(int(c - half), 0), n - 1) for c, n in ((cy, h), (cx, w)))
+    y1, x1 = (min(max(int(c + half) + 1, lo + 1), n) for c, lo, n in ((cy, y0, h), (cx, x0, w)))
     wy = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(cy)
     wx = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(cx)
     return (slice(y0, y1), slice(x0, x1)), wy, wx
@@ -140,18 +144,18 @@ class Parcels:
 class City:
     """A city of housing blocks, industrial estates and parks around a centre."""
 
-    def __init__(self, rng: np.random.Generator, n: int) -> None:
-        self.n = n
-        self.cy, self.cx = n * rng.uniform(0.45, 0.55), n * rng.uniform(0.45, 0.55)
-        self.radius = min(0.3 * n, 1400.0)
+    def __init__(self, rng: np.random.Generator, h: int, w: int) -> None:
+        n = max(h, w)
+        self.cy, self.cx = h * rng.uniform(0.45, 0.55), w * rng.uniform(0.45, 0.55)
+        self.radius = min(0.3 * min(h, w), 1400.0)
         self.outline = Noise(rng, n, self.radius / 3)
         self.blocks = Parcels(rng, n, rng.uniform(-0.6, 0.6), (14, 34), (14, 34), 3)
         self.industry = Noise(rng, n, self.radius / 5)
         self.parks = Noise(rng, n, 40)
         self.trees = Noise(rng, n, 5)
         half = 1.5 * self.radius  # the outline noise is clipped so d < 1 stays inside
-        self.rows = (max(0, int(self.cy - half)), min(n, int(self.cy + half) + 1))
-        self.cols = (max(0, int(self.cx - half)), min(n, int(self.cx + half) + 1))
+        self.rows = (max(0, int(self.cy - half)), min(h, int(self.cy + half) + 1))
+        self.cols = (max(0, int(self.cx - half)), min(w, int(self.cx + half) + 1))
 
     def distance(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Distance from the centre in city radii, with a ragged outline (< 1: in the city)."""
@@ -203,22 +207,23 @@ class City:
 class River:
     """A meandering river across the scene with reed banks and floodplain marshes."""
 
-    def __init__(self, rng: np.random.Generator, n: int, city: City) -> None:
-        self.n, self.city = n, city
-        amp, wl, ph = rng.uniform(0.05, 0.12) * n, rng.uniform(0.6, 1.2) * n, rng.uniform(0, 6.28)
-        x = np.arange(n)
+    def __init__(self, rng: np.random.Generator, h: int, w: int, city: City) -> None:
+        n = max(h, w)
+        self.w, self.city = w, city
+        amp, wl, ph = rng.uniform(0.05, 0.12) * h, rng.uniform(0.6, 1.2) * w, rng.uniform(0, 6.28)
+        x = np.arange(w)
         meander = Noise(rng, n, 300).at(np.zeros(1, np.int64), x)[0]
         self.yc = (city.cy + amp * np.sin(2 * np.pi * x / wl + ph) + 25 * meander).astype(np.float32)
         self.stretch = np.sqrt(1 + np.gradient(self.yc) ** 2).astype(np.float32)
         self.width = np.float32(rng.uniform(5, 7.5))
         self.bank, self.reeds, self.marsh = Noise(rng, n, 60), Noise(rng, n, 25), Noise(rng, n, 45)
-        self.reach = min(220.0, 0.1 * n)
+        self.reach = min(220.0, 0.1 * h)
 
     def paint(self, r0: int, r1: int, classes: np.ndarray, cover: np.ndarray, gain: np.ndarray,
               px: np.ndarray) -> None:
         if r1 + self.reach + 40 < self.yc.min() or r0 - self.reach - 40 > self.yc.max():
             return
-        rows, cols = np.arange(r0, r1), np.arange(self.n)
+        rows, cols = np.arange(r0, r1), np.arange(self.w)
         dist = np.abs(rows.astype(np.float32)[:, None] - self.yc[None, :]) / self.stretch[None, :]
         wet = (dist < self.width + 6 + 12 * (self.bank.at(rows, cols) + 0.5)) & (self.reeds.at(rows, cols) > -0.2)
         wet |= (dist < self.reach) & (self.marsh.at(rows, cols) > 0.5)
@@ -238,36 +243,36 @@ def set_wetland(classes: np.ndarray, cover: np.ndarray, gain: np.ndarray, where:
     gain[where] = 1.0
 
 
-def _stripes(n: int, seed: int):
-    for k, r0 in enumerate(range(0, n, STRIPE)):
-        r1 = min(n, r0 + STRIPE)
-        yield r0, r1, _rng(seed, 100 + k).random((r1 - r0, n), dtype=np.float32)
+def _stripes(h: int, w: int, seed: int):
+    for k, r0 in enumerate(range(0, h, STRIPE)):
+        r1 = min(h, r0 + STRIPE)
+        yield r0, r1, _rng(seed, 100 + k).random((r1 - r0, w), dtype=np.float32)
 
 
-def _blob(rng: np.random.Generator, n: int, cy: float, cx: float, radius: float, squash: float,
-          rough: float) -> tuple[tuple[slice, slice], np.ndarray]:
+def _blob(rng: np.random.Generator, shape: tuple[int, int], cy: float, cx: float, radius: float,
+          squash: float, rough: float) -> tuple[tuple[slice, slice], np.ndarray]:
     """A window around (cy, cx) and the normalised radius of a ragged ellipse in it."""
-    win, wy, wx = window(n, cy, cx, 2.2 * radius)
+    win, wy, wx = window(shape, cy, cx, 2.2 * radius)
     r = np.sqrt(wy**2 + (wx * squash) ** 2) / np.float32(radius)
     return win, r + rough * Noise(rng, max(r.shape), radius / 2).grid(*r.shape)
 
 
-def build_ground(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The class map (uint8 1..8), material map (uint8) and brightness gain (float32)."""
+def build_ground(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The class map (uint8 1..8), material map (uint8) and brightness gain (float32), h x w."""
+    n, shape = max(h, w), (h, w)
     rng = _rng(seed, 1)
     fields = Parcels(rng, n, rng.uniform(-0.5, 0.5), (25, 70), (7, 32), 12)
     woods, kind = Fbm(rng, n, 140), Noise(rng, n, 220)
-    sub = np.arange(0, n, 7)
-    woods_cut = np.quantile(woods.at(sub, sub), 0.78)
-    city = City(rng, n)
-    river = River(rng, n, city)
+    woods_cut = np.quantile(woods.at(np.arange(0, h, 7), np.arange(0, w, 7)), 0.78)
+    city = City(rng, h, w)
+    river = River(rng, h, w, city)
     texture = Fbm(rng, n, 12, 2)
     crops = np.array([M["crop_green"], M["crop_ripe"], M["bare_soil"], M["grass"], M["crop_young"]], np.uint8)
-    classes = np.full((n, n), AGRI, np.uint8)
-    cover = np.empty((n, n), np.uint8)
-    gain = np.empty((n, n), np.float32)
-    cols = np.arange(n)
-    for r0, r1, px in _stripes(n, seed):  # fields, forest, city
+    classes = np.full(shape, AGRI, np.uint8)
+    cover = np.empty(shape, np.uint8)
+    gain = np.empty(shape, np.float32)
+    cols = np.arange(w)
+    for r0, r1, px in _stripes(h, w, seed):  # fields, forest, city
         rows, cls, cov, gn = np.arange(r0, r1), classes[r0:r1], cover[r0:r1], gain[r0:r1]
         ri, ci, edge = fields.at(rows, cols)
         cov[:] = crops[np.searchsorted(np.array([0.3, 0.5, 0.65, 0.82], np.float32), fields.value(ri, ci, 0))]
@@ -278,28 +283,28 @@ def build_ground(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         cov[forest] = np.where(kind.at(rows, cols)[forest] > 0, _M8["conifer"], _M8["deciduous"])
         cov[forest & (px < 0.04)] = M["grass"]
         city.paint(r0, r1, cls, cov, gn, px)
-    area = (n / 1000.0) ** 2
+    area = h * w / 1e6
     for _ in range(max(1, round(2 * area))):  # mines and dumps on the city's outskirts
         ang, dist = rng.uniform(0, 2 * np.pi), city.radius * rng.uniform(0.85, 1.25)
-        win, r = _blob(rng, n, city.cy + dist * np.sin(ang), city.cx + dist * np.cos(ang),
+        win, r = _blob(rng, shape, city.cy + dist * np.sin(ang), city.cx + dist * np.cos(ang),
                        rng.uniform(22, 60), rng.uniform(0.6, 1.4), 0.35)
         pit = r < 1.0
         terraces = np.array([M["sand"], M["bare_soil"], M["spoil"]], np.uint8)
         classes[win][pit], gain[win][pit] = MINE, 1.0
         cover[win][pit] = terraces[(np.floor(r[pit] * 6) % 3).astype(np.int64)]
-    for r0, r1, px in _stripes(n, seed):
+    for r0, r1, px in _stripes(h, w, seed):
         river.paint(r0, r1, classes[r0:r1], cover[r0:r1], gain[r0:r1], px)
     for _ in range(max(1, round(2.5 * area))):  # lakes in the countryside, with reed belts
         for _ in range(20):
-            ly, lx = rng.uniform(0.05, 0.95, 2) * n
+            ly, lx = rng.uniform(0.05, 0.95, 2) * np.array(shape)
             if np.hypot(ly - city.cy, lx - city.cx) > city.radius * 0.9:
                 break
-        win, r = _blob(rng, n, ly, lx, rng.uniform(12, 40), rng.uniform(1.0, 1.6), 0.25)
+        win, r = _blob(rng, shape, ly, lx, rng.uniform(12, 40), rng.uniform(1.0, 1.6), 0.25)
         reeds = (r >= 1.0) & (r < 1.7) & (Noise(rng, max(r.shape), 10).grid(*r.shape) > -0.3)
         set_wetland(classes[win], cover[win], gain[win], reeds, rng.random(r.shape, dtype=np.float32))
         lake = r < 1.0
         classes[win][lake], cover[win][lake], gain[win][lake] = WATER, M["water"], 1.0
-    for r0 in range(0, n, STRIPE):
-        r1 = min(n, r0 + STRIPE)
+    for r0 in range(0, h, STRIPE):
+        r1 = min(h, r0 + STRIPE)
         gain[r0:r1] *= 1.0 + TEXTURE[cover[r0:r1]] * texture.at(np.arange(r0, r1), cols)
     return classes, cover, gain
