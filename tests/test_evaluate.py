@@ -226,7 +226,7 @@ def test_split_from_another_scene_is_refused(pair, tmp_path):
     (tiles / "prepare.json").write_text(json.dumps({
         "tile_size": 2, "tiles": [{"id": "a", "row": 0, "col": 0, "split": "test"}],
         "product": {"name": "OTHER", "epsg": 32633, "width": 10980, "height": 10980,
-                    "transform": [10.0, 0.0, ORIGIN[0], 0.0, -10.0, ORIGIN[1]]}}))
+                    "transform": [10.0, 0.0, ORIGIN[0] + 200_000, 0.0, -10.0, ORIGIN[1]]}}))
     res = CliRunner().invoke(cli, ["evaluate", str(pair[0]), "--labels", str(pair[1]),
                                    "-o", str(tmp_path / "rep"), "--split-from", str(tiles)])
     assert res.exit_code == 1

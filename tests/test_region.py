@@ -1,7 +1,7 @@
 """Regions (issue 10): several products in one tile set split by ground, one model, one mosaic.
 
-Three small synthetic products: A, B (the next tile east and south, overlapping A) and C
-(UTM zone 34, overlapping A across the zone border); the labels are A's.
+Three small synthetic products of one ground: A, B (ten days later, 128 px east and south,
+overlapping A) and C (UTM zone 34, overlapping A across the zone border); the labels are A's.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from s2pipe.synth.product import synth_product
 from s2pipe.tiles.manifest import TileManifest
 
 SIZE = 384
+WORLD = (697960.0, 5692880.0, 707080.0, 5702000.0)  # EPSG:32633, holds A, B and C
 TILE = ["--tile-size", "64", "--block-size", "128", "--min-labelled", "0.05", "--split", "0.6,0.2,0.2"]
 
 
@@ -33,13 +34,14 @@ def _run(*args):
 @pytest.fixture(scope="module")
 def region(tmp_path_factory):
     root = tmp_path_factory.mktemp("region")
-    a = synth_product(root / "a", size=SIZE, seed=0)
-    with rasterio.open(a.truth_path) as ds:
-        t = ds.transform
-    b = synth_product(root / "b", size=SIZE, seed=0, origin=(t.c + 1280, t.f - 1280))
-    xs, ys = warp_points("EPSG:32633", "EPSG:32634", [t.c + 1920], [t.f - 1920])
+    world = dict(world=WORLD, world_epsg=32633)  # one ground for the three products
+    a = synth_product(root / "a", size=SIZE, seed=0, **world)
+    x0, y0 = a.origin
+    b = synth_product(root / "b", size=SIZE, seed=0, origin=(x0 + 1280, y0 - 1280), date="2018-06-17",
+                      **world)
+    xs, ys = warp_points("EPSG:32633", "EPSG:32634", [x0 + 1920], [y0 - 1920])
     c = synth_product(root / "c", size=SIZE, seed=0, epsg=32634,
-                      origin=(round(xs[0] / 10) * 10 - 1920.0, round(ys[0] / 10) * 10 + 1920.0))
+                      origin=(round(xs[0] / 10) * 10 - 1920.0, round(ys[0] / 10) * 10 + 1920.0), **world)
     return a, b, c
 
 
@@ -129,3 +131,8 @@ def test_predict_probabilities_mosaic_into_one_map(region, tiles, tmp_path):
         sources = s.read(2)
         assert sources.max() == 3 and (sources[m.read(1) > 0] >= 1).all()
     assert np.isin(list(out["class_pixels"]), [str(v) for v in range(1, 9)]).all()
+    # the test tiles of every product, reprojected onto the mosaic's grid, are what counts
+    res = _run("evaluate", tmp_path / "region.tif", "--labels", a.labels_path, "--split-from", tiles[0],
+               "-o", tmp_path / "report", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["pixels"] > 0 and json.loads(res.stdout)["split"] == "test"

@@ -107,7 +107,31 @@ def test_many_scenes_continues_past_failures(demo, tmp_path):
     assert "skipped" not in res.stderr and (maps / "stack.tif").stat().st_mtime_ns != stamp
 
 
-@pytest.mark.parametrize("script, args", [("scene.sh", ["a", "b"]), ("many-scenes.sh", ["model.pt", "out"])])
+def test_region_script_maps_two_dates_into_one_mosaic(tmp_path):
+    from s2pipe.synth.product import synth_product
+
+    world = dict(world=(697960.0, 5692880.0, 707080.0, 5702000.0), world_epsg=32633, size=384, seed=0)
+    a = synth_product(tmp_path / "a", **world)
+    b = synth_product(tmp_path / "b", date="2018-06-17", origin=(a.origin[0] + 1280, a.origin[1] - 1280), **world)
+    listing = tmp_path / "products.txt"
+    listing.write_text(f"{a.safe_path.relative_to(tmp_path)}\n# the next date\n{b.safe_path}\n")
+    knobs = {"TILE_SIZE": "64", "EPOCHS": "1", "FILTERS": "2", "BATCH_SIZE": "8", "OVERLAP": "16",
+             "DEVICE": "cpu", "FEATHER": "20"}
+    run = tmp_path / "run"
+    res = _run("region.sh", listing, a.labels_path, run, **knobs)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for name in ("tiles/prepare.json", "model/best.pt", "landcover.tif", "landcover.qml", "sources.tif",
+                 "report/metrics.json", "landcover.png"):
+        assert (run / name).is_file(), name
+    assert len(list((run / "maps").glob("*.tif"))) == 2 and len(list((run / "probabilities").glob("*.tif"))) == 2
+    report = json.loads((run / "report" / "metrics.json").read_text())
+    assert report["split"] == "test" and report["pixels"] > 0
+    res = _run("region.sh", listing, a.labels_path, run, **knobs)
+    assert res.returncode == 0 and res.stderr.count("exists, skipped") == 7, res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("script, args", [("scene.sh", ["a", "b"]), ("many-scenes.sh", ["model.pt", "out"]),
+                                          ("region.sh", ["list.txt"])])
 def test_scripts_usage_errors_exit_2(script, args, tmp_path):
     res = _run(script, *args)
     assert res.returncode == 2 and "usage:" in res.stderr

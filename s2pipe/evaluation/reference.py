@@ -104,22 +104,32 @@ def read_reference_raster(path: Path, grid: Any, num_classes: int, *,
 
 
 def split_mask(tiles_dir: Path, grid: Grid, split: str = "test") -> np.ndarray:
-    """Pixels of the map covered by the ``split`` tiles of a ``prepare`` output: the tiles
-    of the product whose grid is the map's (any tile when the manifest does not say)."""
+    """Pixels of the map covered by the ``split`` tiles of a ``prepare`` output.
+
+    On the grid of one of its products (a scene's map), the tiles of that product; on
+    another grid (a mosaic of several scenes), the footprints of every product's tiles
+    reprojected onto it: the split is by ground, so they hold no ground of other splits.
+    """
     info = TileManifest.read(tiles_dir)
     manifest = tiles_dir / MANIFEST_NAME
-    size = info.tile_size
+    tiles = info.split(split)
+    if not tiles:
+        raise TileError(f"{manifest} lists no {split} tiles; re-run prepare with a {split} share in --split")
     known = [p for p in info.products if p.same_grid(grid) is not None]
     keys = {p.key for p in known if p.same_grid(grid)}
-    if known and not keys:
+    if keys or not known:
+        mine = [t for t in tiles if not known or t.product in keys]
+        return _tile_mask(mine, info.tile_size, grid, manifest)
+    mask = _footprint_mask(tiles, info, grid)
+    if not mask.any():
         p = known[0].info
         raise TileError(f"{manifest} was prepared on another grid ({p.get('name')}, "
-                        f"{p['width']} x {p['height']} px) than the map; "
-                        "give the tiles of the scene the map was predicted on")
-    tiles = [t for t in info.split(split) if not known or t.product in keys]
-    if not tiles:
-        raise TileError(f"{manifest} lists no {split} tiles of this map's scene; re-run prepare with "
-                        f"a {split} share in --split")
+                        f"{p['width']} x {p['height']} px) than the map, and none of its {split} tiles "
+                        "overlaps the map; give the tiles of the scenes the map was made of")
+    return mask
+
+
+def _tile_mask(tiles: list[Any], size: int, grid: Grid, manifest: Path) -> np.ndarray:
     mask = np.zeros((grid.height, grid.width), dtype=bool)
     for t in tiles:
         r, c = t.row, t.col
@@ -128,3 +138,28 @@ def split_mask(tiles_dir: Path, grid: Grid, split: str = "test") -> np.ndarray:
                             f"({grid.width} x {grid.height} px); evaluate the map of the same scene")
         mask[r:r + size, c:c + size] = True
     return mask
+
+
+def _footprint_mask(tiles: list[Any], info: TileManifest, grid: Grid) -> np.ndarray:
+    """The tiles' footprints (in their products' CRSs) rasterised onto ``grid`` by pixel centre."""
+    import geopandas as gpd
+    import shapely
+    from affine import Affine
+    from rasterio import features
+
+    products = {p.key: p.info for p in info.products}
+    geoms = []
+    for key in dict.fromkeys(t.product for t in tiles):
+        p = products.get(key) or {}
+        if not {"transform", "epsg"} <= p.keys():
+            continue
+        a = Affine(*p["transform"][:6])
+        boxes = []
+        for t in (t for t in tiles if t.product == key):
+            (x0, y0), (x1, y1) = a * (t.col, t.row), a * (t.col + info.tile_size, t.row + info.tile_size)
+            boxes.append(shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+        geoms += list(gpd.GeoSeries(boxes, crs=f"EPSG:{int(p['epsg'])}").to_crs(grid.crs))
+    if not geoms:
+        return np.zeros((grid.height, grid.width), dtype=bool)
+    return features.geometry_mask(geoms, out_shape=(grid.height, grid.width), transform=grid.transform,
+                                  invert=True)

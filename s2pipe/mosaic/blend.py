@@ -25,7 +25,6 @@ from rasterio.windows import Window, from_bounds
 from s2pipe.mosaic.inputs import MapInput
 from s2pipe.sentinel2.scene import Grid
 
-
 #: The weight of a valid pixel right at an edge: tiny, so that any deeper scene wins, but
 #: not 0, so that a pixel only one scene sees is still mapped.
 MIN_WEIGHT = 1e-3
@@ -48,8 +47,8 @@ def feather_weights(valid: np.ndarray, feather: int) -> np.ndarray:
     if feather <= 0:
         return valid.astype(np.float32)
     k = 2 * feather + 1
-    padded = np.pad(valid.astype(np.float32), feather)  # outside the array: invalid
-    c = np.cumsum(np.cumsum(padded, axis=0, dtype=np.float64), axis=1)
+    padded = np.pad(valid, feather)  # outside the array: invalid
+    c = np.cumsum(np.cumsum(padded, axis=0, dtype=np.int32), axis=1)
     c = np.pad(c, ((1, 0), (1, 0)))
     share = (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
     ramp = np.clip(2.0 * share - 1.0, 0.0, 1.0)
@@ -91,18 +90,30 @@ def _warp(src: np.ndarray, src_transform: Any, m: MapInput, grid: Grid, window: 
     dst = np.zeros((src.shape[0], int(window.height), int(window.width)), dtype=src.dtype)
     reproject(src, dst, src_transform=src_transform, src_crs=m.crs,
               dst_transform=rasterio.windows.transform(window, grid.transform), dst_crs=grid.crs,
-              resampling=resampling, src_nodata=None, dst_nodata=None, num_threads=2)
+              resampling=resampling, src_nodata=None, dst_nodata=None, init_dest_nodata=False,
+              num_threads=2, warp_mem_limit=256)
     return dst
 
 
+def _read(ds: Any, window: Window) -> np.ndarray:
+    """``window`` of all bands; outside the raster: 0 (no data). Cheaper than a boundless read."""
+    c0, r0 = max(0, int(window.col_off)), max(0, int(window.row_off))
+    c1 = min(ds.width, int(window.col_off + window.width))
+    r1 = min(ds.height, int(window.row_off + window.height))
+    inner = ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))
+    pads = ((0, 0), (r0 - int(window.row_off), int(window.row_off + window.height) - r1),
+            (c0 - int(window.col_off), int(window.col_off + window.width) - c1))
+    return np.pad(inner, pads) if any(p for pair in pads for p in pair) else inner
+
+
 def map_block(m: MapInput, ds: Any, grid: Grid, window: Window, feather: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Map ``m``'s values (probabilities as float32 0..1, or classes) and weights on the
+    """Map ``m``'s values (probabilities as uint8, 255 = 1, or classes) and weights on the
     output ``window``; None where the map does not reach it."""
     src_win = _source_window(m, grid, window, feather + 2)
     if src_win is None:
         return None
-    data = ds.read(window=src_win, boundless=True, fill_value=0)
-    valid = data.any(axis=0) if m.kind == "probabilities" else data[0] > 0
+    data = _read(ds, src_win)
+    valid = data.max(axis=0) > 0
     if not valid.any():
         return None
     weight = feather_weights(valid, feather)
@@ -111,15 +122,18 @@ def map_block(m: MapInput, ds: Any, grid: Grid, window: Window, feather: int) ->
         r, c = int(aligned.row_off - src_win.row_off), int(aligned.col_off - src_win.col_off)
         h, w = int(window.height), int(window.width)
         values, weight = data[:, r:r + h, c:c + w], weight[r:r + h, c:c + w]
+    elif m.kind == "probabilities":  # one bilinear warp of the bands and the weight (as 1..255)
+        t = rasterio.windows.transform(src_win, m.transform)
+        w8 = np.where(valid, np.maximum(np.rint(weight * 255), 1), 0).astype(np.uint8)
+        warped = _warp(np.concatenate([data, w8[None]]), t, m, grid, window, Resampling.bilinear)
+        values, weight = warped[:-1], warped[-1].astype(np.float32) / np.float32(255.0)
     else:
         t = rasterio.windows.transform(src_win, m.transform)
-        kind = Resampling.bilinear if m.kind == "probabilities" else Resampling.nearest
-        values = _warp(data, t, m, grid, window, kind)
+        values = _warp(data, t, m, grid, window, Resampling.nearest)
         weight = _warp(weight[None], t, m, grid, window, Resampling.bilinear)[0]
-        if m.kind == "classes":
-            weight[values[0] == 0] = 0.0
+        weight[values[0] == 0] = 0.0
     if m.kind == "probabilities":
-        return values.astype(np.float32) / np.float32(255.0), weight
+        return values, weight  # uint8, 255 = 1.0
     return values[0], weight
 
 
@@ -134,14 +148,17 @@ def mosaic_block(inputs: Sequence[MapInput], datasets: Sequence[Any], grid: Grid
     source = np.zeros((h, w), dtype=np.uint8)
     count = np.zeros((h, w), dtype=np.uint8)
     total = np.zeros((h, w), dtype=np.float32)
+    tmp = np.empty((h, w), dtype=np.float32)
     for m, ds in zip(inputs, datasets):
         got = map_block(m, ds, grid, window, feather)
         if got is None:
             continue
         values, weight = got
         count += weight > 0
-        if sums is not None:
-            sums += values * weight
+        if sums is not None:  # sums += values * weight, band by band without a float copy of all
+            for k in range(n):
+                np.multiply(values[k], weight, out=tmp)
+                sums[k] += tmp
             total += weight
         better = weight > best
         best[better] = weight[better]
