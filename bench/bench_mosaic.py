@@ -8,7 +8,9 @@ processes, one after the other in the same run:
 - ``mosaic`` of the 4 probability rasters into zone 33 (peak memory, wall time);
 - ``mosaic`` of the 2 scenes of the first date (peak memory, for the ratio);
 - GDAL warping the 4 *class maps* into the same grid (``gdalwarp`` nearest when the
-  command exists, else ``rasterio.warp.reproject``), the baseline of the time target.
+  command exists, else ``rasterio.warp.reproject``), the baseline of the time target;
+- ``gdalwarp`` of the 4 *probability rasters* (8 bands, bilinear) into the same grid: the
+  resampling alone of what the mosaic blends, without weights or decision.
 
 Prints one JSON object: seconds, peak_rss_mb, ratios (targets: peak < 1.5 GB and within
 20% of the 2-scene peak; wall <= 1.5 x GDAL's).
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -98,18 +99,24 @@ def child(code: str, *args: object) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def gdalwarp(out: Path, grid: tuple[int, int, float, float], maps: list[Path]) -> dict:
+CHILD_GDALWARP = r"""
+import json, resource, subprocess, sys, time
+t0 = time.perf_counter()
+subprocess.run(sys.argv[1:], check=True)
+print(json.dumps({"seconds": time.perf_counter() - t0, "tool": "gdalwarp",
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+"""
+
+
+def gdalwarp(out: Path, grid: tuple[int, int, float, float], maps: list[Path], resampling: str = "near") -> dict:
+    """GDAL warping ``maps`` into the grid, in a child process of its own (its peak memory)."""
     w, h, x0, y1 = grid
     if shutil.which("gdalwarp") is None:
         return child(CHILD_WARP, out, w, h, x0, y1, *maps)
-    t0 = time.perf_counter()
-    subprocess.run(["gdalwarp", "-q", "-t_srs", "EPSG:32633", "-tr", "10", "10", "-te", str(x0), str(y1 - 10 * h),
-                    str(x0 + 10 * w), str(y1), "-r", "near", "-srcnodata", "0", "-dstnodata", "0",
-                    "-wo", "NUM_THREADS=2", "-multi", "-of", "COG", "-co", "COMPRESS=DEFLATE",
-                    *map(str, maps), str(out)], check=True)
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-            "tool": "gdalwarp"}
+    nodata = ["-srcnodata", "0", "-dstnodata", "0"] if resampling == "near" else []
+    return child(CHILD_GDALWARP, "gdalwarp", "-q", "-t_srs", "EPSG:32633", "-tr", "10", "10",
+                 "-te", x0, y1 - 10 * h, x0 + 10 * w, y1, "-r", resampling, *nodata, "-wo", "NUM_THREADS=2",
+                 "-multi", "-of", "COG", "-co", "COMPRESS=DEFLATE", *maps, out)
 
 
 def main() -> None:
@@ -128,9 +135,12 @@ def main() -> None:
         with rasterio.open(root / "m4.tif") as m:
             grid = (m.width, m.height, m.transform.c, m.transform.f)
         gdal = gdalwarp(root / "g4.tif", grid, scenes["classes"])
+        gdal_probs = gdalwarp(root / "g4p.tif", grid, scenes["probs"], "bilinear")
     print(json.dumps({
         "benchmark": "mosaic", "scene_size": args.size, "scenes_written_s": round(made, 1),
         "output_size": four["size"], "mosaic_4": four, "mosaic_2": two, "gdal_warp_4_class_maps": gdal,
+        "gdal_warp_4_probabilities_bilinear": gdal_probs,
+        "time_ratio_vs_gdal_probabilities": four["seconds"] / gdal_probs["seconds"],
         "peak_ratio_4_vs_2": four["peak_rss_mb"] / two["peak_rss_mb"],
         "time_ratio_vs_gdal": four["seconds"] / gdal["seconds"],
         "targets": {"peak_rss_mb": 1536, "peak_ratio_4_vs_2": 1.2, "time_ratio_vs_gdal": 1.5}}))

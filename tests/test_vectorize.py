@@ -20,7 +20,8 @@ from cli import cli
 from s2pipe.errors import InputNotFoundError, OutputExistsError, RasterError
 from s2pipe.legend import DEFAULT_LEGEND
 from s2pipe.raster.cog import MapWriter
-from s2pipe.raster.vectorize import read_class_map, sieve, vectorize_map
+from s2pipe.raster.polygons import sieve
+from s2pipe.raster.vectorize import read_class_map, vectorize_map
 
 TRANSFORM = from_origin(600000, 5700000, 10, 10)  # 10 m pixels: 1 ha = 100 px
 
