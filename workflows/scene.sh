@@ -5,7 +5,9 @@
 #   SAFE    a .SAFE folder, a zipped SAFE or its MTD_MSIL2A.xml
 #   LABELS  label polygons in any OGR format and CRS (see the knobs for field and class map)
 # Re-running skips the steps whose outputs exist (outputs are written atomically, so an
-# output that exists is complete); FORCE=1 redoes every step with --overwrite.
+# output that exists is complete; a training run is finished when model/run.json exists,
+# and an interrupted one is resumed from model/last.pt); FORCE=1 redoes every step with
+# --overwrite.
 # Knobs: edit them here or set them in the environment.
 set -euo pipefail
 CLASS_FIELD="${CLASS_FIELD:-}"        # attribute with the class (empty: class, class_id or code)
@@ -64,8 +66,20 @@ step() {
 mkdir -p "$out"
 step prepare "$out/tiles" "$s2pipe" prepare "$safe" --labels "$labels" "${label_opts[@]}" \
   -o "$out/tiles" --tile-size "$TILE_SIZE" --split "$SPLIT" --seed "$SEED" --stack "$out/stack.tif"
-step train "$out/model" "$s2pipe" train "$out/tiles" -o "$out/model" --epochs "$EPOCHS" \
-  --filters "$FILTERS" --batch-size "$BATCH_SIZE" --class-weights "$CLASS_WEIGHTS" --seed "$SEED" --device "$DEVICE" "${train_opts[@]}"
+# The run folder is written file by file; run.json, written last, says it is finished.
+# An unfinished run (killed, or a full disk) is resumed from its last.pt, or started
+# again when it stopped before its first epoch was saved.
+train_cmd=("$s2pipe" train "$out/tiles" -o "$out/model" --epochs "$EPOCHS" --filters "$FILTERS"
+  --batch-size "$BATCH_SIZE" --class-weights "$CLASS_WEIGHTS" --seed "$SEED" --device "$DEVICE" "${train_opts[@]}")
+if [[ -e "$out/model/last.pt" && ! -e "$out/model/run.json" && "${FORCE:-0}" != 1 ]]; then
+  echo "$tag: train: resuming the unfinished run in $out/model" >&2
+  "${train_cmd[@]}" --resume "$out/model/last.pt" >&2
+elif [[ -d "$out/model" && ! -e "$out/model/run.json" && "${FORCE:-0}" != 1 ]]; then
+  echo "$tag: train -> $out/model (the unfinished run there had nothing to resume)" >&2
+  "${train_cmd[@]}" --overwrite >&2
+else
+  step train "$out/model/run.json" "${train_cmd[@]}"
+fi
 step predict "$out/landcover.tif" "$s2pipe" predict "$safe" --model "$out/model/best.pt" \
   -o "$out/landcover.tif" --overlap "$OVERLAP" --device "$DEVICE" "${predict_opts[@]}"
 step evaluate "$out/report" "$s2pipe" evaluate "$out/landcover.tif" --labels "$reference" \
