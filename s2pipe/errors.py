@@ -53,5 +53,9 @@ class OutputError(S2PipeError, OSError):
     """An output location cannot be created or written (not a folder, no permission...)."""
 
 
+class DiskFullError(OutputError):
+    """The disk (or quota) filled up while an output was written; nothing of it is left."""
+
+
 class OptionError(S2PipeError, ValueError):
     """Options are inconsistent in a way the command line could not check by itself."""

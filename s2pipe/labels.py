@@ -115,7 +115,8 @@ def read_labels(path: str | os.PathLike, *, layer: str | None = None,
     ``class_map`` the class field must hold legend values or names (anything else is an
     error); with it, unmapped values are dropped and counted. With ``grid`` the
     polygons are reprojected to its CRS and those outside it dropped. Raises
-    :class:`LabelError` for no CRS, no usable feature or no overlap with ``grid``.
+    :class:`LabelError` for a table without geometry, an empty layer, no CRS, no polygon,
+    no usable feature or no overlap with ``grid``, each with its own message.
     """
     import geopandas as gpd
     import pyogrio
@@ -136,6 +137,14 @@ def read_labels(path: str | os.PathLike, *, layer: str | None = None,
     except Exception as exc:  # pyogrio raises its own DataSourceError/DataLayerError
         raise LabelError(f"{p}: not a readable vector file ({exc}); use GeoPackage, Shapefile, "
                          "GeoJSON or another OGR format") from None
+    where = f"{p}" + (f" (layer {layer!r})" if layer else "")
+    if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry.name not in gdf.columns:
+        raise LabelError(f"{where} is a table without geometry; labels must be polygons in a "
+                         "vector format (GeoPackage, Shapefile, GeoJSON...): make polygons of it "
+                         "first (QGIS, ogr2ogr)")
+    if len(gdf) == 0:
+        raise LabelError(f"{where} holds no features (an empty layer); give the label "
+                         "polygons" + ("" if layer else " or choose their layer with --layer"))
     if gdf.crs is None:
         raise LabelError(f"{p} has no coordinate reference system; assign one (e.g. "
                          "ogr2ogr -a_srs EPSG:2180) and try again")
@@ -177,6 +186,11 @@ def read_labels(path: str | os.PathLike, *, layer: str | None = None,
 
     polys = geom.map(_polygonal)
     keep = usable & polys.notna()
+    if len(gdf) and not keep.any():
+        kinds = geom[usable].geom_type.value_counts()
+        found = ", ".join(f"{n} {k}" for k, n in kinds.items()) or f"{len(gdf)} empty geometries"
+        raise LabelError(f"{p}: no polygon among its features ({found}); labels must be "
+                         "polygons (buffer points or lines into areas first)")
     report.dropped_empty_or_not_polygon = int((~keep).sum())
     gdf = gpd.GeoDataFrame({LABEL_COLUMN: gdf[LABEL_COLUMN][keep].values},
                            geometry=polys[keep].values, crs=gdf.crs)

@@ -27,7 +27,7 @@ def test_two_gloo_processes(tmp_path):
         env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "curves.png", "history.csv", "last.pt",
-                                                     "metrics.json"]
+                                                     "metrics.json", "run.json"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["epochs_run"] == 2
     # metrics are reduced over ranks: every labelled pixel of each split counted once

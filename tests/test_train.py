@@ -72,7 +72,7 @@ def test_outputs_and_checkpoint_meta(tmp_path):
     out = tmp_path / "m"
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["best.pt", "last.pt", "history.csv", "metrics.json", "curves.png", "samples.png",
-         "training_summary.txt"])
+         "training_summary.txt", "run.json"])
     model, meta = load_checkpoint(out / "best.pt")
     assert meta.arch == Arch("unet", 12, 8, 4) and meta.legend == DEFAULT_LEGEND
     assert meta.tile_size == 32 and len(meta.normalization.mean) == 12 and meta.s2pipe_version

@@ -81,6 +81,28 @@ def test_scene_script_continues_a_run(demo, tmp_path):
     assert report["reference"].endswith("landcover.gpkg") and report["labels_report"]["used"] > 0
 
 
+@pytest.mark.parametrize("state", ["killed after an epoch", "killed before its first epoch"])
+def test_scene_script_finishes_an_unfinished_training_run(demo, tmp_path, state):
+    """A run folder without run.json is not a model: scene.sh resumes it, or starts it again."""
+    out, _ = demo
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copytree(out / "tiles", run / "tiles")
+    shutil.copy(out / "stack.tif", run / "stack.tif")
+    shutil.copytree(out / "model", run / "model")
+    (run / "model" / "run.json").unlink()
+    if state == "killed before its first epoch":
+        (run / "model" / "last.pt").unlink()
+    safe = next((out / "scene").glob("*.SAFE"))
+    knobs = {"TILE_SIZE": "64", "EPOCHS": "1", "FILTERS": "4", "BATCH_SIZE": "8", "OVERLAP": "16",
+             "DEVICE": "cpu", "CLASS_WEIGHTS": "inverse-frequency", "MAX_MINUTES": "10"}
+    res = _run("scene.sh", safe, out / "scene" / "landcover.gpkg", run, **knobs)
+    assert res.returncode == 0, res.stderr[-2000:]
+    expected = "resuming the unfinished run" if state.endswith("an epoch") else "had nothing to resume"
+    assert expected in res.stderr and (run / "model" / "run.json").is_file()
+    assert (run / "landcover.tif").is_file()
+
+
 def test_many_scenes_continues_past_failures(demo, tmp_path):
     out, _ = demo
     maps = tmp_path / "maps"

@@ -7,7 +7,9 @@
 #                 relative to the file; # comments)
 #   LABELS        label polygons in any OGR format and CRS (see the knobs)
 # Re-running skips the steps whose outputs exist (outputs are written atomically, so an
-# output that exists is complete); FORCE=1 redoes every step with --overwrite.
+# output that exists is complete; a training run is finished when model/run.json exists,
+# and an interrupted one is resumed from model/last.pt); FORCE=1 redoes every step with
+# --overwrite.
 # Knobs: edit them here or set them in the environment.
 set -euo pipefail
 CLASS_FIELD="${CLASS_FIELD:-}"        # attribute with the class (empty: class, class_id or code)
@@ -38,10 +40,9 @@ tag="${S2PIPE_LOG_TAG:-region}"
 s2pipe="${S2PIPE:-$(command -v s2pipe || echo "$root/.venv/bin/s2pipe")}"
 over=()
 [[ "${FORCE:-0}" == 1 ]] && over=(--overwrite)
-label_opts=()
-[[ -n "$CLASS_FIELD" ]] && label_opts+=(--class-field "$CLASS_FIELD")
-[[ -n "$CLASS_MAP" ]] && label_opts+=(--class-map "$CLASS_MAP")
-[[ -n "$LAYER" ]] && label_opts+=(--layer "$LAYER")
+# shellcheck source=workflows/lib.sh
+source "$root/workflows/lib.sh"
+label_options
 train_opts=()
 [[ -n "$MAX_MINUTES" ]] && train_opts+=(--max-minutes "$MAX_MINUTES")
 predict_opts=()
@@ -62,22 +63,10 @@ if [[ ${#products[@]} -eq 0 ]]; then
   exit 2
 fi
 
-# step NAME OUTPUT COMMAND...: run COMMAND unless OUTPUT exists (and FORCE is not 1).
-step() {
-  local name="$1" output="$2"
-  shift 2
-  if [[ -e "$output" && "${FORCE:-0}" != 1 ]]; then
-    echo "$tag: $name: $output exists, skipped (FORCE=1 redoes it)" >&2
-  else
-    echo "$tag: $name -> $output" >&2
-    "$@" "${over[@]}" >&2
-  fi
-}
-
 mkdir -p "$out"
 step prepare "$out/tiles" "$s2pipe" prepare --products "$list" --labels "$labels" "${label_opts[@]}" \
   -o "$out/tiles" --tile-size "$TILE_SIZE" --split "$SPLIT" --seed "$SEED"
-step train "$out/model" "$s2pipe" train "$out/tiles" -o "$out/model" --epochs "$EPOCHS" \
+train_step "$out/model" "$s2pipe" train "$out/tiles" -o "$out/model" --epochs "$EPOCHS" \
   --filters "$FILTERS" --batch-size "$BATCH_SIZE" --class-weights "$CLASS_WEIGHTS" --seed "$SEED" \
   --device "$DEVICE" "${train_opts[@]}"
 # one step per product: its map is renamed into place after its probabilities, so an

@@ -17,6 +17,7 @@ import numpy as np
 from s2pipe.errors import InputNotFoundError, LabelError, RasterError, TileError
 from s2pipe.legend import NODATA_LABEL, LandCoverClass
 from s2pipe.raster.classmap import read_legend
+from s2pipe.raster.profiles import gdal_reason
 from s2pipe.sentinel2.scene import Grid
 from s2pipe.tiles.manifest import MANIFEST_NAME, TileManifest
 
@@ -44,7 +45,8 @@ def read_map(path: Path) -> tuple[np.ndarray, Grid, tuple[LandCoverClass, ...]]:
             grid = Grid.of(ds)
             legend = read_legend(ds)
     except RasterioIOError as exc:
-        raise RasterError(f"{path} is not a raster GDAL can read ({exc})") from None
+        raise RasterError(f"{path} is not a raster GDAL can read ({gdal_reason(exc)}); "
+                          "give the map written by s2pipe predict") from None
     return data, grid, legend
 
 
@@ -78,7 +80,7 @@ def read_reference_raster(path: Path, grid: Any, num_classes: int, *,
                           dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=NODATA_LABEL,
                           resampling=Resampling.nearest)
     except RasterioIOError as exc:
-        raise LabelError(f"{path} is not a raster GDAL can read ({exc})") from None
+        raise LabelError(f"{path} is not a raster GDAL can read ({gdal_reason(exc)})") from None
     if nodata is not None and nodata != NODATA_LABEL:
         ref = np.where(ref == nodata, NODATA_LABEL, ref)
     if class_map is not None:

@@ -67,7 +67,8 @@ class _RowWriter:
         if not self._filled:
             return
         win = rasterio.windows.Window(0, self._row0, self.ds.width, self._filled)
-        self.ds.write(self._buf[:, :self._filled], window=win)
+        with profiles.gdal_write_errors(self.ds.name):
+            self.ds.write(self._buf[:, :self._filled], window=win)
         self._row0 += self._filled
         self._filled = 0
 
@@ -89,7 +90,8 @@ class MapWriter:
         self.legend = tuple(legend) if legend else None
         self.overview_resampling = overview_resampling
         self.crs, self.transform = grid.crs, grid.transform
-        self._stage = self.path.with_name(f".{self.path.stem}.stage.tif")
+        self._stage = self.path.with_name(f".{self.path.name}.stage.tif")  # named after the map,
+        # so that the map's own temporaries (a killed run's too) are recognised by its name
         self._ds = self._create(self._stage, 0, self.width)
         self._rows = _RowWriter(self._ds, STAGE_BLOCK)
         self._parts: dict[int, tuple[Path, _RowWriter]] = {}  # column -> its own file
@@ -102,10 +104,11 @@ class MapWriter:
 
     def _create(self, path: Path, col0: int, width: int) -> Any:
         """A tiled GeoTIFF for columns ``col0 .. col0 + width - 1`` of the raster."""
-        return rasterio.open(
-            path, "w", **profiles.STAGE, width=width, height=self.height, count=self.count,
-            dtype=self.dtype, crs=self.crs, nodata=self.nodata,
-            transform=self.transform * Affine.translation(col0, 0))
+        with profiles.gdal_write_errors(path):
+            return rasterio.open(
+                path, "w", **profiles.STAGE, width=width, height=self.height, count=self.count,
+                dtype=self.dtype, crs=self.crs, nodata=self.nodata,
+                transform=self.transform * Affine.translation(col0, 0))
 
     @property
     def rows_written(self) -> int:
@@ -127,7 +130,7 @@ class MapWriter:
         if col0 not in self._parts:
             if col0 < 0 or col0 + width > self.width or self._rows.rows_written:
                 raise ValueError(f"columns {col0}..{col0 + width - 1} do not fit the raster")
-            path = self.path.with_name(f".{self.path.stem}.part{col0}.tif")
+            path = self.path.with_name(f".{self.path.name}.part{col0}.tif")
             self._parts[col0] = (path, _RowWriter(self._create(path, col0, width), STAGE_BLOCK))
         self._parts[col0][1].write_rows(data)
 
@@ -140,7 +143,8 @@ class MapWriter:
         readers = []
         for s in starts:
             path, writer = self._parts[s]
-            writer.ds.close()
+            with profiles.gdal_write_errors(path):
+                writer.ds.close()
             readers.append(rasterio.open(path))
         try:
             row = np.empty((self.count, STAGE_BLOCK, self.width), dtype=self.dtype)
@@ -168,14 +172,17 @@ class MapWriter:
             raise ValueError(f"only {self.rows_written} of {self.height} rows were written")
         if self._parts:
             self._join_parts()
-        self._ds.close()
+        with profiles.gdal_write_errors(self._stage):
+            self._ds.close()
         factors = overview_factors(self.width, self.height)
         if factors:  # built here, block by block; the COG driver copies them
-            with rasterio.Env(GDAL_OVR_CHUNK_MAX_SIZE=OVERVIEW_CHUNK), \
+            with profiles.gdal_write_errors(self._stage), \
+                    rasterio.Env(GDAL_OVR_CHUNK_MAX_SIZE=OVERVIEW_CHUNK), \
                     rasterio.open(self._stage, "r+") as ds:
                 ds.build_overviews(factors, RasterioResampling[self.overview_resampling])
-        rasterio.shutil.copy(self._stage, self.path, **profiles.COG,
-                             OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE")
+        with profiles.gdal_write_errors(self.path):
+            rasterio.shutil.copy(self._stage, self.path, **profiles.COG,
+                                 OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE")
         self.close()
         if self.legend:
             write_sidecars(self.path, self.legend)

@@ -7,8 +7,14 @@ kind of raster is a change here and nowhere else.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
-from typing import Any
+import re
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
 
 from rasterio.env import Env
 
@@ -60,3 +66,89 @@ def gdal_env(**overrides: Any) -> Env:
     options = {k: v for k, v in GDAL_DEFAULTS.items() if k not in os.environ}
     options.update(overrides)
     return Env(**options)
+
+
+#: The loggers through which rasterio reports the GDAL errors it does not raise (CE_Failure
+#: at INFO level, e.g. a failed flush when a written dataset is closed).
+GDAL_ERROR_LOGGERS = ("rasterio._env", "rasterio._err")
+_GDAL_FAILURE = "GDAL signalled an error"
+#: Failures that mean the bytes did not reach the file (GDAL also signals benign ones, such
+#: as "Cannot modify tag ... while writing", on writes that succeed).
+WRITE_FAILURE = re.compile(r"write error|error writing|fail\w* to write|write fail|cannot write|"
+                           r"seek error|no space|disk full|free disk space|compress tile failed|"
+                           r"TIFFWriteDirectory|TIFFRewriteDirectory|TIFFAppendToStrip|flush",
+                           re.IGNORECASE)
+
+
+class _GdalFailures(logging.Filter):
+    """Collects, per thread, the GDAL failures rasterio logs while a write is checked; lets
+    through to the log handlers only what the loggers' own level would have let through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.captures: dict[int, list[str]] = {}
+        self.levels: dict[str, int] = {}  # effective level of each logger before
+        self.own: dict[str, int] = {}  # the level set on each logger before
+        self.lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "GDAL signalled an error: err_no=%r, msg=%r" or \
+                str(record.msg).startswith(_GDAL_FAILURE):
+            found = self.captures.get(record.thread or 0)
+            if found is not None and isinstance(record.args, tuple) and len(record.args) == 2 \
+                    and WRITE_FAILURE.search(str(record.args[1])):
+                found.append(str(record.args[1]).strip())
+        return record.levelno >= self.levels.get(record.name, logging.NOTSET)
+
+
+_failures = _GdalFailures()
+
+
+@contextmanager
+def gdal_write_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Raise ``OSError`` (``filename=path``) for GDAL failures during the block that rasterio
+    only logs: wrap the writing of a dataset, its closing included (GDAL flushes its block
+    cache and writes the file's directory when the dataset is closed).
+
+    A failure while the disk is full (GDAL keeps no errno) is raised as ``OSError(ENOSPC)``
+    at once, before cleaning up frees the space again.
+    """
+    from s2pipe.errors import S2PipeError
+    from s2pipe.outputs import nearly_full
+    ident = threading.get_ident()
+    with _failures.lock:
+        if not _failures.captures:
+            for name in GDAL_ERROR_LOGGERS:
+                logger = logging.getLogger(name)
+                _failures.levels[name] = logger.getEffectiveLevel()
+                _failures.own[name] = logger.level
+                logger.setLevel(min(logging.INFO, logger.getEffectiveLevel()))
+                logger.addFilter(_failures)
+        found: list[str] = []
+        _failures.captures[ident] = found
+    try:
+        yield
+    except Exception as exc:
+        if not isinstance(exc, (S2PipeError, OSError)) and nearly_full(path):
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({exc})", str(path)) from exc
+        raise
+    finally:
+        with _failures.lock:
+            del _failures.captures[ident]
+            if not _failures.captures:
+                for name in GDAL_ERROR_LOGGERS:
+                    logger = logging.getLogger(name)
+                    logger.removeFilter(_failures)
+                    logger.setLevel(_failures.own[name])
+    if found:
+        code = errno.ENOSPC if nearly_full(path) else errno.EIO
+        raise OSError(code, f"{os.strerror(code)} ({found[0]})", str(Path(path)))
+
+
+def gdal_reason(exc: BaseException) -> str:
+    """What GDAL said behind a rasterio error: rasterio's own message often only says
+    "See previous exception for details", an exception the user never sees."""
+    reason, e, seen = str(exc), exc.__cause__ or exc.__context__, 0
+    while e is not None and seen < 10:
+        reason, e, seen = str(e) or reason, e.__cause__ or e.__context__, seen + 1
+    return " ".join(reason.split())

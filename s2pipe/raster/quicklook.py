@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence, get_args
+from typing import Iterator, Literal, Sequence, get_args
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from s2pipe.errors import InputNotFoundError, OptionError, RasterError
 from s2pipe.legend import DEFAULT_LEGEND, NODATA_LABEL, LandCoverClass
 from s2pipe.outputs import atomic_output
 from s2pipe.raster.classmap import read_legend
+from s2pipe.raster.profiles import gdal_reason
 from s2pipe.sentinel2.facts import BANDS
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,17 @@ def _legend_image(classes: Sequence[LandCoverClass], title: str, *, height: int,
     return np.asarray(canvas.buffer_rgba()).copy()
 
 
+@contextmanager
+def _read_errors(image: Path) -> Iterator[None]:
+    from rasterio.errors import RasterioIOError
+
+    try:
+        yield
+    except RasterioIOError as exc:
+        raise RasterError(f"{image} cannot be read ({gdal_reason(exc)}); the file is damaged or "
+                          "incomplete: write it again") from None
+
+
 def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
                      kind: Kind = "auto", max_size: int = 1500,
                      legend: Sequence[LandCoverClass] = DEFAULT_LEGEND,
@@ -108,8 +121,9 @@ def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
     try:
         ds = rasterio.open(image)
     except RasterioIOError as exc:
-        raise RasterError(f"{image} is not a raster GDAL can read ({exc}); give a GeoTIFF") from None
-    with ds:
+        raise RasterError(f"{image} is not a raster GDAL can read ({gdal_reason(exc)}); "
+                          "give a GeoTIFF") from None
+    with ds, _read_errors(image):
         if kind == "auto":
             kind = "classes" if ds.count == 1 else "rgb"
         decimation = max(1, math.ceil(max(ds.width, ds.height) / max_size))

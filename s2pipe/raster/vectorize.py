@@ -35,6 +35,7 @@ from s2pipe.legend import NODATA_LABEL
 from s2pipe.outputs import atomic_output, check_writable
 from s2pipe.raster.classmap import has_legend, read_legend
 from s2pipe.raster.polygons import georeference, sieve
+from s2pipe.raster.profiles import gdal_reason
 from s2pipe.resources import peak_rss_mb
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def read_class_map(path: Path) -> ClassMap:
     try:
         ds = rasterio.open(path)
     except RasterioIOError as exc:
-        raise RasterError(f"{path} is not a raster GDAL can read ({exc})") from None
+        raise RasterError(f"{path} is not a raster GDAL can read ({gdal_reason(exc)})") from None
     with ds:
         if ds.count != 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
             raise RasterError(f"{path} has {ds.count} band(s) of {ds.dtypes[0]}; "
@@ -114,7 +115,11 @@ def read_class_map(path: Path) -> ClassMap:
                               "(gdalwarp -t_srs, nearest) to a UTM zone")
         named = has_legend(ds)
         legend = read_legend(ds) if named else ()
-        data = ds.read(1)
+        try:
+            data = ds.read(1)
+        except RasterioIOError as exc:
+            raise RasterError(f"{path} cannot be read ({gdal_reason(exc)}); the file is damaged "
+                              "or incomplete: write it again") from None
         crs, transform, nodata_value = ds.crs, ds.transform, ds.nodata
     nodata = {NODATA_LABEL} | ({int(nodata_value)} if nodata_value is not None else set())
     if data.dtype.name not in ("uint8", "uint16", "int16", "int32"):  # the types GDAL's sieve takes

@@ -45,7 +45,8 @@ class StackScene(Scene):
         try:
             return self._src.read(window=w)
         except RasterioError as exc:
-            raise MissingBandError(f"{self.path}: cannot be read ({exc})") from None
+            raise MissingBandError(f"{self.path}: cannot be read ({profiles.gdal_reason(exc)}); the "
+                                   "file is damaged or incomplete: write it again") from None
 
     def close(self) -> None:
         self._src.close()
@@ -71,7 +72,7 @@ def open_stack(path: Path) -> StackScene:
     try:
         src = rasterio.open(path)
     except RasterioError as exc:
-        raise SafeFormatError(f"{path}: not readable ({exc}); {SUPPORTED}") from None
+        raise SafeFormatError(f"{path}: not readable ({profiles.gdal_reason(exc)}); {SUPPORTED}") from None
     if src.count != len(BANDS) or tuple(src.descriptions) != BANDS or src.dtypes[0] != "uint16":
         src.close()
         raise SafeFormatError(f"{path}: not a 12-band uint16 stack with band descriptions "
@@ -89,10 +90,11 @@ def write_stack(scene: Scene, path: str | os.PathLike, *, rows: int = 256,
     """Write the scene's harmonised 12-band 10 m stack as a tiled, compressed GeoTIFF.
 
     ``path`` is written as given (callers wrap it in ``atomic_output``); ``open_scene``
-    reads it back as an already harmonised scene.
+    reads it back as an already harmonised scene. A failed write, even one GDAL only
+    reports when it flushes the file at the end, raises ``OSError``.
     """
     g = scene.grid
-    with rasterio.open(path, "w", **profiles.STACK, width=g.width, height=g.height,
+    with profiles.gdal_write_errors(path), rasterio.open(path, "w", **profiles.STACK, width=g.width, height=g.height,
                        count=len(BANDS), crs=g.crs, transform=g.transform) as dst:
         dst.descriptions = BANDS
         dst.update_tags(**{RADIOMETRY_TAG: json.dumps(scene.radiometry),

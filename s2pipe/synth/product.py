@@ -82,8 +82,9 @@ def write_truth(path: Path, land: Landscape, *, origin: tuple[float, float], eps
     import rasterio
     from rasterio.transform import from_origin
 
-    with rasterio.open(path, "w", **profiles.CLASS_RASTER, width=land.size, height=land.size,
-                       count=1, crs=f"EPSG:{epsg}", transform=from_origin(*origin, 10, 10)) as dst:
+    with profiles.gdal_write_errors(path), \
+            rasterio.open(path, "w", **profiles.CLASS_RASTER, width=land.size, height=land.size,
+                          count=1, crs=f"EPSG:{epsg}", transform=from_origin(*origin, 10, 10)) as dst:
         dst.write(np.ascontiguousarray(land.classes), 1)
         apply_legend(dst, DEFAULT_LEGEND)
     write_sidecars(path, DEFAULT_LEGEND)
@@ -122,7 +123,8 @@ def _check_crs(code: int, what: str, *, metres: bool) -> None:
     from rasterio.errors import CRSError
 
     try:
-        crs = CRS.from_epsg(code)
+        with profiles.gdal_env():  # PROJ's complaint goes to the log, not to stderr
+            crs = CRS.from_epsg(code)
     except CRSError:
         raise OptionError(f"{what} {code}: EPSG:{code} is not a known CRS; give a valid EPSG code") from None
     if metres and not (crs.is_projected and crs.linear_units in ("metre", "meter")):

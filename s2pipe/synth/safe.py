@@ -117,10 +117,11 @@ class _Writer:
         path.parent.mkdir(parents=True, exist_ok=True)
         arr = data if data.ndim == 3 else data[None]
         block = min(1024, arr.shape[2])
-        with rasterio.open(path, "w", **profiles.JP2_BAND, width=arr.shape[2], height=arr.shape[1],
-                           count=arr.shape[0], dtype=arr.dtype, crs=self.crs,
-                           transform=from_origin(*self.origin, res, res),
-                           BLOCKXSIZE=block, BLOCKYSIZE=block) as dst:
+        with profiles.gdal_write_errors(path), \
+                rasterio.open(path, "w", **profiles.JP2_BAND, width=arr.shape[2], height=arr.shape[1],
+                              count=arr.shape[0], dtype=arr.dtype, crs=self.crs,
+                              transform=from_origin(*self.origin, res, res),
+                              BLOCKXSIZE=block, BLOCKYSIZE=block) as dst:
             dst.write(arr)
         if self.progress:
             self.progress(1)

@@ -2,8 +2,10 @@
 
 Every file is written atomically; only rank 0 writes. A run folder holds ``best.pt``,
 ``last.pt`` (weights + optimizer/scheduler/early-stopping state for ``--resume``),
-``history.csv``, ``metrics.json``, ``curves.png``, ``samples.png`` and optionally
-``training_summary.txt``.
+``history.csv``, ``metrics.json``, ``curves.png``, ``samples.png``, optionally
+``training_summary.txt``, and ``run.json``: the run's record, written last. A folder
+without ``run.json`` holds an unfinished run (killed, or failed): ``last.pt`` is saved
+after every epoch so that ``--resume`` continues it, and nothing takes it for a model.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAMES = ("best.pt", "last.pt", "history.csv", "metrics.json", "curves.png", "samples.png",
-                "training_summary.txt")
+RECORD_NAME = "run.json"  # written last: the folder holds a finished run when it exists
+OUTPUT_NAMES = (RECORD_NAME, "best.pt", "last.pt", "history.csv", "metrics.json", "curves.png",
+                "samples.png", "training_summary.txt")
 
 
 class TrainOutputs:
@@ -44,6 +48,8 @@ class TrainOutputs:
         self.history, self.metrics = self.dir / "history.csv", self.dir / "metrics.json"
         self.curves, self.samples = self.dir / "curves.png", self.dir / "samples.png"
         self.training_summary = self.dir / "training_summary.txt"
+        self.record = self.dir / RECORD_NAME
+        self.created = False  # whether this run made the folder
 
     def _resuming_here(self, resume: Any) -> bool:
         return resume is not None and Path(resume).resolve().parent == self.dir.resolve()
@@ -52,17 +58,31 @@ class TrainOutputs:
         """Refuse an existing, non-empty run folder unless overwriting or resuming into it."""
         if self.dir.exists() and not self.dir.is_dir():
             raise OutputExistsError(f"{self.dir} exists and is not a folder; choose another -o")
-        if self.dir.is_dir() and any(self.dir.iterdir()) and not overwrite and not self._resuming_here(resume):
-            raise OutputExistsError(f"{self.dir} already exists; pass --overwrite to replace it "
-                                    "or --resume DIR/last.pt to continue it")
+        if not self.dir.is_dir() or not any(self.dir.iterdir()) or overwrite or self._resuming_here(resume):
+            return
+        if not self.record.exists() and self.last.is_file():
+            raise OutputExistsError(f"{self.dir} holds an unfinished run (no {RECORD_NAME}); continue "
+                                    f"it with --resume {self.last}, or pass --overwrite to start again")
+        if not self.record.exists() and any((self.dir / n).exists() for n in OUTPUT_NAMES):
+            raise OutputExistsError(f"{self.dir} holds a run that stopped before its first epoch was "
+                                    "saved (no last.pt to resume from); pass --overwrite to start again")
+        raise OutputExistsError(f"{self.dir} already exists; pass --overwrite to replace it "
+                                "or --resume DIR/last.pt to continue it")
 
     def create(self, *, overwrite: bool, resume: Any) -> None:
         if not self.main:
             return
+        self.record.unlink(missing_ok=True)  # first: from here on the folder is being changed
         if overwrite and not self._resuming_here(resume):
             for name in OUTPUT_NAMES:
                 (self.dir / name).unlink(missing_ok=True)
+        self.created = not self.dir.exists()
         self.dir.mkdir(parents=True, exist_ok=True)
+
+    def discard_if_empty(self) -> None:
+        """After a failure: remove the run folder if this run made it and wrote nothing."""
+        if self.main and self.created and self.dir.is_dir() and not any(self.dir.iterdir()):
+            self.dir.rmdir()
 
     def best_weights(self, resume: Any, device: torch.device) -> dict[str, torch.Tensor]:
         """The best weights of the interrupted run (``best.pt`` next to ``last.pt``)."""
@@ -146,6 +166,12 @@ class TrainOutputs:
             lines += ["", "options: " + json.dumps(meta.train_options), "", str(model)]
             with atomic_output(self.training_summary, overwrite=True) as tmp:
                 tmp.write_text("\n".join(lines) + "\n")
+        record = {"complete": True, "s2pipe_version": meta.s2pipe_version,
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  **{k: metrics[k] for k in ("stop_reason", "best_epoch", "epochs_run", "monitor")},
+                  "files": sorted(n for n, p in self.written().items() if p is not None)}
+        with atomic_output(self.record, overwrite=True) as tmp:  # last: the run is finished
+            tmp.write_text(json.dumps(record, indent=1) + "\n")
 
     def written(self) -> dict[str, Path | None]:
         return {name: (self.dir / name if (self.dir / name).exists() else None) for name in OUTPUT_NAMES}

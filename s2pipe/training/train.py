@@ -3,7 +3,8 @@
 Metrics are computed on labelled pixels only; the train/val/test figures of
 ``metrics.json`` are evaluated with the best weights, each under its own name. Outputs
 (``MODEL_DIR``): ``best.pt``, ``last.pt``, ``history.csv``, ``metrics.json``,
-``curves.png``, ``samples.png`` and, if asked, ``training_summary.txt``.
+``curves.png``, ``samples.png``, if asked ``training_summary.txt``, and last ``run.json``,
+which marks the run finished (see :mod:`s2pipe.training.outputs`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class TrainResult:
     device: str
     tiles: dict[str, int]
     scores: dict[str, dict | None] = field(default_factory=dict)  # split -> OA, kappa, mIoU
+    record: Path | None = None  # run.json, written last: the run finished
 
 
 @dataclass
@@ -223,9 +225,13 @@ class _Trainer:
             log.info("resuming %s after epoch %d (best epoch %d)", resume, state.epoch, state.best_epoch)
         self.outputs.create(overwrite=overwrite, resume=resume)
         barrier(info)
-        stop_reason = self._epochs(data, state)
-        self.model.load_state_dict(self.best_state)  # evaluate with the best weights
-        return self._finish(data, state, stop_reason)
+        try:
+            stop_reason = self._epochs(data, state)
+            self.model.load_state_dict(self.best_state)  # evaluate with the best weights
+            return self._finish(data, state, stop_reason)
+        except Exception:
+            self.outputs.discard_if_empty()
+            raise
 
     def _build(self, data: Data, norm: Any, weights: list[float] | None) -> None:
         o, device = self.o, self.info.device
@@ -305,8 +311,9 @@ class _Trainer:
             state.bad_epochs += 1
         state.epoch = epoch
         state.history.append(self.outputs.history_row(epoch, lr, seconds, tr, va))
-        self.outputs.write_history(state.history)
+        # last.pt before history.csv: a run that stops from here on can be resumed
         self.outputs.save_last(self.model, self.meta, self.optimizer, self.scheduler, asdict(state))
+        self.outputs.write_history(state.history)
         self.say("epoch %d/%d  loss %.4f/%s  OA %.3f/%s  mIoU %.3f/%s  lr %.1e  %.1f s%s", epoch,
                  self.o.epochs, tr.loss, _fmt(va.loss if va else None, 4), tr.scores.overall_accuracy,
                  _fmt(va.scores.overall_accuracy if va else None), tr.scores.miou,
@@ -345,7 +352,7 @@ class _Trainer:
             files["samples.png"], files["training_summary.txt"], state.best_epoch, state.epoch,
             stop_reason, minutes, str(self.info.device), data.counts,
             {s: None if v is None else {k: v[k] for k in ("overall_accuracy", "kappa", "miou")}
-             for s, v in final.items()})
+             for s, v in final.items()}, files["run.json"])
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:

@@ -1,0 +1,42 @@
+# Shared by the workflow scripts (sourced, not run). Uses the caller's $tag and $over
+# (--overwrite when FORCE=1) and the knobs CLASS_FIELD, CLASS_MAP, LAYER.
+
+# label_options: the label options of prepare/evaluate from the knobs, into $label_opts.
+label_options() {
+  label_opts=()
+  [[ -n "${CLASS_FIELD:-}" ]] && label_opts+=(--class-field "$CLASS_FIELD")
+  [[ -n "${CLASS_MAP:-}" ]] && label_opts+=(--class-map "$CLASS_MAP")
+  [[ -n "${LAYER:-}" ]] && label_opts+=(--layer "$LAYER")
+  return 0
+}
+
+# step NAME OUTPUT COMMAND...: run COMMAND unless OUTPUT exists (and FORCE is not 1).
+# Outputs are written atomically, so an output that exists is complete.
+step() {
+  local name="$1" output="$2"
+  shift 2
+  if [[ -e "$output" && "${FORCE:-0}" != 1 ]]; then
+    echo "$tag: $name: $output exists, skipped (FORCE=1 redoes it)" >&2
+  else
+    echo "$tag: $name -> $output" >&2
+    "$@" "${over[@]}" >&2
+  fi
+}
+
+# train_step MODEL_DIR COMMAND...: a training run (COMMAND without --resume/--overwrite).
+# The run folder is written file by file; run.json, written last, says it is finished. An
+# unfinished run (killed, or a full disk) is resumed from its last.pt, or started again
+# when it stopped before its first epoch was saved.
+train_step() {
+  local model="$1"
+  shift
+  if [[ -e "$model/last.pt" && ! -e "$model/run.json" && "${FORCE:-0}" != 1 ]]; then
+    echo "$tag: train: resuming the unfinished run in $model" >&2
+    "$@" --resume "$model/last.pt" >&2
+  elif [[ -d "$model" && ! -e "$model/run.json" && "${FORCE:-0}" != 1 ]]; then
+    echo "$tag: train -> $model (the unfinished run there had nothing to resume)" >&2
+    "$@" --overwrite >&2
+  else
+    step train "$model/run.json" "$@"
+  fi
+}
