@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -34,6 +37,43 @@ from s2pipe.resources import peak_rss_mb
 log = logging.getLogger(__name__)
 
 DEFAULT_FEATHER = 100  # px of the input maps: 1 km at 10 m
+THREADS = 2  # blocks computed at once (numpy and GDAL release the GIL); each holds ~300 MB
+
+
+class _Datasets:
+    """The input maps opened once per thread (a rasterio dataset is not shared by threads)."""
+
+    def __init__(self, inputs: Sequence[MapInput]) -> None:
+        self.inputs, self.local, self.lock = inputs, threading.local(), threading.Lock()
+        self.all: list[Any] = []
+
+    def mine(self) -> list[Any]:
+        import rasterio
+
+        if not hasattr(self.local, "datasets"):
+            self.local.datasets = [rasterio.open(m.path) for m in self.inputs]
+            with self.lock:
+                self.all += self.local.datasets
+        return self.local.datasets
+
+    def __enter__(self) -> "_Datasets":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for ds in self.all:
+            ds.close()
+
+
+def _in_order(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Sequence[Any],
+              ahead: int) -> Iterator[Any]:
+    """``fn`` of each item, computed by ``pool`` at most ``ahead`` items ahead, in order."""
+    pending: deque[Future] = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 @dataclass
@@ -103,12 +143,10 @@ def mosaic_maps(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, cr
     counts = np.zeros(256, dtype=np.int64)
     tags = _tags(inputs, rule, feather)
     with ExitStack() as stack:
-        import rasterio
-
         from s2pipe.raster.cog import MapWriter
 
         stack.enter_context(gdal_env())
-        datasets = [stack.enter_context(rasterio.open(m.path)) for m in inputs]
+        opened = stack.enter_context(_Datasets(inputs))
         map_tmp = stack.enter_context(atomic_class_map(out, overwrite=overwrite))
         writer = stack.enter_context(MapWriter(map_tmp, grid, legend=inputs[0].legend, tags=tags))
         src_writer = None
@@ -118,9 +156,13 @@ def mosaic_maps(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, cr
                 src_tmp, grid, count=2, nodata=None, overview_resampling="nearest", tags=tags,
                 band_descriptions=["scene weighing most (index in S2PIPE_SCENES, 0 = none)",
                                    "scenes with a valid pixel"]))
-        for window in work:
-            block = mosaic_block(inputs, datasets, grid, window, feather,
-                                 _clip_mask(clip_polys, grid, window))
+        def compute(window: Any) -> Any:
+            return mosaic_block(inputs, opened.mine(), grid, window, feather,
+                                _clip_mask(clip_polys, grid, window))
+
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=THREADS))
+        for block in _in_order(pool, compute, work, ahead=2 * THREADS):
+            window = block.window
             counts += np.bincount(block.classes.ravel(), minlength=256)
             writer.write_rows(block.classes, int(window.col_off))
             if src_writer is not None:
