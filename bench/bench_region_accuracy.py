@@ -33,6 +33,33 @@ def scores(report: dict) -> dict:
     return {"overall_accuracy": report["overall_accuracy"], "miou": report["miou"], "pixels": report["pixels"]}
 
 
+def under_clouds(root: Path, safes: list[str], truth: str) -> dict:
+    """Overall accuracy of each map on the pixels a date's SCL flags as cloud or shadow."""
+    import numpy as np
+    import rasterio
+
+    from s2pipe.sentinel2 import open_scene
+    from s2pipe.sentinel2.facts import CLOUD_SCL
+
+    with rasterio.open(truth) as src:
+        ref = src.read(1)
+    cloudy = np.zeros(ref.shape, bool)
+    for safe in safes:
+        with open_scene(safe, mask_scl=()) as scene:
+            scl = scene.read_scl()
+        assert scl is not None
+        cloudy |= np.isin(scl, CLOUD_SCL)
+    where = cloudy & (ref > 0)
+    out: dict = {"pixels": int(where.sum())}
+    for name in ("d1", "d2", "d1_masked", "d2_masked", "mosaic"):
+        with rasterio.open(root / f"{name}.tif") as src:
+            m = src.read(1)
+        mapped = where & (m > 0)
+        out[name] = {"mapped_fraction": float(mapped.sum() / max(1, where.sum())),
+                     "overall_accuracy_of_all": float((m[where] == ref[where]).mean()) if where.any() else None}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1024)
@@ -65,6 +92,7 @@ def main() -> None:
         mosaic = s2pipe("mosaic", root / "p_d1.tif", root / "p_d2.tif", "-o", root / "mosaic.tif")
         out["mosaic"] = scores(s2pipe("evaluate", root / "mosaic.tif", "--labels", truth, "-o", root / "r_m"))
         out["mosaic_nodata_pixels"] = mosaic["nodata_pixels"]
+        out["under_clouds"] = under_clouds(root, safes, truth)
         out["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(out))
 
