@@ -24,6 +24,7 @@ from s2pipe.evaluation.reference import RASTER_SUFFIXES, read_map, read_referenc
 from s2pipe.evaluation.report import markdown, plot_confusion, write_csv
 from s2pipe.legend import NODATA_LABEL
 from s2pipe.outputs import atomic_output, check_writable
+from s2pipe.raster.profiles import with_gdal_env
 
 STRIP_ROWS = 1024  # confusion matrices are counted in strips: int64, 8 bytes per pixel
 
@@ -47,6 +48,7 @@ class Evaluation:
     labels_report: dict[str, Any] | None  # what read_labels did with vector labels
 
 
+@with_gdal_env
 def evaluate_map(prediction: str | os.PathLike, reference: str | os.PathLike,
                  report_dir: str | os.PathLike, *, layer: str | None = None,
                  class_field: str | None = None, class_map: str | os.PathLike | None = None,

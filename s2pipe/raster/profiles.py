@@ -8,13 +8,14 @@ kind of raster is a change here and nowhere else.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import re
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, ParamSpec, TypeVar
 
 from rasterio.env import Env
 
@@ -55,6 +56,21 @@ def tile_blocks(size: int) -> dict[str, Any]:
 #: (slow for SAFE folders and remote files). A variable set in the environment wins.
 GDAL_DEFAULTS: dict[str, Any] = {"GDAL_CACHEMAX": 256, "GDAL_NUM_THREADS": "ALL_CPUS",
                                  "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def with_gdal_env(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run a library entry point inside :func:`gdal_env` (s2pipe's GDAL settings)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with gdal_env():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def gdal_env(**overrides: Any) -> Env:

@@ -24,7 +24,7 @@ from s2pipe.errors import InputNotFoundError, OptionError, RasterError
 from s2pipe.legend import DEFAULT_LEGEND, NODATA_LABEL, LandCoverClass
 from s2pipe.outputs import atomic_output
 from s2pipe.raster.classmap import read_legend
-from s2pipe.raster.profiles import gdal_reason
+from s2pipe.raster.profiles import gdal_reason, with_gdal_env
 from s2pipe.sentinel2.facts import BANDS
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ def _read_errors(image: Path) -> Iterator[None]:
                           "incomplete: write it again") from None
 
 
+@with_gdal_env
 def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
                      kind: Kind = "auto", max_size: int = 1500,
                      legend: Sequence[LandCoverClass] = DEFAULT_LEGEND,

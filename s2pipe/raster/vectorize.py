@@ -35,7 +35,7 @@ from s2pipe.legend import NODATA_LABEL
 from s2pipe.outputs import atomic_output, check_writable
 from s2pipe.raster.classmap import has_legend, read_legend
 from s2pipe.raster.polygons import georeference, sieve
-from s2pipe.raster.profiles import gdal_reason
+from s2pipe.raster.profiles import gdal_reason, with_gdal_env
 from s2pipe.resources import peak_rss_mb
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ def _write(path: Path, gdf, driver: str, *, by_class: bool, layer: str) -> list[
     return layers
 
 
+@with_gdal_env
 def vectorize_map(map_path: str | os.PathLike, out_path: str | os.PathLike, *,
                   min_area_ha: float = DEFAULT_MIN_AREA_HA, simplify_m: float = 0.0,
                   by_class: bool = False, overwrite: bool = False,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from s2pipe.errors import InputNotFoundError, OptionError
+from s2pipe.raster.profiles import with_gdal_env
 from s2pipe.sentinel2.facts import DEFAULT_SCL_MASK, RESAMPLING_NAMES, ResamplingName
 from s2pipe.sentinel2.metadata import ProductInfo, read_product_metadata
 from s2pipe.sentinel2.safe import open_safe
@@ -43,6 +44,7 @@ def open_scene(path: str | os.PathLike, *, resampling: ResamplingName = "bilinea
     return open_safe(read_product_metadata(p), resampling=resampling, mask_scl=mask_scl)
 
 
+@with_gdal_env
 def product_info(path: str | os.PathLike) -> ProductInfo:
     """What s2pipe reads from a product (metadata only) or from a ``prepare --stack`` file."""
     p = Path(path)

@@ -167,6 +167,7 @@ def _world_grid(world: tuple[float, float, float, float] | None, world_epsg: int
     return grid
 
 
+@profiles.with_gdal_env
 def synth_product(out_dir: str | Path, *, size: int = 2560, seed: int = 0, baseline: str = "02.08",
                   date: dt.date | str = DEFAULT_DATE, origin: tuple[float, float] = DEFAULT_ORIGIN,
                   epsg: int = DEFAULT_EPSG, world: tuple[float, float, float, float] | None = None,
