@@ -114,14 +114,33 @@ device_option = click.option(
     help="Torch device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 
 
+from s2pipe.class_presets import PRESETS as CLASS_PRESETS  # noqa: E402  (stdlib only; names live once)
+
+
+class ClassMapType(click.ParamType):
+    """``--class-map``: a preset name or an existing CSV/JSON file (else a usage error)."""
+
+    name = "PRESET|FILE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, Path) or str(value).strip().lower() not in CLASS_PRESETS:
+            path = Path(value)
+            if path.is_file():
+                return path
+            self.fail(f"{str(value)!r} is neither a preset ({', '.join(CLASS_PRESETS)}) nor an "
+                      "existing CSV/JSON file", param, ctx)
+        return str(value).strip().lower()
+
+
 def label_options(f: Callable) -> Callable:
     """How label vectors are read and rasterised: the same options for prepare and evaluate."""
     for opt in reversed([
         click.option("--layer", help="Layer of a multi-layer label file."),
         click.option("--class-field", help="Vector attribute holding the class (default: class, class_id or code)."),
-        click.option("--class-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="CSV or JSON mapping source values or names to classes 1..8 "
-                          "(unmapped features are dropped; also recodes a raster reference)."),
+        click.option("--class-map", type=ClassMapType(),
+                     help=f"A preset ({', '.join(CLASS_PRESETS)}: CORINE level-3 or Urban Atlas codes) "
+                          "or a CSV/JSON file mapping source values or names to classes 1..8, 0 to drop "
+                          "(unmapped features are dropped and counted; also recodes a raster reference)."),
         click.option("--all-touched", is_flag=True,
                      help="Label every pixel a polygon touches (default: pixel centres)."),
     ]):
@@ -173,7 +192,7 @@ def main() -> None:
 @overwrite_option
 @json_option
 def evaluate(prediction: Path, reference: Path, report_dir: Path, layer: str | None,
-             class_field: str | None, class_map: Path | None, all_touched: bool,
+             class_field: str | None, class_map: Path | str | None, all_touched: bool,
              split_from: Path | None, area_adjusted: bool, overwrite: bool, as_json: bool) -> None:
     """Accuracy of a land-cover map against reference labels.
 
@@ -442,6 +461,10 @@ def info(product: Path, as_json: bool) -> None:
     report(result, as_json, _info_text(result))
 
 
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} x{v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def _parse_split(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(v) for v in value.split(","))
@@ -502,7 +525,7 @@ def _parse_mask(ctx: click.Context, param: click.Parameter, value: str | None) -
 @overwrite_option
 @json_option
 def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path, out_dir: Path,
-            layer: str | None, class_field: str | None, class_map: Path | None, all_touched: bool,
+            layer: str | None, class_field: str | None, class_map: Path | str | None, all_touched: bool,
             resampling: str, mask_scl: tuple[int, ...], tile_size: int, stride: int | None,
             min_labelled: float, max_nodata: float, split: tuple[float, float, float],
             block_size: int | None, seed: int, stack: Path | None, overwrite: bool, as_json: bool) -> None:
@@ -518,7 +541,7 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
 
     \b
     s2pipe prepare S2B_MSIL2A_...SAFE --labels landcover.gpkg -o tiles/
-    s2pipe prepare --products region.txt --labels ua.gpkg -o tiles/
+    s2pipe prepare --products region.txt --labels ua.gpkg --class-map urban-atlas -o tiles/
     """
     from s2pipe.sentinel2.reader import read_product_list
     from s2pipe.tiles.prepare import TileRule, prepare_tiles
@@ -543,6 +566,10 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
     lines.append(f"labels: {lab.used} of {lab.features} features used ({lab.repaired} repaired, "
                  f"{lab.outside_scene} outside the scene, {lab.dropped_unmapped} unmapped, "
                  f"{lab.dropped_empty_or_not_polygon} empty or not polygons)")
+    if lab.unmapped_counts:
+        lines.append("  values not in the class map (features): " + _counted(lab.unmapped_counts))
+    if lab.dropped_by_class_map:
+        lines.append("  values the class map drops (features): " + _counted(lab.dropped_by_class_map))
     absent = {s: [k for k, v in c.items() if not v]
               for s, c in result.counts["class_pixels_by_split"].items() if result.splits.get(s)}
     lines += [f"the {s} split has no pixel of class(es) {', '.join(a)}" for s, a in absent.items() if a]
