@@ -321,7 +321,7 @@ from s2pipe.prediction.options import TTA_CHOICES  # noqa: E402  (plain data; va
 def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int, batch_size: int,
             device: str, tta: str, mask_clouds: bool, probabilities: Path | None,
             probabilities_all: bool, overwrite: bool, as_json: bool) -> None:
-    """Seamless land-cover map of whole scenes (SAFE folder, zipped SAFE or 12-band stack).
+    """Seamless land-cover map of whole scenes (SAFE folder, zipped SAFE, STAC Item or 12-band stack).
 
     Writes a Cloud-Optimized GeoTIFF on the scene's 10 m grid: 0 = no data, 1..8 the
     classes, with the legend's colour table and class names.
@@ -432,6 +432,8 @@ def _info_text(info: Any) -> str:
              f"10 m grid:      {info.width} x {info.height} px, transform {info.transform}",
              f"Quantification: {info.quantification:g}  (s2pipe output: DN = 10000 * reflectance)",
              "Offsets added:  " + " ".join(f"{b}={v:+d}" for b, v in info.offsets.items())]
+    if info.radiometry_metadata.get("source"):
+        lines.append(f"Offset source:  {info.radiometry_metadata['source']}")
     for band, path in info.band_files.items():
         state = "MISSING" if band in info.missing_bands else "ok"
         lines.append(f"  {band:4s} {state:8s} {path}")
@@ -446,7 +448,7 @@ def _info_text(info: Any) -> str:
 @click.argument("product", type=click.Path(exists=True, path_type=Path))
 @json_option
 def info(product: Path, as_json: bool) -> None:
-    """What s2pipe reads from a Sentinel-2 L2A product (or a prepare --stack GeoTIFF).
+    """What s2pipe reads from a Sentinel-2 L2A product, a STAC Item of one, or a prepare --stack GeoTIFF.
 
     Level, baseline, tile, sensing time, EPSG, the 10 m grid, quantification value, the
     offset s2pipe adds to each band, and whether each of the 12 band files and the SCL
@@ -454,6 +456,7 @@ def info(product: Path, as_json: bool) -> None:
 
     \b
     s2pipe info S2B_MSIL2A_20180607T095029_N0208_R079_T33UYS_20180607T130225.SAFE
+    s2pipe info S2B_33UYS_20180607_0_L2A.json
     """
     from s2pipe.sentinel2.reader import product_info
 
@@ -531,7 +534,8 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
             block_size: int | None, seed: int, stack: Path | None, overwrite: bool, as_json: bool) -> None:
     """Cut Sentinel-2 L2A products and label polygons into labelled training tiles.
 
-    PRODUCTS are .SAFE folders, zipped SAFEs (read in place) or MTD_MSIL2A.xml files, of
+    PRODUCTS are .SAFE folders, zipped SAFEs (read in place), MTD_MSIL2A.xml files or STAC
+    Items (.json) of Earth Search, the Planetary Computer or the Copernicus Data Space, of
     any tiles, UTM zones, dates and baselines. The 12 bands (B01..B12 without B10) are
     resampled to 10 m in each product's own CRS and harmonised to DN = 10000 * reflectance
     whatever the processing baseline; SCL-masked pixels are no data (0) and unlabelled.
@@ -632,8 +636,10 @@ def _parse_baseline(ctx: click.Context, param: click.Parameter, value: str) -> s
     return value
 
 
+from s2pipe.sentinel2.stac import NAMINGS as STAC_NAMINGS  # noqa: E402
 from s2pipe.synth.grid import DEFAULT_EPSG, DEFAULT_ORIGIN  # noqa: E402  (numpy only; defaults live once)
 from s2pipe.synth.metadata import DEFAULT_DATE  # noqa: E402
+from s2pipe.synth.product import FORMATS as SYNTH_FORMATS  # noqa: E402
 
 
 @cli.command()
@@ -661,11 +667,17 @@ from s2pipe.synth.metadata import DEFAULT_DATE  # noqa: E402
                    "the world at its pixel centres.")
 @click.option("--label-epsg", type=click.IntRange(1024), default=2180, show_default=True,
               help="EPSG code of the label GeoPackage.")
+@click.option("--format", "product_format", type=click.Choice(SYNTH_FORMATS), default="safe", show_default=True,
+              help="safe: a .SAFE folder of JPEG2000 bands; stac: a folder of COGs (one per band, native "
+                   "resolution) and their STAC Item, as cloud catalogues serve them.")
+@click.option("--stac-naming", type=click.Choice(STAC_NAMINGS), default="earth-search", show_default=True,
+              help="With --format stac: asset keys and properties of Earth Search (blue, nir08, scl...) "
+                   "or of the Planetary Computer (B02, B8A, SCL...).")
 @overwrite_option
 @json_option
 def synth(out_dir: Path, size: int, seed: int, baseline: str, day: datetime.datetime, origin: tuple[float, float],
           epsg: int, world: tuple[float, float, float, float] | None, world_epsg: int | None, label_epsg: int,
-          overwrite: bool, as_json: bool) -> None:
+          product_format: str, stac_naming: str, overwrite: bool, as_json: bool) -> None:
     """A synthetic Sentinel-2 L2A product with land-cover labels, for demos and tests.
 
     Writes into OUT_DIR a .SAFE folder laid out like a real one (JPEG2000 bands at
@@ -679,11 +691,13 @@ def synth(out_dir: Path, size: int, seed: int, baseline: str, day: datetime.date
     \b
     s2pipe synth demo/ --size 2560 --seed 0 --baseline 05.09
     s2pipe synth region/a-0617 --size 384 --date 2018-06-17 --world 699000 5694000 707000 5701000
+    s2pipe synth cloud/ --format stac --stac-naming planetary-computer --baseline 05.09
     """
     from s2pipe.synth.product import synth_product
 
     result = synth_product(out_dir, size=size, seed=seed, baseline=baseline, date=day.date(), origin=origin,
                            epsg=epsg, world=world, world_epsg=world_epsg, label_epsg=label_epsg,
+                           format=product_format, stac_naming=stac_naming,  # type: ignore[arg-type]
                            overwrite=overwrite, progress=progress(None, "synth", unit="file"))
     report(result, as_json, f"{result.safe_path}\n{result.labels_path} ({result.polygons} polygons)\n"
                             f"{result.truth_path}")

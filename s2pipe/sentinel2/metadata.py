@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from s2pipe.errors import InputNotFoundError, SafeFormatError
 from s2pipe.sentinel2.facts import BAND_IDS, BAND_RESOLUTION, BANDS, DEFAULT_OFFSET_N0400, QUANTIFICATION, has_offset
@@ -49,6 +50,8 @@ class ProductInfo:
     missing_bands: list[str]
     scl_file: str | None
     geopositions: dict[str, dict[str, float]] = field(default_factory=dict)
+    # what the metadata says about the offset and where the offsets above come from
+    radiometry_metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def _local(tag: str) -> str:

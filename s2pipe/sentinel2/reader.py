@@ -1,7 +1,8 @@
 """One entry point for every scene s2pipe reads: ``open_scene`` and ``product_info``.
 
 ``open_scene`` takes a ``.SAFE`` folder, a zipped SAFE (read in place via /vsizip/), an
-``MTD_MSIL2A.xml`` path, or a 12-band stack written by ``prepare --stack``, and returns
+``MTD_MSIL2A.xml`` path, a STAC Item (``.json`` file or URL) of a scene's COGs, or a
+12-band stack written by ``prepare --stack``, and returns
 a :class:`s2pipe.sentinel2.scene.Scene`: the 10 m grid and harmonised uint16 windows of
 the 12 bands (DN = 10000 * reflectance whatever the baseline, 0 = no data).
 """
@@ -17,6 +18,7 @@ from s2pipe.sentinel2.facts import DEFAULT_SCL_MASK, RESAMPLING_NAMES, Resamplin
 from s2pipe.sentinel2.metadata import ProductInfo, read_product_metadata
 from s2pipe.sentinel2.safe import open_safe
 from s2pipe.sentinel2.scene import Scene
+from s2pipe.sentinel2.stac import is_stac_item, open_stac, read_stac_item
 from s2pipe.sentinel2.stack import open_stack
 
 STACK_SUFFIXES = (".tif", ".tiff")
@@ -34,17 +36,21 @@ def open_scene(path: str | os.PathLike, *, resampling: ResamplingName = "bilinea
     L1C, not Sentinel-2), :class:`MissingBandError` (a band file missing, not matching
     the grid, or - when read - truncated or corrupt) or :class:`OptionError`.
     """
-    p = Path(path)
-    if _is_stack(p):
-        return open_stack(p)
     if resampling not in RESAMPLING_NAMES:
         raise OptionError(f"resampling {resampling!r} is unknown; use one of "
                           f"{', '.join(RESAMPLING_NAMES)}")
+    if is_stac_item(path):
+        return open_stac(read_stac_item(path), resampling=resampling, mask_scl=mask_scl)
+    p = Path(path)
+    if _is_stack(p):
+        return open_stack(p)
     return open_safe(read_product_metadata(p), resampling=resampling, mask_scl=mask_scl)
 
 
 def product_info(path: str | os.PathLike) -> ProductInfo:
-    """What s2pipe reads from a product (metadata only) or from a ``prepare --stack`` file."""
+    """What s2pipe reads from a product (metadata only), a STAC Item or a ``prepare --stack`` file."""
+    if is_stac_item(path):
+        return read_stac_item(path)
     p = Path(path)
     if _is_stack(p):
         with open_stack(p) as scene:

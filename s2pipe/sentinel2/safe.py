@@ -153,7 +153,8 @@ def _open_band(path: str, band: str, grid: Grid) -> Any:
     return src
 
 
-def open_safe(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int]) -> SafeScene:
+def open_safe(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int],
+              scene_class: type[SafeScene] = SafeScene) -> SafeScene:
     """Open the band files ``info`` lists (raises :class:`MissingBandError`)."""
     if info.missing_bands:
         missing = ", ".join(f"{b} ({info.band_files[b] or 'not listed in the metadata'})"
@@ -174,5 +175,5 @@ def open_safe(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int]) ->
         for s in sources:
             s.close()
         raise
-    return SafeScene(info, grid, sources, scl, mask_scl=mask_scl if scl is not None else (),
-                     resampling=resampling)
+    return scene_class(info, grid, sources, scl, mask_scl=mask_scl if scl is not None else (),
+                       resampling=resampling)
