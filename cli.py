@@ -109,6 +109,10 @@ json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object describing the outputs on stdout.")
 seed_option = click.option(
     "--seed", type=int, default=0, show_default=True, help="Random seed, for reproducible runs.")
+trust_pixels_option = click.option(
+    "--trust-pixels", is_flag=True,
+    help="Where a product's dark pixels contradict the offset its metadata states (offset said to be in "
+         "the DNs, darkest 1% of B12/B8A below 900), read the DNs as 10000 * reflectance instead of failing.")
 device_option = click.option(
     "--device", default="auto", show_default=True,
     help="Torch device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
@@ -130,6 +134,27 @@ class ClassMapType(click.ParamType):
             self.fail(f"{str(value)!r} is neither a preset ({', '.join(CLASS_PRESETS)}) nor an "
                       "existing CSV/JSON file", param, ctx)
         return str(value).strip().lower()
+
+
+class ProductType(click.ParamType):
+    """A product argument: an existing local path, or a URL (s3://, gs://, az://, http(s)://)
+    kept as a string (checked when read)."""
+
+    name = "PRODUCT"
+
+    def __init__(self, *, must_exist: bool = True) -> None:
+        self.must_exist = must_exist
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from s2pipe.remote import is_url
+
+        if is_url(value):
+            return str(value)
+        path = Path(value)
+        if self.must_exist and not path.exists():
+            self.fail(f"{str(value)!r} does not exist (nor is it an s3://, gs://, az:// or https:// URL)",
+                      param, ctx)
+        return path
 
 
 def label_options(f: Callable) -> Callable:
@@ -297,12 +322,13 @@ from s2pipe.prediction.options import TTA_CHOICES  # noqa: E402  (plain data; va
 
 
 @cli.command()
-@click.argument("scenes", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("scenes", nargs=-1, required=True, type=ProductType())
 @click.option("--model", "model_path", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Checkpoint written by 's2pipe train' (best.pt).")
-@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
-              help="Map GeoTIFF to write; with several scenes a folder for <product name>.tif.")
+@click.option("-o", "--output", "out", required=True, type=ProductType(must_exist=False),
+              help="Map GeoTIFF to write; with several scenes a folder for <product name>.tif. "
+                   "May be an s3://... URL (written locally, uploaded when complete).")
 @click.option("--overlap", type=click.IntRange(0), default=64, show_default=True,
               help="Pixels shared by neighbouring windows, blended smoothly (at most half a tile).")
 @click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True,
@@ -312,15 +338,16 @@ from s2pipe.prediction.options import TTA_CHOICES  # noqa: E402  (plain data; va
               help="Test-time augmentation: average over flips, or all 8 flips/rotations (d4).")
 @click.option("--mask-clouds", is_flag=True,
               help="Map pixels the SCL flags as cloud, cirrus, cloud shadow or defective as no data (0).")
-@click.option("--probabilities", type=click.Path(path_type=Path),
+@click.option("--probabilities", type=ProductType(must_exist=False),
               help="Also write the winning class's probability (uint8, 0-255) here.")
 @click.option("--probabilities-all", is_flag=True,
               help="With --probabilities: one band per class instead of the winning one.")
+@trust_pixels_option
 @overwrite_option
 @json_option
 def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int, batch_size: int,
             device: str, tta: str, mask_clouds: bool, probabilities: Path | None,
-            probabilities_all: bool, overwrite: bool, as_json: bool) -> None:
+            probabilities_all: bool, trust_pixels: bool, overwrite: bool, as_json: bool) -> None:
     """Seamless land-cover map of whole scenes (SAFE folder, zipped SAFE, STAC Item or 12-band stack).
 
     Writes a Cloud-Optimized GeoTIFF on the scene's 10 m grid: 0 = no data, 1..8 the
@@ -337,7 +364,7 @@ def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int,
     run = predict_scenes(scenes, model_path, out, overlap=overlap, batch_size=batch_size,
                          device=device, tta=tta, mask_clouds=mask_clouds,
                          probabilities=probabilities, probabilities_all=probabilities_all,
-                         overwrite=overwrite, progress=tick, on_total=on_total)
+                         trust_pixels=trust_pixels, overwrite=overwrite, progress=tick, on_total=on_total)
     report(run, as_json, "\n".join(r.summary() for r in run.results))
 
 
@@ -445,7 +472,7 @@ def _info_text(info: Any) -> str:
 
 
 @cli.command()
-@click.argument("product", type=click.Path(exists=True, path_type=Path))
+@click.argument("product", type=ProductType())
 @json_option
 def info(product: Path, as_json: bool) -> None:
     """What s2pipe reads from a Sentinel-2 L2A product, a STAC Item of one, or a prepare --stack GeoTIFF.
@@ -498,7 +525,7 @@ def _parse_mask(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 @cli.command()
-@click.argument("products", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.argument("products", nargs=-1, type=ProductType())
 @click.option("--products", "product_list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A text file of products, one path per line (relative to the file; # comments).")
 @click.option("--labels", required=True, type=click.Path(exists=True, path_type=Path),
@@ -525,13 +552,15 @@ def _parse_mask(ctx: click.Context, param: click.Parameter, value: str | None) -
 @seed_option
 @click.option("--stack", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the full 10 m 12-band stack here (a GeoTIFF predict can read).")
+@trust_pixels_option
 @overwrite_option
 @json_option
 def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path, out_dir: Path,
             layer: str | None, class_field: str | None, class_map: Path | str | None, all_touched: bool,
             resampling: str, mask_scl: tuple[int, ...], tile_size: int, stride: int | None,
             min_labelled: float, max_nodata: float, split: tuple[float, float, float],
-            block_size: int | None, seed: int, stack: Path | None, overwrite: bool, as_json: bool) -> None:
+            block_size: int | None, seed: int, stack: Path | None, trust_pixels: bool, overwrite: bool,
+            as_json: bool) -> None:
     """Cut Sentinel-2 L2A products and label polygons into labelled training tiles.
 
     PRODUCTS are .SAFE folders, zipped SAFEs (read in place), MTD_MSIL2A.xml files or STAC
@@ -557,7 +586,7 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
                     split=split, block_size=block_size, seed=seed, all_touched=all_touched)
     result = prepare_tiles(paths, labels, out_dir, layer=layer, class_field=class_field,
                            class_map=class_map, resampling=resampling, mask_scl=mask_scl, rule=rule,
-                           stack=stack, overwrite=overwrite,
+                           stack=stack, trust_pixels=trust_pixels, overwrite=overwrite,
                            progress=progress(None, "prepare", unit="tile row"))
     splits = ", ".join(f"{v} {k}" for k, v in result.splits.items())
     lab = result.labels
@@ -583,8 +612,8 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
 @cli.command()
 @click.argument("maps", metavar="MAP...", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Mosaic GeoTIFF (COG) to write.")
+@click.option("-o", "--output", "out", required=True, type=ProductType(must_exist=False),
+              help="Mosaic GeoTIFF (COG) to write; may be an s3://... URL (uploaded when complete).")
 @click.option("--crs", help="Output CRS, e.g. EPSG:32633 [default: the first map's].")
 @click.option("--resolution", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
               help="Pixel size in metres.")
@@ -594,7 +623,7 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
               help="Polygons (any OGR format, any CRS): their box, no data outside them.")
 @click.option("--feather", type=click.IntRange(0), default=100, show_default=True,
               help="Pixels over which a map's weight rises from its edge and no data (clouds) to 1.")
-@click.option("--sources", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--sources", type=ProductType(must_exist=False),
               help="Also write which scene weighed most at each pixel, and how many were valid.")
 @overwrite_option
 @json_option

@@ -125,7 +125,53 @@ class _Container:
         return sorted(os.listdir(p)) if p.is_dir() else []
 
 
+class _RemoteZip(_Container):
+    """A zipped SAFE at a URL, read in place through ``/vsizip/`` over GDAL's network file
+    systems (only the members asked for are fetched)."""
+
+    def __init__(self, url: str) -> None:
+        from s2pipe.remote import gdal_path
+        from s2pipe.vsi import list_files
+
+        self.path = Path(url.rsplit("/", 1)[-1])
+        self.url = url
+        self.vsi = f"/vsizip/{gdal_path(url)}"
+        self.zip = None
+        self.names = {n.rstrip("/") for n in list_files(self.vsi)}
+        mtds = sorted(n for n in self.names if PurePosixPath(n).name.startswith("MTD_MSIL")
+                      and len(PurePosixPath(n).parts) <= 2)
+        if not mtds:
+            raise SafeFormatError(f"{url}: no MTD_MSIL2A.xml in the zip; {SUPPORTED}")
+        self.root = str(PurePosixPath(mtds[0]).parent)
+        self.mtd_name = PurePosixPath(mtds[0]).name
+
+    def exists(self, rel: str) -> bool:
+        return self.member(rel) in self.names
+
+    def read(self, rel: str) -> bytes:
+        from s2pipe.vsi import read_file
+
+        return read_file(f"{self.vsi}/{self.member(rel)}")
+
+    def gdal_path(self, rel: str) -> str:
+        return f"{self.vsi}/{self.member(rel)}"
+
+    def display(self, rel: str) -> str:
+        return f"{self.url}/{self.member(rel)}"
+
+    def listdir(self, rel: str) -> list[str]:
+        prefix = self.member(rel).rstrip("/") + "/"
+        return sorted({n[len(prefix):].split("/")[0] for n in self.names if n.startswith(prefix)})
+
+
 def _container(path: str | os.PathLike) -> _Container:
+    from s2pipe.remote import is_url
+
+    if is_url(path):
+        if not str(path).lower().endswith(".zip"):
+            raise SafeFormatError(f"{path}: a product at a URL must be a zipped SAFE (.zip), a STAC Item "
+                                  "(.json) or a stack (.tif)")
+        return _RemoteZip(str(path))
     p = Path(path)
     if not p.exists():
         raise InputNotFoundError(f"{p} does not exist; give a Sentinel-2 L2A .SAFE folder, .zip "

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 from s2pipe.errors import InputNotFoundError, OptionError
+from s2pipe.remote import is_url
 from s2pipe.sentinel2.facts import DEFAULT_SCL_MASK, RESAMPLING_NAMES, ResamplingName
 from s2pipe.sentinel2.metadata import ProductInfo, read_product_metadata
 from s2pipe.sentinel2.safe import open_safe
@@ -24,38 +25,48 @@ from s2pipe.sentinel2.stack import open_stack
 STACK_SUFFIXES = (".tif", ".tiff")
 
 
-def _is_stack(path: Path) -> bool:
-    return path.suffix.lower() in STACK_SUFFIXES and path.is_file()
+def _is_stack(path: str | os.PathLike) -> bool:
+    if is_url(path):
+        return str(path).lower().endswith(STACK_SUFFIXES)
+    return Path(path).suffix.lower() in STACK_SUFFIXES and Path(path).is_file()
+
+
+def as_product(path: str | os.PathLike) -> Path:
+    """``path`` as the commands keep it: a Path, or a URL left as it is (a Path would
+    fold its ``//``); both are accepted wherever a product is."""
+    return cast(Path, str(path)) if is_url(path) else Path(path)
 
 
 def open_scene(path: str | os.PathLike, *, resampling: ResamplingName = "bilinear",
-               mask_scl: Sequence[int] = DEFAULT_SCL_MASK) -> Scene:
+               mask_scl: Sequence[int] = DEFAULT_SCL_MASK, trust_pixels: bool = False) -> Scene:
     """Open a product or stack for windowed, harmonised reading of the 12 bands.
 
     Raises :class:`InputNotFoundError`, :class:`SafeFormatError` (unreadable metadata,
     L1C, not Sentinel-2), :class:`MissingBandError` (a band file missing, not matching
-    the grid, or - when read - truncated or corrupt) or :class:`OptionError`.
+    the grid, or - when read - truncated or corrupt), :class:`RadiometryError` (the pixels
+    contradict the stated offset; ``trust_pixels`` follows the pixels instead) or
+    :class:`OptionError`.
     """
     if resampling not in RESAMPLING_NAMES:
         raise OptionError(f"resampling {resampling!r} is unknown; use one of "
                           f"{', '.join(RESAMPLING_NAMES)}")
     if is_stac_item(path):
-        return open_stac(read_stac_item(path), resampling=resampling, mask_scl=mask_scl)
-    p = Path(path)
-    if _is_stack(p):
-        return open_stack(p)
-    return open_safe(read_product_metadata(p), resampling=resampling, mask_scl=mask_scl)
+        return open_stac(read_stac_item(path), resampling=resampling, mask_scl=mask_scl,
+                         trust_pixels=trust_pixels)
+    if _is_stack(path):
+        return open_stack(path)
+    return open_safe(read_product_metadata(path), resampling=resampling, mask_scl=mask_scl,
+                     trust_pixels=trust_pixels)
 
 
 def product_info(path: str | os.PathLike) -> ProductInfo:
     """What s2pipe reads from a product (metadata only), a STAC Item or a ``prepare --stack`` file."""
     if is_stac_item(path):
         return read_stac_item(path)
-    p = Path(path)
-    if _is_stack(p):
-        with open_stack(p) as scene:
+    if _is_stack(path):
+        with open_stack(path) as scene:
             return scene.info
-    return read_product_metadata(p)
+    return read_product_metadata(path)
 
 
 def read_product_list(path: str | os.PathLike) -> list[Path]:
@@ -67,4 +78,4 @@ def read_product_list(path: str | os.PathLike) -> list[Path]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputNotFoundError(f"{path}: cannot read the product list ({exc})") from None
     entries = [line.split("#", 1)[0].strip() for line in lines]
-    return [p if p.is_absolute() else path.parent / p for p in (Path(e) for e in entries if e)]
+    return [as_product(e) if is_url(e) or Path(e).is_absolute() else path.parent / e for e in entries if e]

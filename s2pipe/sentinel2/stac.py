@@ -274,12 +274,14 @@ class StacScene(SafeScene):
     files: same grid checks, offsets, resampling and masks."""
 
 
-def open_stac(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int]) -> StacScene:
+def open_stac(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int],
+              trust_pixels: bool = False) -> StacScene:
     """Open the band assets ``info`` (from :func:`read_stac_item`) lists."""
     if info.missing_bands:
         names = ", ".join(f"{b} ({' / '.join(asset_keys(b))})" for b in info.missing_bands)
         raise MissingBandError(f"{info.path}: no asset for band(s) {names}; the item is incomplete or of a "
                                "catalogue s2pipe does not know")
-    scene = open_safe(info, resampling=resampling, mask_scl=mask_scl, scene_class=StacScene)
+    scene = open_safe(info, resampling=resampling, mask_scl=mask_scl, scene_class=StacScene,
+                      trust_pixels=trust_pixels)
     assert isinstance(scene, StacScene)
     return scene
