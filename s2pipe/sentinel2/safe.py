@@ -163,8 +163,8 @@ def open_safe(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int],
     if info.missing_bands:
         missing = ", ".join(f"{b} ({info.band_files[b] or 'not listed in the metadata'})"
                             for b in info.missing_bands)
-        raise MissingBandError(f"{info.path}: band file(s) missing: {missing}; the product is "
-                               "incomplete, download it again")
+        raise MissingBandError(f"{info.path}: band file(s) missing: {missing}, nor a file of that name "
+                               "elsewhere in the product; the product is incomplete, download it again")
     grid = Grid(CRS.from_epsg(info.epsg), Affine(*info.transform), info.width, info.height)
     sources: list[Any] = []
     scl = None
