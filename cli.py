@@ -109,9 +109,52 @@ json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object describing the outputs on stdout.")
 seed_option = click.option(
     "--seed", type=int, default=0, show_default=True, help="Random seed, for reproducible runs.")
+trust_pixels_option = click.option(
+    "--trust-pixels", is_flag=True,
+    help="Where a product's dark pixels contradict the offset its metadata states (offset said to be in "
+         "the DNs, darkest 1% of B12/B8A below 900), read the DNs as 10000 * reflectance instead of failing.")
 device_option = click.option(
     "--device", default="auto", show_default=True,
     help="Torch device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+
+
+from s2pipe.class_presets import PRESETS as CLASS_PRESETS  # noqa: E402  (stdlib only; names live once)
+
+
+class ClassMapType(click.ParamType):
+    """``--class-map``: a preset name or an existing CSV/JSON file (else a usage error)."""
+
+    name = "PRESET|FILE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, Path) or str(value).strip().lower() not in CLASS_PRESETS:
+            path = Path(value)
+            if path.is_file():
+                return path
+            self.fail(f"{str(value)!r} is neither a preset ({', '.join(CLASS_PRESETS)}) nor an "
+                      "existing CSV/JSON file", param, ctx)
+        return str(value).strip().lower()
+
+
+class ProductType(click.ParamType):
+    """A product argument: an existing local path, or a URL (s3://, gs://, az://, http(s)://)
+    kept as a string (checked when read)."""
+
+    name = "PRODUCT"
+
+    def __init__(self, *, must_exist: bool = True) -> None:
+        self.must_exist = must_exist
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from s2pipe.remote import is_url
+
+        if is_url(value):
+            return str(value)
+        path = Path(value)
+        if self.must_exist and not path.exists():
+            self.fail(f"{str(value)!r} does not exist (nor is it an s3://, gs://, az:// or https:// URL)",
+                      param, ctx)
+        return path
 
 
 def label_options(f: Callable) -> Callable:
@@ -119,9 +162,10 @@ def label_options(f: Callable) -> Callable:
     for opt in reversed([
         click.option("--layer", help="Layer of a multi-layer label file."),
         click.option("--class-field", help="Vector attribute holding the class (default: class, class_id or code)."),
-        click.option("--class-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="CSV or JSON mapping source values or names to classes 1..8 "
-                          "(unmapped features are dropped; also recodes a raster reference)."),
+        click.option("--class-map", type=ClassMapType(),
+                     help=f"A preset ({', '.join(CLASS_PRESETS)}: CORINE level-3 or Urban Atlas codes) "
+                          "or a CSV/JSON file mapping source values or names to classes 1..8, 0 to drop "
+                          "(unmapped features are dropped and counted; also recodes a raster reference)."),
         click.option("--all-touched", is_flag=True,
                      help="Label every pixel a polygon touches (default: pixel centres)."),
     ]):
@@ -173,7 +217,7 @@ def main() -> None:
 @overwrite_option
 @json_option
 def evaluate(prediction: Path, reference: Path, report_dir: Path, layer: str | None,
-             class_field: str | None, class_map: Path | None, all_touched: bool,
+             class_field: str | None, class_map: Path | str | None, all_touched: bool,
              split_from: Path | None, area_adjusted: bool, overwrite: bool, as_json: bool) -> None:
     """Accuracy of a land-cover map against reference labels.
 
@@ -278,12 +322,13 @@ from s2pipe.prediction.options import TTA_CHOICES  # noqa: E402  (plain data; va
 
 
 @cli.command()
-@click.argument("scenes", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("scenes", nargs=-1, required=True, type=ProductType())
 @click.option("--model", "model_path", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Checkpoint written by 's2pipe train' (best.pt).")
-@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
-              help="Map GeoTIFF to write; with several scenes a folder for <product name>.tif.")
+@click.option("-o", "--output", "out", required=True, type=ProductType(must_exist=False),
+              help="Map GeoTIFF to write; with several scenes a folder for <product name>.tif. "
+                   "May be an s3://... URL (written locally, uploaded when complete).")
 @click.option("--overlap", type=click.IntRange(0), default=64, show_default=True,
               help="Pixels shared by neighbouring windows, blended smoothly (at most half a tile).")
 @click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True,
@@ -293,16 +338,17 @@ from s2pipe.prediction.options import TTA_CHOICES  # noqa: E402  (plain data; va
               help="Test-time augmentation: average over flips, or all 8 flips/rotations (d4).")
 @click.option("--mask-clouds", is_flag=True,
               help="Map pixels the SCL flags as cloud, cirrus, cloud shadow or defective as no data (0).")
-@click.option("--probabilities", type=click.Path(path_type=Path),
+@click.option("--probabilities", type=ProductType(must_exist=False),
               help="Also write the winning class's probability (uint8, 0-255) here.")
 @click.option("--probabilities-all", is_flag=True,
               help="With --probabilities: one band per class instead of the winning one.")
+@trust_pixels_option
 @overwrite_option
 @json_option
 def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int, batch_size: int,
             device: str, tta: str, mask_clouds: bool, probabilities: Path | None,
-            probabilities_all: bool, overwrite: bool, as_json: bool) -> None:
-    """Seamless land-cover map of whole scenes (SAFE folder, zipped SAFE or 12-band stack).
+            probabilities_all: bool, trust_pixels: bool, overwrite: bool, as_json: bool) -> None:
+    """Seamless land-cover map of whole scenes (SAFE folder, zipped SAFE, STAC Item or 12-band stack).
 
     Writes a Cloud-Optimized GeoTIFF on the scene's 10 m grid: 0 = no data, 1..8 the
     classes, with the legend's colour table and class names.
@@ -318,7 +364,7 @@ def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int,
     run = predict_scenes(scenes, model_path, out, overlap=overlap, batch_size=batch_size,
                          device=device, tta=tta, mask_clouds=mask_clouds,
                          probabilities=probabilities, probabilities_all=probabilities_all,
-                         overwrite=overwrite, progress=tick, on_total=on_total)
+                         trust_pixels=trust_pixels, overwrite=overwrite, progress=tick, on_total=on_total)
     report(run, as_json, "\n".join(r.summary() for r in run.results))
 
 
@@ -413,6 +459,8 @@ def _info_text(info: Any) -> str:
              f"10 m grid:      {info.width} x {info.height} px, transform {info.transform}",
              f"Quantification: {info.quantification:g}  (s2pipe output: DN = 10000 * reflectance)",
              "Offsets added:  " + " ".join(f"{b}={v:+d}" for b, v in info.offsets.items())]
+    if info.radiometry_metadata.get("source"):
+        lines.append(f"Offset source:  {info.radiometry_metadata['source']}")
     for band, path in info.band_files.items():
         state = "MISSING" if band in info.missing_bands else "ok"
         lines.append(f"  {band:4s} {state:8s} {path}")
@@ -424,10 +472,10 @@ def _info_text(info: Any) -> str:
 
 
 @cli.command()
-@click.argument("product", type=click.Path(exists=True, path_type=Path))
+@click.argument("product", type=ProductType())
 @json_option
 def info(product: Path, as_json: bool) -> None:
-    """What s2pipe reads from a Sentinel-2 L2A product (or a prepare --stack GeoTIFF).
+    """What s2pipe reads from a Sentinel-2 L2A product, a STAC Item of one, or a prepare --stack GeoTIFF.
 
     Level, baseline, tile, sensing time, EPSG, the 10 m grid, quantification value, the
     offset s2pipe adds to each band, and whether each of the 12 band files and the SCL
@@ -435,11 +483,16 @@ def info(product: Path, as_json: bool) -> None:
 
     \b
     s2pipe info S2B_MSIL2A_20180607T095029_N0208_R079_T33UYS_20180607T130225.SAFE
+    s2pipe info S2B_33UYS_20180607_0_L2A.json
     """
     from s2pipe.sentinel2.reader import product_info
 
     result = product_info(product)
     report(result, as_json, _info_text(result))
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} x{v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _parse_split(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float, float]:
@@ -472,7 +525,7 @@ def _parse_mask(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 @cli.command()
-@click.argument("products", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.argument("products", nargs=-1, type=ProductType())
 @click.option("--products", "product_list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A text file of products, one path per line (relative to the file; # comments).")
 @click.option("--labels", required=True, type=click.Path(exists=True, path_type=Path),
@@ -499,16 +552,19 @@ def _parse_mask(ctx: click.Context, param: click.Parameter, value: str | None) -
 @seed_option
 @click.option("--stack", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the full 10 m 12-band stack here (a GeoTIFF predict can read).")
+@trust_pixels_option
 @overwrite_option
 @json_option
 def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path, out_dir: Path,
-            layer: str | None, class_field: str | None, class_map: Path | None, all_touched: bool,
+            layer: str | None, class_field: str | None, class_map: Path | str | None, all_touched: bool,
             resampling: str, mask_scl: tuple[int, ...], tile_size: int, stride: int | None,
             min_labelled: float, max_nodata: float, split: tuple[float, float, float],
-            block_size: int | None, seed: int, stack: Path | None, overwrite: bool, as_json: bool) -> None:
+            block_size: int | None, seed: int, stack: Path | None, trust_pixels: bool, overwrite: bool,
+            as_json: bool) -> None:
     """Cut Sentinel-2 L2A products and label polygons into labelled training tiles.
 
-    PRODUCTS are .SAFE folders, zipped SAFEs (read in place) or MTD_MSIL2A.xml files, of
+    PRODUCTS are .SAFE folders, zipped SAFEs (read in place), MTD_MSIL2A.xml files or STAC
+    Items (.json) of Earth Search, the Planetary Computer or the Copernicus Data Space, of
     any tiles, UTM zones, dates and baselines. The 12 bands (B01..B12 without B10) are
     resampled to 10 m in each product's own CRS and harmonised to DN = 10000 * reflectance
     whatever the processing baseline; SCL-masked pixels are no data (0) and unlabelled.
@@ -518,7 +574,7 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
 
     \b
     s2pipe prepare S2B_MSIL2A_...SAFE --labels landcover.gpkg -o tiles/
-    s2pipe prepare --products region.txt --labels ua.gpkg -o tiles/
+    s2pipe prepare --products region.txt --labels ua.gpkg --class-map urban-atlas -o tiles/
     """
     from s2pipe.sentinel2.reader import read_product_list
     from s2pipe.tiles.prepare import TileRule, prepare_tiles
@@ -530,7 +586,7 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
                     split=split, block_size=block_size, seed=seed, all_touched=all_touched)
     result = prepare_tiles(paths, labels, out_dir, layer=layer, class_field=class_field,
                            class_map=class_map, resampling=resampling, mask_scl=mask_scl, rule=rule,
-                           stack=stack, overwrite=overwrite,
+                           stack=stack, trust_pixels=trust_pixels, overwrite=overwrite,
                            progress=progress(None, "prepare", unit="tile row"))
     splits = ", ".join(f"{v} {k}" for k, v in result.splits.items())
     lab = result.labels
@@ -543,6 +599,10 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
     lines.append(f"labels: {lab.used} of {lab.features} features used ({lab.repaired} repaired, "
                  f"{lab.outside_scene} outside the scene, {lab.dropped_unmapped} unmapped, "
                  f"{lab.dropped_empty_or_not_polygon} empty or not polygons)")
+    if lab.unmapped_counts:
+        lines.append("  values not in the class map (features): " + _counted(lab.unmapped_counts))
+    if lab.dropped_by_class_map:
+        lines.append("  values the class map drops (features): " + _counted(lab.dropped_by_class_map))
     absent = {s: [k for k, v in c.items() if not v]
               for s, c in result.counts["class_pixels_by_split"].items() if result.splits.get(s)}
     lines += [f"the {s} split has no pixel of class(es) {', '.join(a)}" for s, a in absent.items() if a]
@@ -552,8 +612,8 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
 @cli.command()
 @click.argument("maps", metavar="MAP...", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Mosaic GeoTIFF (COG) to write.")
+@click.option("-o", "--output", "out", required=True, type=ProductType(must_exist=False),
+              help="Mosaic GeoTIFF (COG) to write; may be an s3://... URL (uploaded when complete).")
 @click.option("--crs", help="Output CRS, e.g. EPSG:32633 [default: the first map's].")
 @click.option("--resolution", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
               help="Pixel size in metres.")
@@ -563,7 +623,7 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
               help="Polygons (any OGR format, any CRS): their box, no data outside them.")
 @click.option("--feather", type=click.IntRange(0), default=100, show_default=True,
               help="Pixels over which a map's weight rises from its edge and no data (clouds) to 1.")
-@click.option("--sources", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--sources", type=ProductType(must_exist=False),
               help="Also write which scene weighed most at each pixel, and how many were valid.")
 @overwrite_option
 @json_option
@@ -605,8 +665,10 @@ def _parse_baseline(ctx: click.Context, param: click.Parameter, value: str) -> s
     return value
 
 
+from s2pipe.sentinel2.stac import NAMINGS as STAC_NAMINGS  # noqa: E402
 from s2pipe.synth.grid import DEFAULT_EPSG, DEFAULT_ORIGIN  # noqa: E402  (numpy only; defaults live once)
 from s2pipe.synth.metadata import DEFAULT_DATE  # noqa: E402
+from s2pipe.synth.product import FORMATS as SYNTH_FORMATS  # noqa: E402
 
 
 @cli.command()
@@ -634,11 +696,17 @@ from s2pipe.synth.metadata import DEFAULT_DATE  # noqa: E402
                    "the world at its pixel centres.")
 @click.option("--label-epsg", type=click.IntRange(1024), default=2180, show_default=True,
               help="EPSG code of the label GeoPackage.")
+@click.option("--format", "product_format", type=click.Choice(SYNTH_FORMATS), default="safe", show_default=True,
+              help="safe: a .SAFE folder of JPEG2000 bands; stac: a folder of COGs (one per band, native "
+                   "resolution) and their STAC Item, as cloud catalogues serve them.")
+@click.option("--stac-naming", type=click.Choice(STAC_NAMINGS), default="earth-search", show_default=True,
+              help="With --format stac: asset keys and properties of Earth Search (blue, nir08, scl...) "
+                   "or of the Planetary Computer (B02, B8A, SCL...).")
 @overwrite_option
 @json_option
 def synth(out_dir: Path, size: int, seed: int, baseline: str, day: datetime.datetime, origin: tuple[float, float],
           epsg: int, world: tuple[float, float, float, float] | None, world_epsg: int | None, label_epsg: int,
-          overwrite: bool, as_json: bool) -> None:
+          product_format: str, stac_naming: str, overwrite: bool, as_json: bool) -> None:
     """A synthetic Sentinel-2 L2A product with land-cover labels, for demos and tests.
 
     Writes into OUT_DIR a .SAFE folder laid out like a real one (JPEG2000 bands at
@@ -652,11 +720,13 @@ def synth(out_dir: Path, size: int, seed: int, baseline: str, day: datetime.date
     \b
     s2pipe synth demo/ --size 2560 --seed 0 --baseline 05.09
     s2pipe synth region/a-0617 --size 384 --date 2018-06-17 --world 699000 5694000 707000 5701000
+    s2pipe synth cloud/ --format stac --stac-naming planetary-computer --baseline 05.09
     """
     from s2pipe.synth.product import synth_product
 
     result = synth_product(out_dir, size=size, seed=seed, baseline=baseline, date=day.date(), origin=origin,
                            epsg=epsg, world=world, world_epsg=world_epsg, label_epsg=label_epsg,
+                           format=product_format, stac_naming=stac_naming,  # type: ignore[arg-type]
                            overwrite=overwrite, progress=progress(None, "synth", unit="file"))
     report(result, as_json, f"{result.safe_path}\n{result.labels_path} ({result.polygons} polygons)\n"
                             f"{result.truth_path}")

@@ -28,6 +28,14 @@ class MissingBandError(SafeFormatError):
     """A band file named in the product metadata is missing or unreadable."""
 
 
+class RadiometryError(SafeFormatError):
+    """The radiometric convention the metadata states is contradicted by the pixels."""
+
+
+class RemoteError(S2PipeError, OSError):
+    """A URL cannot be reached, read or written (access denied, host unreachable, time-out)."""
+
+
 class RasterError(S2PipeError, ValueError):
     """A raster given as input (a class map, a label raster) is unreadable or not what the
     command needs (band count, data type, no CRS, values out of range)."""

@@ -10,12 +10,14 @@ import csv
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from s2pipe.class_presets import DROPPED, PRESETS, is_preset, load_preset
 from s2pipe.errors import InputNotFoundError, LabelError
 from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass
 
@@ -44,8 +46,11 @@ class LabelReport:
     used: int
     repaired: int = 0
     dropped_empty_or_not_polygon: int = 0
-    dropped_unmapped: int = 0
+    dropped_unmapped: int = 0  # values the class map does not list
     unmapped_values: list[str] = field(default_factory=list)
+    unmapped_counts: dict[str, int] = field(default_factory=dict)  # value -> features
+    dropped_by_class_map: dict[str, int] = field(default_factory=dict)  # listed with class 0
+    class_map: str | None = None
     outside_scene: int = 0
     class_features: dict[str, int] = field(default_factory=dict)
     overlap_rule: str = OVERLAP_RULE
@@ -55,11 +60,20 @@ def _key(value: Any) -> str:
     """A class value as a lookup key: 112.0 -> '112', ' Forest ' -> 'forest'."""
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
-    return str(value).strip().lower()
+    text = str(value).strip().lower()
+    if re.fullmatch(r"[+-]?\d+\.0*", text):  # "112.0" from a text field
+        return str(int(float(text)))
+    return text
 
 
 def load_class_map(source: str | os.PathLike | Mapping[Any, Any]) -> dict[str, int]:
-    """A class map from a dict, a JSON object file or a two-column CSV (source, target)."""
+    """A class map from a preset name (:data:`s2pipe.class_presets.PRESETS`), a dict, a
+    JSON object file or a CSV whose first two columns are source value and target.
+
+    Targets are classes 1..8, or 0 for a value that is known but dropped on purpose.
+    """
+    if is_preset(source):
+        return dict(load_preset(str(source)).classes)
     if isinstance(source, Mapping):
         items = list(source.items())
         where = "class map"
@@ -67,7 +81,8 @@ def load_class_map(source: str | os.PathLike | Mapping[Any, Any]) -> dict[str, i
         p = Path(source)
         where = str(p)
         if not p.is_file():
-            raise InputNotFoundError(f"{p} does not exist; give a CSV or JSON class map")
+            raise InputNotFoundError(f"{p} does not exist; give a CSV or JSON class map or a "
+                                     f"preset ({', '.join(PRESETS)})")
         text = p.read_text(encoding="utf-8-sig")
         try:
             if p.suffix.lower() == ".json":
@@ -76,14 +91,15 @@ def load_class_map(source: str | os.PathLike | Mapping[Any, Any]) -> dict[str, i
                     raise ValueError("not a JSON object")
                 items = list(data.items())
             else:
-                rows = [r for r in csv.reader(text.splitlines()) if r and r[0].strip()]
+                rows = [r for r in csv.reader(text.splitlines())
+                        if r and r[0].strip() and not r[0].startswith("#")]
                 if rows and not rows[0][-1].strip().lstrip("-").isdigit():
                     rows = rows[1:]  # a header
                 items = [(r[0], r[1]) for r in rows]
         except (ValueError, IndexError) as exc:
             raise LabelError(f"{p}: unreadable class map ({exc}); use a JSON object or a CSV "
                              "with two columns: source value, class 1..8") from None
-    valid = {c.value for c in DEFAULT_LEGEND}
+    valid = {c.value for c in DEFAULT_LEGEND} | {DROPPED}
     out: dict[str, int] = {}
     for k, v in items:
         try:
@@ -92,7 +108,7 @@ def load_class_map(source: str | os.PathLike | Mapping[Any, Any]) -> dict[str, i
             target = -1
         if target not in valid:
             raise LabelError(f"{where}: {k!r} maps to {v!r}, not a class value "
-                             f"{min(valid)}..{max(valid)}; fix the class map")
+                             f"{min(valid)}..{max(valid)} (0 drops it); fix the class map")
         out[_key(k)] = target
     return out
 
@@ -157,23 +173,33 @@ def read_labels(path: str | os.PathLike, *, layer: str | None = None,
     elif class_field not in gdf.columns:
         raise LabelError(f"{p} has no field {class_field!r}; its fields: "
                          f"{', '.join(map(str, gdf.columns[:-1]))}")
-    report = LabelReport(str(p), layer, class_field, gdf.crs.to_string(), len(gdf), 0)
+    report = LabelReport(str(p), layer, class_field, gdf.crs.to_string(), len(gdf), 0,
+                         class_map=None if class_map is None or isinstance(class_map, Mapping)
+                         else str(class_map))
 
     mapping = load_class_map(class_map) if class_map is not None else _default_map(legend)
     keys = gdf[class_field].map(lambda v: None if v is None or v != v else _key(v))
     labels = keys.map(lambda k: mapping.get(k) if k is not None else None)
     unmapped = labels.isna()
     if unmapped.any():
-        values = sorted({str(k) for k in keys[unmapped]})
+        counts = keys[unmapped].fillna("(empty)").value_counts()
+        values = sorted(str(k) for k in counts.index)
         if class_map is None:
             raise LabelError(f"{p}: unknown class values {', '.join(values[:10])} in field "
                              f"{class_field!r}; use values 1..8 or legend names, or pass "
                              "--class-map to translate them")
         report.dropped_unmapped, report.unmapped_values = int(unmapped.sum()), values[:50]
+        report.unmapped_counts = {str(k): int(v) for k, v in counts.items()}
         log.warning("%s: %d features with values not in the class map dropped (%s)", p,
-                    int(unmapped.sum()), ", ".join(values[:10]))
-    gdf = gpd.GeoDataFrame({LABEL_COLUMN: labels[~unmapped].astype(np.uint8)},
-                           geometry=gdf.geometry[~unmapped].values, crs=gdf.crs)
+                    int(unmapped.sum()), _counted(report.unmapped_counts))
+    dropped = ~unmapped & (labels == DROPPED)
+    if dropped.any():
+        report.dropped_by_class_map = {str(k): int(v) for k, v in keys[dropped].value_counts().items()}
+        log.info("%s: %d features of values the class map drops (%s)", p, int(dropped.sum()),
+                 _counted(report.dropped_by_class_map))
+    keep = ~unmapped & ~dropped
+    gdf = gpd.GeoDataFrame({LABEL_COLUMN: labels[keep].astype(np.uint8)},
+                           geometry=gdf.geometry[keep].values, crs=gdf.crs)
 
     geom = gdf.geometry
     usable = geom.notna() & ~geom.is_empty
@@ -206,6 +232,13 @@ def read_labels(path: str | os.PathLike, *, layer: str | None = None,
     counts = gdf[LABEL_COLUMN].value_counts()
     report.class_features = {str(int(k)): int(v) for k, v in sorted(counts.items())}
     return gdf.reset_index(drop=True), report
+
+
+def _counted(counts: Mapping[str, int], limit: int = 10) -> str:
+    """``{"999": 3, "7": 1}`` -> ``"999 x3, 7 x1"`` (most frequent first)."""
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(f"{k} x{v}" for k, v in items[:limit]) + more
 
 
 def in_grid(gdf: "gpd.GeoDataFrame", grid: "Grid") -> tuple["gpd.GeoDataFrame", int]:

@@ -88,10 +88,12 @@ def read_reference_raster(path: Path, grid: Any, num_classes: int, *,
 
         mapping = load_class_map(class_map)
         values = [v for v in np.unique(ref) if v != NODATA_LABEL]
-        lut = {v: mapping.get(str(int(v)) if float(v).is_integer() else str(v), NODATA_LABEL) for v in values}
-        unmapped = sorted(str(v) for v, t in lut.items() if t == NODATA_LABEL)
+        keys = {v: str(int(v)) if float(v).is_integer() else str(v) for v in values}
+        lut = {v: mapping.get(k, NODATA_LABEL) for v, k in keys.items()}
+        unmapped = {keys[v]: int(np.count_nonzero(ref == v)) for v in values if keys[v] not in mapping}
         if unmapped:
-            log.warning("%s: values not in the class map left unlabelled: %s", path, ", ".join(unmapped[:10]))
+            log.warning("%s: values not in the class map left unlabelled (pixels): %s", path,
+                        ", ".join(f"{k} x{n}" for k, n in sorted(unmapped.items(), key=lambda kv: -kv[1])[:10]))
         out = np.zeros(ref.shape, dtype=np.uint8)
         for v, t in lut.items():
             out[ref == v] = t

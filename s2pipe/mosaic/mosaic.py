@@ -111,7 +111,19 @@ def _tags(inputs: Sequence[MapInput], rule: str, feather: int) -> dict[str, str]
                                          for m in inputs])}
 
 
-def mosaic_maps(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, crs: str | None = None,
+def mosaic_maps(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+                sources: str | os.PathLike | None = None, overwrite: bool = False,
+                **options: Any) -> MosaicResult:
+    """:func:`mosaic_local`, where ``out`` and ``sources`` may also be URLs (``s3://`` ...):
+    written locally, uploaded when complete (:mod:`s2pipe.remote`)."""
+    from s2pipe.remote import staged_outputs, with_urls
+
+    with staged_outputs(out, sources, overwrite=overwrite) as (local_out, local_sources):
+        result = mosaic_local(maps, local_out, sources=local_sources, overwrite=overwrite, **options)
+    return with_urls(result, (out, sources), (local_out, local_sources))
+
+
+def mosaic_local(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, crs: str | None = None,
                 resolution: float = 10.0, bounds: tuple[float, float, float, float] | None = None,
                 clip: str | os.PathLike | None = None, feather: int = DEFAULT_FEATHER,
                 sources: str | os.PathLike | None = None, overwrite: bool = False,

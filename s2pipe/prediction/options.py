@@ -23,6 +23,7 @@ class PredictOptions:
     tta: TTA = "none"
     mask_clouds: bool = False
     probabilities_all: bool = False
+    trust_pixels: bool = False  # follow the pixels where they contradict the stated offset
     overwrite: bool = False
 
     def check(self, tile_size: int, model_path: object) -> None:

@@ -34,6 +34,7 @@ from s2pipe.raster.classmap import atomic_class_map, sidecar_paths
 from s2pipe.raster.profiles import gdal_env
 from s2pipe.resources import peak_rss_mb
 from s2pipe.sentinel2.facts import CLOUD_SCL, DEFAULT_SCL_MASK
+from s2pipe.sentinel2.reader import as_product
 from s2pipe.sentinel2.scene import Grid, Scene
 
 log = logging.getLogger(__name__)
@@ -121,11 +122,12 @@ def check_compatible(meta: ModelMeta, scene: Scene, model_path: Path) -> None:
                               f"'{have}'; prepare the input the way the training data was")
 
 
-def _open(scene_path: Path, mask_clouds: bool) -> Scene:
+def _open(scene_path: Path, mask_clouds: bool, trust_pixels: bool = False) -> Scene:
     """The scene as ``prepare`` reads it; SCL cloud/shadow pixels masked only if asked."""
     from s2pipe.sentinel2.reader import open_scene
 
-    scene = open_scene(scene_path, mask_scl=DEFAULT_SCL_MASK if mask_clouds else ())
+    scene = open_scene(scene_path, mask_scl=DEFAULT_SCL_MASK if mask_clouds else (),
+                       trust_pixels=trust_pixels)
     if mask_clouds and not set(CLOUD_SCL) <= set(scene.scl_masked):
         scene.close()
         raise OptionError(f"{scene_path} has no scene classification (SCL) to mask clouds "
@@ -209,7 +211,7 @@ def _plan(scene_paths: list[Path], model_path: Path, meta: ModelMeta, out: Path,
     jobs = []
     many = len(scene_paths) > 1
     for path in scene_paths:
-        with _open(path, o.mask_clouds) as scene:
+        with _open(path, o.mask_clouds, o.trust_pixels) as scene:
             check_compatible(meta, scene, model_path)
             name = str(scene.name)
             size = int(scene.grid.width), int(scene.grid.height)
@@ -227,13 +229,27 @@ def _plan(scene_paths: list[Path], model_path: Path, meta: ModelMeta, out: Path,
 
 
 def predict_scenes(scene_paths: Sequence[str | os.PathLike], model_path: str | os.PathLike,
-                   out: str | os.PathLike, *, overlap: int = DEFAULT_OVERLAP,
-                   batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto",
-                   tta: TTA = "none", mask_clouds: bool = False,
-                   probabilities: str | os.PathLike | None = None,
-                   probabilities_all: bool = False, overwrite: bool = False,
-                   progress: Progress | None = None,
-                   on_total: Progress | None = None) -> PredictRun:
+                   out: str | os.PathLike, *, probabilities: str | os.PathLike | None = None,
+                   overwrite: bool = False, **options: Any) -> PredictRun:
+    """Predict land-cover maps of one or more scenes with the checkpoint ``model_path``
+    (options as :func:`predict_local`). ``out`` and ``probabilities`` may be URLs
+    (``s3://`` ...): written locally, uploaded when complete (:mod:`s2pipe.remote`)."""
+    from s2pipe.remote import staged_outputs, with_urls
+
+    with staged_outputs(out, probabilities, overwrite=overwrite) as (local_out, local_prob):
+        run = predict_local(scene_paths, model_path, local_out, probabilities=local_prob,
+                            overwrite=overwrite, **options)
+    return with_urls(run, (out, probabilities), (local_out, local_prob))
+
+
+def predict_local(scene_paths: Sequence[str | os.PathLike], model_path: str | os.PathLike,
+                  out: str | os.PathLike, *, overlap: int = DEFAULT_OVERLAP,
+                  batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto",
+                  tta: TTA = "none", mask_clouds: bool = False,
+                  probabilities: str | os.PathLike | None = None,
+                  probabilities_all: bool = False, trust_pixels: bool = False,
+                  overwrite: bool = False, progress: Progress | None = None,
+                  on_total: Progress | None = None) -> PredictRun:
     """Predict land-cover maps of one or more scenes with the checkpoint ``model_path``.
 
     One scene: ``out`` (and ``probabilities``) are GeoTIFF paths. Several scenes: they are
@@ -248,9 +264,9 @@ def predict_scenes(scene_paths: Sequence[str | os.PathLike], model_path: str | o
     start = time.perf_counter()
     o = PredictOptions(overlap=overlap, batch_size=batch_size, device=device, tta=tta,
                        mask_clouds=mask_clouds, probabilities_all=probabilities_all,
-                       overwrite=overwrite)
+                       trust_pixels=trust_pixels, overwrite=overwrite)
     model_path = Path(model_path)
-    paths = [Path(p) for p in scene_paths]
+    paths = [as_product(p) for p in scene_paths]
     if not paths:
         raise OptionError("no scene given; pass at least one SAFE folder, zip or stack")
     if probabilities_all and probabilities is None:
@@ -267,7 +283,7 @@ def predict_scenes(scene_paths: Sequence[str | os.PathLike], model_path: str | o
         results = []
         for job in jobs:
             log.info("predicting %s -> %s", job.scene, job.out)
-            with _open(job.scene, o.mask_clouds) as scene:
+            with _open(job.scene, o.mask_clouds, o.trust_pixels) as scene:
                 results.append(_map_scene(scene, job, model_path, meta, window_model, o, str(dev),
                                           progress))
     return PredictRun(model=model_path, results=results, seconds=time.perf_counter() - start,

@@ -39,6 +39,9 @@ STAGE: dict[str, Any] = dict(driver="GTiff", tiled=True, blockxsize=STAGE_BLOCK,
 #: Creation options of the Cloud-Optimized GeoTIFF maps (``predict``).
 COG_BLOCK = 512
 COG: dict[str, Any] = dict(driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=COG_BLOCK, BIGTIFF="IF_SAFER")
+#: Band files of ``synth --format stac``: COGs as the cloud catalogues serve them (lossless).
+COG_BAND: dict[str, Any] = dict(driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES", BLOCKSIZE=512,
+                                BIGTIFF="IF_SAFER")
 #: Band files of the synthetic SAFE: lossless JPEG2000 like ESA's (tiles of up to 1024 px).
 JP2_BAND: dict[str, Any] = dict(driver="JP2OpenJPEG", QUALITY="100", REVERSIBLE="YES", YCC="NO")
 

@@ -1,7 +1,9 @@
 """Sentinel-2 L2A product metadata: MTD_MSIL2A.xml and the granule's MTD_TL.xml.
 
-Accepts a ``.SAFE`` folder, a zipped SAFE (read in place; GDAL paths use /vsizip/) or
-the path of ``MTD_MSIL2A.xml``. Both files are parsed with a real XML parser by element
+Accepts a ``.SAFE`` folder, a zipped SAFE (read in place; GDAL paths use /vsizip/; also
+at a URL) or the path of ``MTD_MSIL2A.xml``. Flat or re-packed layouts (no GRANULE folder,
+files elsewhere) are read by finding the granule metadata and band files by name where
+the standard place is empty. Both files are parsed with a real XML parser by element
 local name, so namespaces and the small tag differences between processing baselines
 (02.0x ... 05.xx) do not matter. Nothing here reads pixels.
 """
@@ -15,6 +17,7 @@ import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from s2pipe.errors import InputNotFoundError, SafeFormatError
 from s2pipe.sentinel2.facts import BAND_IDS, BAND_RESOLUTION, BANDS, DEFAULT_OFFSET_N0400, QUANTIFICATION, has_offset
@@ -49,6 +52,8 @@ class ProductInfo:
     missing_bands: list[str]
     scl_file: str | None
     geopositions: dict[str, dict[str, float]] = field(default_factory=dict)
+    # what the metadata says about the offset and where the offsets above come from
+    radiometry_metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def _local(tag: str) -> str:
@@ -114,6 +119,14 @@ class _Container:
     def display(self, rel: str) -> str:
         return f"{self.path}/{self.member(rel)}" if self.zip is not None else str(self.path / rel)
 
+    def all_files(self) -> list[str]:
+        """Every file of the product, relative to its root (to find files by name)."""
+        if self.zip is not None or not self.path.is_dir():
+            prefix = "" if self.root in ("", ".") else self.root.rstrip("/") + "/"
+            return sorted(n[len(prefix):] for n in self.names if n.startswith(prefix) and not n.endswith("/"))
+        return sorted(str(PurePosixPath(Path(d).relative_to(self.path), f)) for d, _, fs in os.walk(self.path)
+                      for f in fs)
+
     def listdir(self, rel: str) -> list[str]:
         if self.zip is not None:
             prefix = self.member(rel).rstrip("/") + "/"
@@ -122,7 +135,53 @@ class _Container:
         return sorted(os.listdir(p)) if p.is_dir() else []
 
 
+class _RemoteZip(_Container):
+    """A zipped SAFE at a URL, read in place through ``/vsizip/`` over GDAL's network file
+    systems (only the members asked for are fetched)."""
+
+    def __init__(self, url: str) -> None:
+        from s2pipe.remote import gdal_path
+        from s2pipe.vsi import list_files
+
+        self.path = Path(url.rsplit("/", 1)[-1])
+        self.url = url
+        self.vsi = f"/vsizip/{gdal_path(url)}"
+        self.zip = None
+        self.names = {n.rstrip("/") for n in list_files(self.vsi)}
+        mtds = sorted(n for n in self.names if PurePosixPath(n).name.startswith("MTD_MSIL")
+                      and len(PurePosixPath(n).parts) <= 2)
+        if not mtds:
+            raise SafeFormatError(f"{url}: no MTD_MSIL2A.xml in the zip; {SUPPORTED}")
+        self.root = str(PurePosixPath(mtds[0]).parent)
+        self.mtd_name = PurePosixPath(mtds[0]).name
+
+    def exists(self, rel: str) -> bool:
+        return self.member(rel) in self.names
+
+    def read(self, rel: str) -> bytes:
+        from s2pipe.vsi import read_file
+
+        return read_file(f"{self.vsi}/{self.member(rel)}")
+
+    def gdal_path(self, rel: str) -> str:
+        return f"{self.vsi}/{self.member(rel)}"
+
+    def display(self, rel: str) -> str:
+        return f"{self.url}/{self.member(rel)}"
+
+    def listdir(self, rel: str) -> list[str]:
+        prefix = self.member(rel).rstrip("/") + "/"
+        return sorted({n[len(prefix):].split("/")[0] for n in self.names if n.startswith(prefix)})
+
+
 def _container(path: str | os.PathLike) -> _Container:
+    from s2pipe.remote import is_url
+
+    if is_url(path):
+        if not str(path).lower().endswith(".zip"):
+            raise SafeFormatError(f"{path}: a product at a URL must be a zipped SAFE (.zip), a STAC Item "
+                                  "(.json) or a stack (.tif)")
+        return _RemoteZip(str(path))
     p = Path(path)
     if not p.exists():
         raise InputNotFoundError(f"{p} does not exist; give a Sentinel-2 L2A .SAFE folder, .zip "
@@ -168,19 +227,26 @@ def _band_files(c: _Container, mtd: ET.Element) -> tuple[dict[str, str], list[st
     images = [e.text.strip() for e in _find_all(mtd, "IMAGE_FILE", "IMAGE_FILE_2A") if e.text]
 
     def locate(token: str) -> tuple[str | None, str | None]:
-        """(found file, expected file) for a token like 'B05_20m'."""
+        """(found file, expected file) for a token like 'B05_20m': where the metadata
+        lists it, else (a flat or re-packed product) a file of that name anywhere in the
+        product, else any ``*_B05_20m.jp2|tif``."""
         hits = [i for i in images if re.search(rf"_{token}$", i)]
-        if not hits:
-            return None, None
         for ext in exts:
-            if c.exists(hits[0] + ext):
+            if hits and c.exists(hits[0] + ext):
                 return hits[0] + ext, hits[0] + ext
-        return None, hits[0] + exts[0]
+        wanted = {PurePosixPath(hits[0]).name + ext for ext in exts} if hits else set()
+        for rel in c.all_files():
+            name = PurePosixPath(rel).name
+            if name in wanted or (not wanted and re.search(rf"_{token}\.(jp2|tif)$", name)):
+                log.info("%s: %s found at %s, not where the metadata lists it", c.path, token, rel)
+                return rel, rel
+        return None, (hits[0] + exts[0]) if hits else None
 
     files: dict[str, str] = {}
     missing: list[str] = []
     for band in BANDS:
-        found, expected = locate(f"{band}_{BAND_RESOLUTION[band]}m")
+        token = f"{band}_{BAND_RESOLUTION[band]}m"
+        found, expected = locate(token)
         if found is None:
             missing.append(band)
             files[band] = c.display(expected) if expected else ""
@@ -195,13 +261,19 @@ def _tile_metadata(c: _Container, mtd: ET.Element, where: str) -> ET.Element:
     granules = sorted({"/".join(i.split("/")[:2]) for i in images if i.startswith("GRANULE/")})
     if not granules:
         granules = [f"GRANULE/{g}" for g in c.listdir("GRANULE")]
-    if not granules:
-        raise SafeFormatError(f"{where}: no granule listed; the product is incomplete")
-    for name in ["MTD_TL.xml", *[n for n in c.listdir(granules[0]) if n.endswith(".xml")]]:
-        if c.exists(f"{granules[0]}/{name}"):
-            return _parse(c, f"{granules[0]}/{name}")
-    raise SafeFormatError(f"{c.display(granules[0] + '/MTD_TL.xml')} not found; the product is "
-                          "incomplete, download it again")
+    if granules:
+        for name in ["MTD_TL.xml", *[n for n in c.listdir(granules[0]) if n.endswith(".xml")]]:
+            if c.exists(f"{granules[0]}/{name}"):
+                return _parse(c, f"{granules[0]}/{name}")
+    # a flat or re-packed product: the granule metadata by name, wherever it is
+    found = [rel for rel in c.all_files() if re.fullmatch(r"(MTD_TL|S2._OPER_MTD_L2A_TL_.*)\.xml",
+                                                           PurePosixPath(rel).name)]
+    if found:
+        log.info("%s: granule metadata found at %s (not a standard SAFE layout)", where, found[0])
+        return _parse(c, sorted(found, key=len)[0])
+    standard = c.display(f"{granules[0]}/MTD_TL.xml") if granules else c.display("GRANULE/<granule>/MTD_TL.xml")
+    raise SafeFormatError(f"{where}: no granule metadata: not at {standard} nor any MTD_TL.xml elsewhere in the "
+                          "product; the product is incomplete, download it again")
 
 
 def read_product_metadata(path: str | os.PathLike) -> ProductInfo:

@@ -11,6 +11,7 @@ all bands.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -35,6 +36,7 @@ from s2pipe.sentinel2.facts import (
     SATURATED_DN,
 )
 from s2pipe.sentinel2.metadata import ProductInfo
+from s2pipe.sentinel2.radiometry import check_offsets
 from s2pipe.sentinel2.resample import upsample
 from s2pipe.sentinel2.scene import Grid, Scene, check_window
 
@@ -153,13 +155,16 @@ def _open_band(path: str, band: str, grid: Grid) -> Any:
     return src
 
 
-def open_safe(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int]) -> SafeScene:
-    """Open the band files ``info`` lists (raises :class:`MissingBandError`)."""
+def open_safe(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int],
+              scene_class: type[SafeScene] = SafeScene, trust_pixels: bool = False) -> SafeScene:
+    """Open the band files ``info`` lists (raises :class:`MissingBandError`), the stated
+    offset checked against the pixels (:mod:`s2pipe.sentinel2.radiometry`; raises
+    :class:`RadiometryError` when they contradict it, unless ``trust_pixels``)."""
     if info.missing_bands:
         missing = ", ".join(f"{b} ({info.band_files[b] or 'not listed in the metadata'})"
                             for b in info.missing_bands)
-        raise MissingBandError(f"{info.path}: band file(s) missing: {missing}; the product is "
-                               "incomplete, download it again")
+        raise MissingBandError(f"{info.path}: band file(s) missing: {missing}, nor a file of that name "
+                               "elsewhere in the product; the product is incomplete, download it again")
     grid = Grid(CRS.from_epsg(info.epsg), Affine(*info.transform), info.width, info.height)
     sources: list[Any] = []
     scl = None
@@ -170,9 +175,15 @@ def open_safe(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int]) ->
             scl = _open_band(info.scl_file, "SCL", grid)
         elif mask_scl:
             log.warning("%s: no SCL_20m file; pixels are not masked by scene class", info.path)
+        info, check = check_offsets(info, dict(zip(BANDS, sources)), trust_pixels=trust_pixels)
     except BaseException:
-        for s in sources:
-            s.close()
+        for s in [*sources, scl]:
+            if s is not None:
+                s.close()
         raise
-    return SafeScene(info, grid, sources, scl, mask_scl=mask_scl if scl is not None else (),
-                     resampling=resampling)
+    scene = scene_class(info, grid, sources, scl, mask_scl=mask_scl if scl is not None else (),
+                        resampling=resampling)
+    scene.radiometry["offset_check"] = dataclasses.asdict(check)
+    if info.radiometry_metadata:
+        scene.radiometry["metadata"] = dict(info.radiometry_metadata)
+    return scene

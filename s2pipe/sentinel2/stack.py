@@ -35,7 +35,7 @@ PRODUCT_TAG = "S2PIPE_PRODUCT"
 class StackScene(Scene):
     """A stack file, already harmonised: windows are read as they are."""
 
-    def __init__(self, path: Path, src: Any, info: ProductInfo, radiometry: dict[str, Any]) -> None:
+    def __init__(self, path: str | os.PathLike, src: Any, info: ProductInfo, radiometry: dict[str, Any]) -> None:
         super().__init__(info, Grid.of(src), radiometry)
         self.path = path
         self._src = src
@@ -52,13 +52,13 @@ class StackScene(Scene):
         self._src.close()
 
 
-def _stack_info(path: Path, src: Any, tags: dict[str, str], radiometry: dict[str, Any]) -> ProductInfo:
+def _stack_info(path: str | os.PathLike, src: Any, tags: dict[str, str], radiometry: dict[str, Any]) -> ProductInfo:
     if PRODUCT_TAG in tags:  # the product it came from, now read from this file
         info = ProductInfo(**json.loads(tags[PRODUCT_TAG]))
         info.path, info.missing_bands, info.scl_file = str(path), [], None
         info.band_files = {b: f"{path} (band {i})" for i, b in enumerate(BANDS, start=1)}
         return info
-    return ProductInfo(path=str(path), name=path.stem, level="", product_type="stack",
+    return ProductInfo(path=str(path), name=Path(str(path).rsplit("/", 1)[-1]).stem, level="", product_type="stack",
                        baseline=str(radiometry.get("baseline", "")), tile="", sensing_time="",
                        spacecraft="", epsg=src.crs.to_epsg() or 0,
                        transform=list(src.transform)[:6], width=src.width, height=src.height,
@@ -67,10 +67,13 @@ def _stack_info(path: Path, src: Any, tags: dict[str, str], radiometry: dict[str
                        missing_bands=[], scl_file=None)
 
 
-def open_stack(path: Path) -> StackScene:
-    """Open a stack written by :func:`write_stack` (raises :class:`SafeFormatError`)."""
+def open_stack(path: str | os.PathLike) -> StackScene:
+    """Open a stack written by :func:`write_stack`, a local path or URL (raises
+    :class:`SafeFormatError`)."""
+    from s2pipe.remote import gdal_path
+
     try:
-        src = rasterio.open(path)
+        src = rasterio.open(gdal_path(path))
     except RasterioError as exc:
         raise SafeFormatError(f"{path}: not readable ({profiles.gdal_reason(exc)}); {SUPPORTED}") from None
     if src.count != len(BANDS) or tuple(src.descriptions) != BANDS or src.dtypes[0] != "uint16":

@@ -16,10 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from s2pipe.synth.grid import DEFAULT_EPSG, DEFAULT_ORIGIN, PIXEL, WorldGrid, mg
 from s2pipe.synth.landscape import Landscape, make_layers, place_in_world
 from s2pipe.synth.metadata import DEFAULT_DATE, ProductNames
 from s2pipe.synth.safe import write_safe
+from s2pipe.synth.stac import item_id, write_stac_item
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ MIN_SIZE, MAX_SIZE = 256, 10980
 MAX_WORLD = 4 * MAX_SIZE  # px a side: a world of up to 4 x 4 tiles
 FIRST_DATE, LAST_DATE = dt.date(2017, 3, 7), dt.date(2099, 12, 31)  # from Sentinel-2B's launch on
 LABELLED_BOX = (0.09, 0.91)  # the labelled "city area": central 82% x 82% of the scene
+ProductFormat = Literal["safe", "stac"]
+FORMATS: tuple[str, ...] = ("safe", "stac")
 
 
 @dataclass
@@ -53,7 +57,9 @@ class SynthResult:
     EPSG:``world_epsg`` the ground was laid out in; ``band_files``: image files listed in
     MTD_MSIL2A.xml; ``polygons``: features in the GeoPackage; ``class_pixels``: truth pixels
     per class value over the whole scene; ``cloud_percent``/``nodata_percent``: of the
-    scene's pixels (SCL 8/9, no-data strip).
+    scene's pixels (SCL 8/9, no-data strip). ``safe_path`` is the product to give
+    ``prepare``/``predict``: the ``.SAFE`` folder, or with ``format`` stac the item JSON (in
+    a folder of its COGs).
     """
 
     safe_path: Path
@@ -75,6 +81,8 @@ class SynthResult:
     class_pixels: dict[int, int] = field(default_factory=dict)
     cloud_percent: float = 0.0
     nodata_percent: float = 0.0
+    format: str = "safe"
+    stac_naming: str | None = None
 
 
 def write_truth(path: Path, land: Landscape, *, origin: tuple[float, float], epsg: int) -> None:
@@ -171,7 +179,8 @@ def _world_grid(world: tuple[float, float, float, float] | None, world_epsg: int
 def synth_product(out_dir: str | Path, *, size: int = 2560, seed: int = 0, baseline: str = "02.08",
                   date: dt.date | str = DEFAULT_DATE, origin: tuple[float, float] = DEFAULT_ORIGIN,
                   epsg: int = DEFAULT_EPSG, world: tuple[float, float, float, float] | None = None,
-                  world_epsg: int | None = None, label_epsg: int = 2180, overwrite: bool = False,
+                  world_epsg: int | None = None, label_epsg: int = 2180, format: ProductFormat = "safe",
+                  stac_naming: str = "earth-search", overwrite: bool = False,
                   progress: Callable[[int], None] | None = None) -> SynthResult:
     """Write a synthetic L2A SAFE, ``landcover.gpkg`` and ``truth.tif`` into ``out_dir``.
 
@@ -183,9 +192,16 @@ def synth_product(out_dir: str | Path, *, size: int = 2560, seed: int = 0, basel
     CRS), which must contain the product: products given the same seed and world show the
     same ground where they overlap, in every ``baseline`` ("NN.NN") and on every date; the
     clouds follow (seed, date). Building the world costs time and memory in proportion to
-    its area. Nothing is left behind on failure; existing outputs are refused unless
+    its area. ``format`` "stac" writes, instead of the SAFE, a folder of COGs and their STAC
+    Item with the asset keys of ``stac_naming`` (:data:`s2pipe.sentinel2.stac.NAMINGS`).
+    Nothing is left behind on failure; existing outputs are refused unless
     ``overwrite``. ``progress`` is called once per file written.
     """
+    from s2pipe.sentinel2.stac import NAMINGS
+
+    if format not in FORMATS or stac_naming not in NAMINGS:
+        raise OptionError(f"format {format!r} / naming {stac_naming!r}: use formats {', '.join(FORMATS)} and "
+                          f"namings {', '.join(NAMINGS)}")
     if not MIN_SIZE <= size <= MAX_SIZE:
         raise OptionError(f"size {size} is out of range; choose {MIN_SIZE}..{MAX_SIZE} pixels")
     if not re.fullmatch(r"\d\d\.\d\d", baseline):
@@ -205,6 +221,9 @@ def synth_product(out_dir: str | Path, *, size: int = 2560, seed: int = 0, basel
     out_dir = Path(out_dir)
     names = ProductNames.for_product(baseline, day=day, tile=tile)
     safe_path = out_dir / f"{names.product}.SAFE"
+    if format == "stac":
+        safe_path = out_dir / item_id(names.product, stac_naming)
+    product_path = safe_path
     labels_path, truth_path = out_dir / LABELS_NAME, out_dir / TRUTH_NAME
     for p in (safe_path, labels_path, truth_path, *sidecar_paths(truth_path)):
         check_writable(p, overwrite=overwrite)
@@ -215,19 +234,28 @@ def synth_product(out_dir: str | Path, *, size: int = 2560, seed: int = 0, basel
     land = place_in_world(grid, layers, origin=origin, size=size, epsg=epsg, seed=seed,
                           tag=() if sky is None else (sky,))
     with ExitStack() as stack:
-        tmp_safe = stack.enter_context(atomic_output(safe_path, overwrite=overwrite, directory=True))
+        tmp_out = stack.enter_context(atomic_output(safe_path, overwrite=overwrite, directory=True))
         tmp_truth = stack.enter_context(atomic_class_map(truth_path, overwrite=overwrite))
         tmp_labels = stack.enter_context(atomic_output(labels_path, overwrite=overwrite))
+        if format == "stac":
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=tmp_out, prefix=".safe-")))
+            tmp_safe = work / f"{names.product}.SAFE"
+        else:
+            tmp_safe = tmp_out
         written = write_safe(tmp_safe, land, names, origin=origin, epsg=epsg, progress=progress)
+        if format == "stac":
+            item = write_stac_item(tmp_safe, tmp_out, naming=stac_naming)
+            product_path = safe_path / item.name
         write_truth(tmp_truth, land, origin=origin, epsg=epsg)
         polygons = write_labels(tmp_labels, land, origin=origin, epsg=epsg, label_epsg=label_epsg)
     counts = np.bincount(land.classes.ravel(), minlength=9)
     scl = land.scl()
-    return SynthResult(safe_path=safe_path, labels_path=labels_path, truth_path=truth_path,
+    return SynthResult(safe_path=product_path, labels_path=labels_path, truth_path=truth_path,
                        product_name=names.product, tile=tile, date=day.isoformat(), size=size, seed=seed,
                        baseline=baseline, origin=origin, epsg=epsg,
                        world=(grid.west, grid.south, grid.east, grid.north), world_epsg=world_epsg,
                        label_epsg=label_epsg, band_files=len(written), polygons=polygons,
                        class_pixels={c: int(counts[c]) for c in range(1, 9)},
                        cloud_percent=round(float(np.isin(scl, (8, 9)).mean() * 100), 3),
-                       nodata_percent=round(float((~land.valid).mean() * 100), 3))
+                       nodata_percent=round(float((~land.valid).mean() * 100), 3), format=format,
+                       stac_naming=stac_naming if format == "stac" else None)

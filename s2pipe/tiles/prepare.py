@@ -38,6 +38,7 @@ from s2pipe.outputs import atomic_output, check_writable
 from s2pipe.raster.profiles import gdal_env
 from s2pipe.sentinel2 import DEFAULT_SCL_MASK, Scene, open_scene, write_stack
 from s2pipe.sentinel2.facts import BANDS, RADIOMETRY_CONVENTION, ResamplingName
+from s2pipe.sentinel2.reader import as_product
 from s2pipe.tiles.footprints import write_footprints
 from s2pipe.tiles.manifest import (
     FOOTPRINTS_NAME,
@@ -164,17 +165,20 @@ def prepare_tiles(products: Sequence[str | os.PathLike], labels: str | os.PathLi
                   class_map: str | os.PathLike | Mapping[Any, Any] | None = None,
                   resampling: ResamplingName = "bilinear",
                   mask_scl: Sequence[int] = DEFAULT_SCL_MASK, rule: TileRule = TileRule(),
-                  stack: str | os.PathLike | None = None, overwrite: bool = False,
+                  stack: str | os.PathLike | None = None, trust_pixels: bool = False,
+                  overwrite: bool = False,
                   progress: Callable[[int], None] | None = None) -> PrepareResult:
     """Cut ``products`` into labelled tiles in ``out_dir`` (see the module docstring).
 
     Only tiles with at least ``rule.min_labelled`` labelled and at most ``rule.max_nodata``
     no-data pixels are written. ``stack`` (one product only) also writes its 10 m stack.
     Nothing is left behind on error. ``progress`` gets the number of tile rows done.
+    ``trust_pixels``: where a product's pixels contradict the offset its metadata states,
+    follow the pixels instead of raising :class:`RadiometryError`.
     """
     t0 = time.perf_counter()
     rule.check()
-    paths = [Path(p) for p in products]
+    paths = [as_product(p) for p in products]
     if not paths:
         raise OptionError("no product given; pass at least one SAFE folder, zip or stack")
     if stack is not None and len(paths) > 1:
@@ -182,7 +186,7 @@ def prepare_tiles(products: Sequence[str | os.PathLike], labels: str | os.PathLi
     out_dir = check_writable(out_dir, overwrite=overwrite)
     if stack is not None:
         stack = check_writable(stack, overwrite=overwrite)
-    read = dict(resampling=resampling, mask_scl=mask_scl)
+    read = dict(resampling=resampling, mask_scl=mask_scl, trust_pixels=trust_pixels)
     with ExitStack() as ctx:
         ctx.enter_context(gdal_env())
         gdf, report = read_labels(labels, layer=layer, class_field=class_field, class_map=class_map)
@@ -212,6 +216,7 @@ def prepare_tiles(products: Sequence[str | os.PathLike], labels: str | os.PathLi
         options = {**asdict(rule), "stride": rule.step, "block_size": block_px, "resampling": resampling,
                    "mask_scl": sorted(int(v) for v in mask_scl), "labels": str(labels), "layer": layer,
                    "class_field": class_field, "stack": str(stack) if stack else None,
+                   "trust_pixels": trust_pixels,
                    "class_map": class_map if isinstance(class_map, Mapping) else
                    (str(class_map) if class_map else None), "products": [str(p) for p in paths]}
         manifest = TileManifest(
