@@ -96,7 +96,17 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     import torch
 
     from s2pipe.model.checkpoint import load_checkpoint
-    from s2pipe.model.onnx import KEY_PRECISION, KEY_QUANT, OPSET, open_onnx, set_metadata, write_onnx
+    from s2pipe.model.onnx import (
+        FORMAT,
+        KEY_FORMAT,
+        KEY_META,
+        KEY_PRECISION,
+        KEY_QUANT,
+        OPSET,
+        open_onnx,
+        set_metadata,
+        write_onnx,
+    )
     from s2pipe.model.quantize import class_agreement, describe, open_tiles, quantize_onnx
     from s2pipe.prediction.inference import OnnxWindowModel
 
@@ -127,7 +137,9 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
             calibration = quantize_onnx(fp32, tmp, meta=meta, tiles_dir=tiles_dir,
                                         count=calibration_tiles, seed=seed, progress=progress)
             ref = open_onnx(fp32, threads=threads)
-            set_metadata(tmp, {KEY_PRECISION: "int8"})
+            # the whole contract again: the quantiser need not keep metadata_props
+            set_metadata(tmp, {KEY_FORMAT: FORMAT, KEY_META: json.dumps(meta.to_dict()),
+                               KEY_PRECISION: "int8"})
             q = open_onnx(tmp, threads=threads)
             agreement = class_agreement(OnnxWindowModel(ref.session), OnnxWindowModel(q.session),
                                         meta=meta, tileset=tileset, threshold=min_agreement,
