@@ -18,13 +18,15 @@ not depend on the weights), or ``--checkpoint PATH``.
 size once per model: the checkpoint in torch, its fp32 ONNX export and its int8 export
 in ONNX Runtime (``s2pipe export``; calibrated on ``--tiles DIR``, a prepare output, or
 else on 8 windows cut from the stack as train tiles and 4 as val tiles). Each run also
-reports ``ratio`` (its windows/s over the first precision's, end to end) and
-``agreement``: the fraction of pixels mapped by both whose class equals the first
-precision's map (meaningful only for a trained ``--checkpoint``).
+reports ``agreement``: the fraction of pixels mapped by both whose class equals the first
+precision's map (meaningful only for a trained ``--checkpoint``). ``summary`` gives each
+precision's best windows/s over ``--rounds`` round-robin runs (end to end and forward
+only) and ``ratio``/``forward_ratio`` to the first precision's best.
 
     python bench/bench_predict.py --sizes 2560 --filters 32
     python bench/bench_predict.py --sizes 2560 10980 --filters 8
-    python bench/bench_predict.py --sizes 2560 --filters 32 --precisions torch-fp32 onnx-fp32 onnx-int8
+    python bench/bench_predict.py --sizes 2560 --filters 32 --rounds 2 \
+        --precisions torch-fp32 onnx-fp32 onnx-int8
 """
 
 from __future__ import annotations
@@ -200,6 +202,25 @@ def map_agreement(a: Path, b: Path) -> float:
     return same / both if both else 1.0
 
 
+def summarize(runs: list[dict], precisions: list[str]) -> dict[str, dict]:
+    """Per precision: the best windows/s of its rounds (end to end and forward only) and
+    their ratios to the first precision's best, plus the map agreement with the first."""
+    out: dict[str, dict] = {}
+    for p in precisions:
+        mine = [r for r in runs if r["model"] == p]
+        fwd = [r["forward_tiles_per_s"] for r in mine if r.get("forward_tiles_per_s")]
+        out[p] = {"tiles_per_s": max(r["tiles_per_s"] for r in mine),
+                  "forward_tiles_per_s": max(fwd) if fwd else None,
+                  "agreement": mine[0].get("agreement"),
+                  "export_val_agreement": mine[0].get("export_val_agreement")}
+    ref = out[precisions[0]]
+    for v in out.values():
+        v["ratio"] = v["tiles_per_s"] / ref["tiles_per_s"]
+        if v["forward_tiles_per_s"] and ref["forward_tiles_per_s"]:
+            v["forward_ratio"] = v["forward_tiles_per_s"] / ref["forward_tiles_per_s"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[2560])
@@ -215,10 +236,14 @@ def main() -> None:
                     help="Skip the forward-only timing (memory runs on big scenes).")
     ap.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=["torch-fp32"],
                     help="Models to run side by side on the same windows (first = reference).")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="Run the precisions round-robin this many times; the summary keeps each "
+                         "one's best (on a shared machine the load changes between runs).")
     ap.add_argument("--checkpoint", type=Path, help="A trained best.pt instead of a random U-Net.")
     ap.add_argument("--tiles", type=Path, help="int8: the prepare output to calibrate and check on.")
     args = ap.parse_args()
     runs = []
+    summaries = {}
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         tmp = Path(tmp)
         ckpt = args.checkpoint or write_checkpoint(tmp / "best.pt", args.filters, args.tile)
@@ -229,32 +254,34 @@ def main() -> None:
             made = time.perf_counter() - t0
             models = models_for(args.precisions, ckpt, tmp, args.tiles, stack)
             first: dict | None = None
-            for precision in args.precisions:
-                out_map = tmp / f"map_{size}_{precision}.tif"
-                out = subprocess.run(
-                    [sys.executable, "-c", CHILD, str(stack), str(models[precision].path), str(out_map),
-                     str(args.overlap), str(args.batch_size), args.device,
-                     "none" if args.no_forward else "forward"],
-                    capture_output=True, text=True)
-                if out.returncode:
-                    sys.exit(out.stderr)
-                run = json.loads(out.stdout.strip().splitlines()[-1])
-                run["stack_seconds"] = made
-                run["model"] = precision
-                if len(args.precisions) > 1:
-                    first = first or {**run, "map": out_map}
-                    run["ratio"] = run["tiles_per_s"] / first["tiles_per_s"]
-                    if run.get("forward_tiles_per_s") and first.get("forward_tiles_per_s"):
-                        run["forward_ratio"] = run["forward_tiles_per_s"] / first["forward_tiles_per_s"]
-                    run["agreement"] = map_agreement(first["map"], out_map)
-                    if models[precision].val_agreement is not None:
-                        run["export_val_agreement"] = models[precision].val_agreement
-                runs.append(run)
+            these = []
+            for round_ in range(args.rounds):
+                for precision in args.precisions:
+                    out_map = tmp / f"map_{size}_{precision}_{round_}.tif"
+                    out = subprocess.run(
+                        [sys.executable, "-c", CHILD, str(stack), str(models[precision].path),
+                         str(out_map), str(args.overlap), str(args.batch_size), args.device,
+                         "none" if args.no_forward else "forward"],
+                        capture_output=True, text=True)
+                    if out.returncode:
+                        sys.exit(out.stderr)
+                    run = json.loads(out.stdout.strip().splitlines()[-1])
+                    run.update(stack_seconds=made, model=precision, round=round_)
+                    if len(args.precisions) > 1:
+                        first = first or {**run, "map": out_map}
+                        run["agreement"] = map_agreement(first["map"], out_map)
+                        if models[precision].val_agreement is not None:
+                            run["export_val_agreement"] = models[precision].val_agreement
+                    these.append(run)
+            runs += these
+            if len(args.precisions) > 1:
+                name = args.stack.name if args.stack else str(size)
+                summaries[name] = summarize(these, args.precisions)
     print(json.dumps({"benchmark": "predict", "filters": args.filters, "tile": args.tile,
                       "overlap": args.overlap, "batch_size": args.batch_size,
                       "device": args.device, "target_overhead": 1.15,
                       "checkpoint": str(args.checkpoint) if args.checkpoint else "random",
-                      "runs": runs}))
+                      "rounds": args.rounds, "summary": summaries, "runs": runs}))
 
 
 if __name__ == "__main__":
