@@ -318,14 +318,19 @@ def vectorize(map_path: Path, out_path: Path, min_area_ha: float, simplify_m: fl
                                         str(result.output)]))
 
 
-from s2pipe.prediction.options import TTA_CHOICES  # noqa: E402  (plain data; valid values live once)
+from s2pipe.prediction.options import (  # noqa: E402  (plain data; valid values live once)
+    DEFAULT_CALIBRATION_TILES,
+    DEFAULT_MIN_AGREEMENT,
+    PRECISION_CHOICES,
+    TTA_CHOICES,
+)
 
 
 @cli.command()
 @click.argument("scenes", nargs=-1, required=True, type=ProductType())
 @click.option("--model", "model_path", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Checkpoint written by 's2pipe train' (best.pt).")
+              help="Checkpoint written by 's2pipe train' (best.pt), or an ONNX model from 's2pipe export'.")
 @click.option("-o", "--output", "out", required=True, type=ProductType(must_exist=False),
               help="Map GeoTIFF to write; with several scenes a folder for <product name>.tif. "
                    "May be an s3://... URL (written locally, uploaded when complete).")
@@ -336,6 +341,9 @@ from s2pipe.prediction.options import TTA_CHOICES  # noqa: E402  (plain data; va
 @device_option
 @click.option("--tta", type=click.Choice(TTA_CHOICES), default="none", show_default=True,
               help="Test-time augmentation: average over flips, or all 8 flips/rotations (d4).")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES),
+              help="Check the model is fp32 (.pt, or an fp32 .onnx) or int8 (an .onnx from "
+                   "'s2pipe export --precision int8'; CPU) [default: what the model holds].")
 @click.option("--mask-clouds", is_flag=True,
               help="Map pixels the SCL flags as cloud, cirrus, cloud shadow or defective as no data (0).")
 @click.option("--probabilities", type=ProductType(must_exist=False),
@@ -346,12 +354,13 @@ from s2pipe.prediction.options import TTA_CHOICES  # noqa: E402  (plain data; va
 @overwrite_option
 @json_option
 def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int, batch_size: int,
-            device: str, tta: str, mask_clouds: bool, probabilities: Path | None,
+            device: str, tta: str, precision: str | None, mask_clouds: bool, probabilities: Path | None,
             probabilities_all: bool, trust_pixels: bool, overwrite: bool, as_json: bool) -> None:
     """Seamless land-cover map of whole scenes (SAFE folder, zipped SAFE, STAC Item or 12-band stack).
 
     Writes a Cloud-Optimized GeoTIFF on the scene's 10 m grid: 0 = no data, 1..8 the
-    classes, with the legend's colour table and class names.
+    classes, with the legend's colour table and class names. MODEL is a .pt checkpoint
+    (torch) or an .onnx model from 's2pipe export' (ONNX Runtime, CPU; int8 is fastest).
 
     \b
     s2pipe predict S2B_MSIL2A_...SAFE --model model/best.pt -o landcover.tif
@@ -362,10 +371,59 @@ def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int,
         raise click.UsageError("--probabilities-all needs --probabilities PATH")
     on_total, tick = progress_later("predict", "window")
     run = predict_scenes(scenes, model_path, out, overlap=overlap, batch_size=batch_size,
-                         device=device, tta=tta, mask_clouds=mask_clouds,
+                         device=device, tta=tta, precision=precision, mask_clouds=mask_clouds,
                          probabilities=probabilities, probabilities_all=probabilities_all,
                          trust_pixels=trust_pixels, overwrite=overwrite, progress=tick, on_total=on_total)
     report(run, as_json, "\n".join(r.summary() for r in run.results))
+
+
+def _onnx_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    if value.suffix.lower() != ".onnx":
+        raise click.BadParameter(f"{value} must end in .onnx", ctx, param)
+    return value
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              callback=_onnx_path, help="ONNX model to write (.onnx).")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="fp32", show_default=True,
+              help="fp32, or int8: statically quantised, calibrated on training tiles (needs --tiles).")
+@click.option("--tiles", "tiles_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="int8: the prepare output the model was trained on; its train tiles calibrate "
+                   "the model, its val tiles check it.")
+@click.option("--calibration-tiles", type=click.IntRange(1), default=DEFAULT_CALIBRATION_TILES,
+              show_default=True,
+              help="int8: number of train tiles to calibrate on (drawn with --seed).")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=DEFAULT_MIN_AGREEMENT,
+              show_default=True,
+              help="int8: refuse the model if its classes agree with fp32 on less than this "
+                   "fraction of the val tiles' pixels (0 accepts any).")
+@seed_option
+@overwrite_option
+@json_option
+def export(checkpoint: Path, out: Path, precision: str, tiles_dir: Path | None, calibration_tiles: int,
+           min_agreement: float, seed: int, overwrite: bool, as_json: bool) -> None:
+    """Export a checkpoint as an ONNX model for ONNX Runtime, fp32 or int8.
+
+    The model takes (batch, 12, tile, tile) normalised bands and gives class logits; its
+    metadata carries the checkpoint's bands, legend, normalisation, tile size and
+    radiometry, so 'predict --model model.onnx' checks scenes as with the .pt. int8:
+    calibrated once on training tiles, and refused if it maps other classes than fp32 on
+    more than 1% of the validation pixels.
+
+    \b
+    s2pipe export model/best.pt --precision int8 --tiles tiles/ -o model/best.int8.onnx
+    """
+    if precision == "int8" and tiles_dir is None:
+        raise click.UsageError("--precision int8 needs --tiles TILES_DIR (the prepare output "
+                               "the model was trained on)")
+    from s2pipe.model.export import export_model
+
+    result = export_model(checkpoint, out, precision=precision, tiles_dir=tiles_dir,
+                          calibration_tiles=calibration_tiles, seed=seed, min_agreement=min_agreement,
+                          overwrite=overwrite, progress=progress(None, "export", unit="tile"))
+    report(result, as_json, result.summary())
 
 
 from s2pipe.training.options import CLASS_WEIGHTS  # noqa: E402  (plain data; valid values live once)

@@ -1,6 +1,9 @@
-"""Batches of normalised windows -> class probabilities, with optional test-time augmentation."""
+"""Batches of normalised windows -> class probabilities, with optional test-time augmentation:
+:class:`WindowModel` runs a torch module, :class:`OnnxWindowModel` an ONNX Runtime session."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,3 +46,39 @@ class WindowModel:
                 total = p if total is None else total + p
             assert total is not None
             return (total / len(self.ops)).cpu().numpy()
+
+
+def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
+    """Softmax of float32 ``logits`` along ``axis`` (numerically stable)."""
+    e = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+class OnnxWindowModel:
+    """An ONNX Runtime session with :class:`WindowModel`'s interface (CPU, TTA alike)."""
+
+    def __init__(self, session: Any, tta: str = "none", *, input_name: str = "input",
+                 output_name: str = "logits") -> None:
+        self.session = session
+        self.ops = tta_ops(tta)
+        self.input_name, self.output_name = input_name, output_name
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """(N, bands, t, t) normalised float32 -> (N, classes, t, t) logits, no TTA."""
+        feed = {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
+        return self.session.run([self.output_name], feed)[0]
+
+    def __call__(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
+        """(N, bands, t, t) normalised float32 -> (N, classes, t, t) float32 probabilities."""
+        x = np.asarray(batch, dtype=np.float32)
+        total: np.ndarray | None = None
+        for k, flip in self.ops:
+            xi = np.rot90(x, k, (2, 3)) if k else x
+            xi = xi[..., ::-1] if flip else xi
+            p = softmax(self.logits(xi))
+            p = p[..., ::-1] if flip else p
+            p = np.rot90(p, -k, (2, 3)) if k else p
+            total = p if total is None else total + p
+        assert total is not None
+        return np.ascontiguousarray(total / len(self.ops), dtype=np.float32)

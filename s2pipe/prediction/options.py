@@ -9,6 +9,10 @@ from s2pipe.errors import OptionError
 
 TTA = Literal["none", "flips", "d4"]
 TTA_CHOICES: tuple[str, ...] = get_args(TTA)
+Precision = Literal["fp32", "int8"]
+PRECISION_CHOICES: tuple[str, ...] = get_args(Precision)
+DEFAULT_CALIBRATION_TILES = 32   # export --precision int8: train tiles calibrating the model
+DEFAULT_MIN_AGREEMENT = 0.99     # ... and the least class agreement with fp32 on val tiles
 DEFAULT_OVERLAP = 64
 DEFAULT_BATCH_SIZE = 4
 
@@ -21,6 +25,7 @@ class PredictOptions:
     batch_size: int = DEFAULT_BATCH_SIZE
     device: str = "auto"
     tta: TTA = "none"
+    precision: Precision | None = None  # None: whatever the model file holds
     mask_clouds: bool = False
     probabilities_all: bool = False
     trust_pixels: bool = False  # follow the pixels where they contradict the stated offset
@@ -35,3 +40,6 @@ class PredictOptions:
             raise OptionError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.tta not in TTA_CHOICES:
             raise OptionError(f"--tta {self.tta!r} is unknown; use one of {', '.join(TTA_CHOICES)}")
+        if self.precision is not None and self.precision not in PRECISION_CHOICES:
+            raise OptionError(f"--precision {self.precision!r} is unknown; use one of "
+                              f"{', '.join(PRECISION_CHOICES)}")

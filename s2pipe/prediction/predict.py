@@ -1,8 +1,11 @@
-"""Full-scene land-cover maps from a trained checkpoint, streamed strip by strip.
+"""Full-scene land-cover maps from a trained model, streamed strip by strip.
 
-``predict_scenes`` reads each scene through :func:`s2pipe.sentinel2.open_scene` (the
-reader ``prepare`` uses), cuts windows of the checkpoint's tile size on the grid of
-:mod:`s2pipe.prediction.windows`, runs them through the U-Net in batches while a
+The model is a ``.pt`` checkpoint (run by torch) or an ``.onnx`` file from ``s2pipe
+export`` (fp32 or int8, run by ONNX Runtime), loaded by
+:func:`s2pipe.prediction.runtime.load_window_model`. ``predict_scenes`` reads each scene
+through :func:`s2pipe.sentinel2.open_scene` (the reader ``prepare`` uses), cuts windows
+of the model's tile size on the grid of :mod:`s2pipe.prediction.windows`, runs them
+through the U-Net in batches while a
 background thread reads and normalises the next windows (:mod:`s2pipe.prediction.batches`),
 blends the class probabilities (:mod:`s2pipe.prediction.blend`) and writes each finished
 strip to a COG (:mod:`s2pipe.raster.cog`). Memory does not grow with the scene's size:
@@ -28,7 +31,8 @@ from s2pipe.errors import CheckpointError, OptionError
 from s2pipe.legend import LandCoverClass, legend_to_list
 from s2pipe.model.checkpoint import ModelMeta
 from s2pipe.outputs import atomic_output, check_writable
-from s2pipe.prediction.options import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, TTA, PredictOptions
+from s2pipe.prediction.options import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, TTA, Precision, PredictOptions
+from s2pipe.prediction.runtime import LoadedModel
 from s2pipe.prediction.windows import WindowGrid
 from s2pipe.raster.classmap import atomic_class_map, sidecar_paths
 from s2pipe.raster.profiles import gdal_env
@@ -70,6 +74,8 @@ class PredictResult:
     batch_size: int
     tta: str
     nodata_pixels: int
+    runtime: str = "torch"     # or "onnxruntime"
+    precision: str = "fp32"    # or "int8"
     class_areas: list[ClassArea] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -135,13 +141,15 @@ def _open(scene_path: Path, mask_clouds: bool, trust_pixels: bool = False) -> Sc
     return scene
 
 
-def _provenance(scene: Scene, job: _Job, model_path: Path, meta: ModelMeta,
+def _provenance(scene: Scene, job: _Job, model_path: Path, model: LoadedModel,
                 o: PredictOptions) -> dict[str, str]:
+    meta = model.meta
     return {
         "S2PIPE_PRODUCT": str(scene.name), "S2PIPE_SCENE": str(job.scene),
         "S2PIPE_MODEL": str(model_path), "S2PIPE_MODEL_VERSION": meta.s2pipe_version,
         "S2PIPE_VERSION": __version__, "S2PIPE_OVERLAP": str(o.overlap),
         "S2PIPE_TILE_SIZE": str(meta.tile_size), "S2PIPE_TTA": o.tta,
+        "S2PIPE_PRECISION": model.precision, "S2PIPE_RUNTIME": model.runtime,
         "S2PIPE_MASK_CLOUDS": str(o.mask_clouds),
         "S2PIPE_RADIOMETRY": json.dumps(scene.radiometry),
         "S2PIPE_LEGEND": json.dumps(legend_to_list(meta.legend)),
@@ -156,17 +164,17 @@ def _class_areas(counts: np.ndarray, legend: Sequence[LandCoverClass], grid: Gri
             for c in legend]
 
 
-def _map_scene(scene: Scene, job: _Job, model_path: Path, meta: ModelMeta,
-               window_model: Callable, o: PredictOptions, device: str,
+def _map_scene(scene: Scene, job: _Job, model_path: Path, model: LoadedModel, o: PredictOptions,
                progress: Progress | None) -> PredictResult:
     """Predict one opened scene into ``job.out`` (and ``job.probabilities``)."""
     from s2pipe.prediction.blend import blend_scene
     from s2pipe.raster.cog import MapWriter
 
     start = time.perf_counter()
+    meta = model.meta
     legend = meta.legend
     grid = WindowGrid(int(scene.grid.width), int(scene.grid.height), meta.tile_size, o.overlap)
-    tags = _provenance(scene, job, model_path, meta, o)
+    tags = _provenance(scene, job, model_path, model, o)
     counts = np.zeros(256, dtype=np.int64)
     with ExitStack() as stack:  # exits in reverse: writers close, then outputs are renamed
         stack.enter_context(gdal_env(GDAL_CACHEMAX=gdal_cache_mb(grid)))
@@ -191,7 +199,7 @@ def _map_scene(scene: Scene, job: _Job, model_path: Path, meta: ModelMeta,
                 q[:, ~valid] = 0
                 probs_out.write_rows(q, col0)
 
-        blend_scene(scene, window_model, grid, meta.normalization.normalizer(), batch_size=o.batch_size,
+        blend_scene(scene, model.runner, grid, meta.normalization.normalizer(), batch_size=o.batch_size,
                     num_classes=meta.num_classes, on_rows=on_rows, progress=progress)
         classes.finish()
         if probs_out is not None:
@@ -201,8 +209,9 @@ def _map_scene(scene: Scene, job: _Job, model_path: Path, meta: ModelMeta,
         scene=job.scene, product=str(scene.name), output=job.out, probabilities=job.probabilities,
         width=grid.width, height=grid.height, windows=len(grid), seconds=seconds,
         windows_per_second=len(grid) / seconds if seconds > 0 else 0.0,
-        peak_rss_mb=peak_rss_mb(), device=device, overlap=o.overlap, batch_size=o.batch_size,
-        tta=o.tta, nodata_pixels=int(counts[0]), class_areas=_class_areas(counts, legend, scene.grid))
+        peak_rss_mb=peak_rss_mb(), device=model.device, overlap=o.overlap, batch_size=o.batch_size,
+        tta=o.tta, nodata_pixels=int(counts[0]), runtime=model.runtime, precision=model.precision,
+        class_areas=_class_areas(counts, legend, scene.grid))
 
 
 def _plan(scene_paths: list[Path], model_path: Path, meta: ModelMeta, out: Path,
@@ -231,9 +240,9 @@ def _plan(scene_paths: list[Path], model_path: Path, meta: ModelMeta, out: Path,
 def predict_scenes(scene_paths: Sequence[str | os.PathLike], model_path: str | os.PathLike,
                    out: str | os.PathLike, *, probabilities: str | os.PathLike | None = None,
                    overwrite: bool = False, **options: Any) -> PredictRun:
-    """Predict land-cover maps of one or more scenes with the checkpoint ``model_path``
-    (options as :func:`predict_local`). ``out`` and ``probabilities`` may be URLs
-    (``s3://`` ...): written locally, uploaded when complete (:mod:`s2pipe.remote`)."""
+    """Predict land-cover maps of one or more scenes with the model ``model_path`` (options
+    as :func:`predict_local`). ``out`` and ``probabilities`` may be URLs (``s3://`` ...):
+    written locally, uploaded when complete (:mod:`s2pipe.remote`)."""
     from s2pipe.remote import staged_outputs, with_urls
 
     with staged_outputs(out, probabilities, overwrite=overwrite) as (local_out, local_prob):
@@ -245,25 +254,25 @@ def predict_scenes(scene_paths: Sequence[str | os.PathLike], model_path: str | o
 def predict_local(scene_paths: Sequence[str | os.PathLike], model_path: str | os.PathLike,
                   out: str | os.PathLike, *, overlap: int = DEFAULT_OVERLAP,
                   batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto",
-                  tta: TTA = "none", mask_clouds: bool = False,
+                  tta: TTA = "none", precision: Precision | None = None, mask_clouds: bool = False,
                   probabilities: str | os.PathLike | None = None,
                   probabilities_all: bool = False, trust_pixels: bool = False,
                   overwrite: bool = False, progress: Progress | None = None,
                   on_total: Progress | None = None) -> PredictRun:
-    """Predict land-cover maps of one or more scenes with the checkpoint ``model_path``.
+    """Predict land-cover maps of one or more scenes with the model ``model_path``: a
+    ``.pt`` checkpoint or an ``.onnx`` file from ``s2pipe export``. ``precision`` (fp32 or
+    int8) must match the model when given (see :mod:`s2pipe.prediction.runtime`).
 
     One scene: ``out`` (and ``probabilities``) are GeoTIFF paths. Several scenes: they are
     folders that receive ``<product name>.tif``. Every scene and output is checked before
     the first map is computed; then ``on_total`` gets the number of windows of all scenes
     and ``progress`` is called with the number of windows done after each batch.
     """
-    from s2pipe.model.checkpoint import load_checkpoint
-    from s2pipe.model.device import resolve_device
-    from s2pipe.prediction.inference import WindowModel
+    from s2pipe.prediction.runtime import load_window_model
 
     start = time.perf_counter()
     o = PredictOptions(overlap=overlap, batch_size=batch_size, device=device, tta=tta,
-                       mask_clouds=mask_clouds, probabilities_all=probabilities_all,
+                       precision=precision, mask_clouds=mask_clouds, probabilities_all=probabilities_all,
                        trust_pixels=trust_pixels, overwrite=overwrite)
     model_path = Path(model_path)
     paths = [as_product(p) for p in scene_paths]
@@ -271,21 +280,19 @@ def predict_local(scene_paths: Sequence[str | os.PathLike], model_path: str | os
         raise OptionError("no scene given; pass at least one SAFE folder, zip or stack")
     if probabilities_all and probabilities is None:
         raise OptionError("--probabilities-all needs --probabilities PATH")
-    dev = resolve_device(device)
-    model, meta = load_checkpoint(model_path, device=dev)
+    model = load_window_model(model_path, device=device, tta=o.tta, precision=o.precision)
+    meta = model.meta
     o.check(meta.tile_size, model_path)
     with gdal_env():
         jobs = _plan(paths, model_path, meta, Path(out),
                      None if probabilities is None else Path(probabilities), o)
         if on_total is not None:
             on_total(sum(len(WindowGrid(j.width, j.height, meta.tile_size, o.overlap)) for j in jobs))
-        window_model = WindowModel(model, dev, o.tta)
         results = []
         for job in jobs:
             log.info("predicting %s -> %s", job.scene, job.out)
             with _open(job.scene, o.mask_clouds, o.trust_pixels) as scene:
-                results.append(_map_scene(scene, job, model_path, meta, window_model, o, str(dev),
-                                          progress))
+                results.append(_map_scene(scene, job, model_path, model, o, progress))
     return PredictRun(model=model_path, results=results, seconds=time.perf_counter() - start,
                       peak_rss_mb=peak_rss_mb())
 

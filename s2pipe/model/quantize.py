@@ -1,0 +1,187 @@
+"""int8 models: ONNX Runtime static quantisation, calibrated on training tiles, checked on
+validation tiles.
+
+Calibration: up to ``count`` (default :data:`DEFAULT_CALIBRATION_TILES`) tiles of the
+``train`` split of a ``prepare`` output, drawn without replacement with ``seed`` from
+the split's tiles sorted by id, so the same folder, count and seed give the same tiles.
+They are normalised exactly as in training and fed, one tile at a time, to ONNX
+Runtime's MinMax calibrator. Scheme: QDQ, weights int8 symmetric per output channel,
+activations uint8 asymmetric per tensor (the fast path of x86 CPUs with VNNI); the last
+1x1 convolution (the class logits) stays fp32, so ties between classes are not made by
+rounding. The tile ids, seed and folder are written into the model's metadata.
+
+Quality is checked, not assumed: :func:`class_agreement` compares the int8 model's classes
+with the fp32 model's on every pixel with data of the ``val`` tiles.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from s2pipe.errors import TileError
+from s2pipe.model.checkpoint import ModelMeta
+from s2pipe.prediction.options import DEFAULT_CALIBRATION_TILES
+from s2pipe.training.dataset import TilePair, TileSet, find_tiles, load_tiles
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_SPLIT, CHECK_SPLIT = "train", "val"
+SCHEME = ("ONNX Runtime static quantisation, QDQ, MinMax calibration; weights int8 symmetric "
+          "per channel, activations uint8 per tensor; class logits (last 1x1 conv) fp32")
+
+
+@dataclass
+class Calibration:
+    """Which tiles calibrated an int8 model, and how."""
+
+    tiles_dir: str
+    split: str
+    seed: int
+    available: int           # tiles in the split
+    tiles: list[str] = field(default_factory=list)  # ids of the tiles used
+    scheme: str = SCHEME
+
+
+@dataclass
+class Agreement:
+    """How often the int8 model maps the same class as the fp32 model."""
+
+    split: str
+    tiles: int
+    pixels: int                 # pixels with data compared
+    agreement: float            # fraction of them mapped to the same class
+    labelled_pixels: int
+    fp32_accuracy: float | None  # on labelled pixels, against the tiles' labels
+    int8_accuracy: float | None
+    threshold: float
+
+
+def open_tiles(tiles_dir: str | os.PathLike, meta: ModelMeta) -> TileSet:
+    """The tile set of a ``prepare`` output, refused if it does not fit the model."""
+    tileset = find_tiles(Path(tiles_dir))
+    if list(tileset.bands) != list(meta.bands):
+        raise TileError(f"{tiles_dir} holds bands {tileset.bands} but the model reads "
+                        f"{list(meta.bands)}; calibrate with the tiles the model was trained on")
+    if tileset.tile_size is not None and tileset.tile_size != meta.tile_size:
+        raise TileError(f"{tiles_dir} holds {tileset.tile_size} px tiles but the model's tile "
+                        f"size is {meta.tile_size}; calibrate with the tiles it was trained on")
+    return tileset
+
+
+def calibration_pairs(tileset: TileSet, count: int, seed: int) -> list[TilePair]:
+    """``count`` training tiles drawn with ``seed`` (all of them if there are fewer)."""
+    pool = sorted(tileset.split(CALIBRATION_SPLIT), key=lambda p: p.id)
+    if len(pool) <= count:
+        return pool
+    keep = np.sort(np.random.default_rng(seed).choice(len(pool), count, replace=False))
+    return [pool[i] for i in keep]
+
+
+def _normalised(images: np.ndarray, meta: ModelMeta) -> np.ndarray:
+    import torch
+
+    x = torch.from_numpy(images.astype(np.float32))
+    return meta.normalization.normalizer()(x).numpy()
+
+
+def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, *, meta: ModelMeta,
+                  tiles_dir: str | os.PathLike, count: int = DEFAULT_CALIBRATION_TILES,
+                  seed: int = 0, progress: Callable[[int], None] | None = None) -> Calibration:
+    """Write the int8 version of the fp32 ONNX model ``fp32_path`` to ``out_path``.
+
+    Calibrated on training tiles of ``tiles_dir`` (see the module's docstring). The
+    metadata of ``out_path`` is not yet set; the caller adds it.
+    """
+    import tempfile
+
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    tileset = open_tiles(tiles_dir, meta)
+    pairs = calibration_pairs(tileset, count, seed)
+    if not pairs:
+        raise TileError(f"{tiles_dir} has no '{CALIBRATION_SPLIT}' tiles to calibrate with")
+    log.info("calibrating int8 on %d of %d training tiles of %s (seed %d)", len(pairs),
+             len(tileset.split(CALIBRATION_SPLIT)), tiles_dir, seed)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.left = list(pairs)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if not self.left:
+                return None
+            images, _ = load_tiles([self.left.pop(0)], num_bands=len(meta.bands),
+                                   num_classes=meta.num_classes)
+            if progress is not None:
+                progress(1)
+            return {"input": _normalised(images, meta)}
+
+    with tempfile.TemporaryDirectory(prefix="s2pipe-quantize-") as work:
+        pre = Path(work) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, reduce_range=False, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=_logit_nodes(pre))
+    return Calibration(tiles_dir=str(tiles_dir), split=CALIBRATION_SPLIT, seed=seed,
+                       available=len(tileset.split(CALIBRATION_SPLIT)), tiles=[p.id for p in pairs])
+
+
+def _logit_nodes(path: Path) -> list[str]:
+    """Names of the nodes that write the graph's outputs (the class-logit convolution)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    outputs = {o.name for o in graph.output}
+    return [n.name for n in graph.node if outputs & set(n.output)]
+
+
+def class_agreement(fp32: Callable[[np.ndarray], np.ndarray], int8: Callable[[np.ndarray], np.ndarray],
+                    *, meta: ModelMeta, tileset: TileSet, threshold: float, batch_size: int = 4,
+                    progress: Callable[[int], None] | None = None) -> Agreement:
+    """Classes of ``int8`` vs ``fp32`` (both: normalised batch -> probabilities) on every
+    pixel with data of the validation tiles, plus each one's accuracy on labelled pixels."""
+    pairs: Sequence[TilePair] = sorted(tileset.split(CHECK_SPLIT), key=lambda p: p.id)
+    if not pairs:
+        raise TileError(f"the tile folder has no '{CHECK_SPLIT}' tiles to check the int8 model "
+                        "on; use a prepare output with a validation split")
+    same = pixels = labelled = right32 = right8 = 0
+    for b in range(0, len(pairs), batch_size):
+        images, labels = load_tiles(pairs[b:b + batch_size], num_bands=len(meta.bands),
+                                    num_classes=meta.num_classes)
+        x = _normalised(images, meta)
+        c32 = fp32(x).argmax(axis=1) + 1
+        c8 = int8(x).argmax(axis=1) + 1
+        valid = images.any(axis=1)
+        same += int(((c32 == c8) & valid).sum())
+        pixels += int(valid.sum())
+        lab = (labels > 0) & valid
+        labelled += int(lab.sum())
+        right32 += int(((c32 == labels) & lab).sum())
+        right8 += int(((c8 == labels) & lab).sum())
+        if progress is not None:
+            progress(len(images))
+    return Agreement(split=CHECK_SPLIT, tiles=len(pairs), pixels=pixels,
+                     agreement=same / pixels if pixels else 1.0, labelled_pixels=labelled,
+                     fp32_accuracy=right32 / labelled if labelled else None,
+                     int8_accuracy=right8 / labelled if labelled else None, threshold=threshold)
+
+
+def describe(calibration: Calibration, agreement: Agreement) -> dict[str, Any]:
+    """The JSON written into an int8 model's ``s2pipe_quantization`` metadata."""
+    from dataclasses import asdict
+
+    return {"calibration": asdict(calibration), "agreement": asdict(agreement)}
