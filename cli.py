@@ -114,6 +114,50 @@ device_option = click.option(
     help="Torch device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 
 
+def cluster_options(f: Callable) -> Callable:
+    """Where the tasks of a command run: this process (default), a Dask cluster, or a local one."""
+    f = click.option("--workers", "local_workers", type=click.IntRange(1), metavar="N",
+                     help="Start a local Dask cluster of N worker processes (on 127.0.0.1) for the "
+                          "run; see docs/cluster.md.")(f)
+    return click.option("--scheduler", envvar="S2PIPE_SCHEDULER", metavar="ADDRESS",
+                        help="Run the tasks on the Dask cluster of this scheduler, e.g. "
+                             "tcp://10.0.0.5:8786 (also S2PIPE_SCHEDULER); workers must reach the "
+                             "inputs and outputs by the same paths.")(f)
+
+
+def cluster_runner(scheduler: str | None, workers: int | None) -> Any:
+    """The runner of ``--scheduler``/``--workers`` for this command (closed with it), or None
+    to run in this process. ``--workers`` wins over a scheduler from S2PIPE_SCHEDULER."""
+    ctx = click.get_current_context()
+    if scheduler and workers:
+        if ctx.get_parameter_source("scheduler") != click.core.ParameterSource.ENVIRONMENT:
+            raise click.UsageError("give --scheduler or --workers, not both")
+        scheduler = None
+    if not scheduler and not workers:
+        return None
+    if _state().quiet:
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    from s2pipe.cluster.runner import open_runner
+
+    runner = ctx.with_resource(open_runner(scheduler, workers))
+    if runner.dashboard_link and not _state().quiet:
+        click.echo(f"Dask dashboard: {runner.dashboard_link}", err=True)
+    return runner
+
+
+def exit_on_failures(failures: list[Any], total: int, what: str) -> None:
+    """After the report: one ``Error: TASK: message`` line per failed task (a traceback too
+    for a bug), and exit status 1 if there was any."""
+    if not failures:
+        return
+    for f in failures:
+        if f.traceback:
+            log.error("%s failed:\n%s", f.task, f.traceback.rstrip())
+        click.echo(f"Error: {f.line()}", err=True)
+    click.echo(f"Error: {len(failures)} of {total} {what} failed; the others are done", err=True)
+    click.get_current_context().exit(1)
+
+
 def label_options(f: Callable) -> Callable:
     """How label vectors are read and rasterised: the same options for prepare and evaluate."""
     for opt in reversed([
@@ -297,29 +341,36 @@ from s2pipe.prediction.options import TTA_CHOICES  # noqa: E402  (plain data; va
               help="Also write the winning class's probability (uint8, 0-255) here.")
 @click.option("--probabilities-all", is_flag=True,
               help="With --probabilities: one band per class instead of the winning one.")
+@cluster_options
 @overwrite_option
 @json_option
 def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int, batch_size: int,
             device: str, tta: str, mask_clouds: bool, probabilities: Path | None,
-            probabilities_all: bool, overwrite: bool, as_json: bool) -> None:
+            probabilities_all: bool, scheduler: str | None, local_workers: int | None,
+            overwrite: bool, as_json: bool) -> None:
     """Seamless land-cover map of whole scenes (SAFE folder, zipped SAFE or 12-band stack).
 
     Writes a Cloud-Optimized GeoTIFF on the scene's 10 m grid: 0 = no data, 1..8 the
-    classes, with the legend's colour table and class names.
+    classes, with the legend's colour table and class names. With --scheduler or
+    --workers each scene is one task on a Dask cluster: a scene that fails is listed
+    (exit 1) while the others are mapped.
 
     \b
     s2pipe predict S2B_MSIL2A_...SAFE --model model/best.pt -o landcover.tif
+    s2pipe predict scenes/*.SAFE --model model/best.pt -o maps/ --workers 4
     """
     from s2pipe.prediction.predict import predict_scenes
 
     if probabilities_all and probabilities is None:
         raise click.UsageError("--probabilities-all needs --probabilities PATH")
-    on_total, tick = progress_later("predict", "window")
+    runner = cluster_runner(scheduler, local_workers)
+    on_total, tick = progress_later("predict", "window" if runner is None else "scene")
     run = predict_scenes(scenes, model_path, out, overlap=overlap, batch_size=batch_size,
                          device=device, tta=tta, mask_clouds=mask_clouds,
                          probabilities=probabilities, probabilities_all=probabilities_all,
-                         overwrite=overwrite, progress=tick, on_total=on_total)
+                         overwrite=overwrite, progress=tick, on_total=on_total, runner=runner)
     report(run, as_json, "\n".join(r.summary() for r in run.results))
+    exit_on_failures(run.failures, len(scenes), "scenes")
 
 
 from s2pipe.training.options import CLASS_WEIGHTS  # noqa: E402  (plain data; valid values live once)
