@@ -550,13 +550,15 @@ def _parse_mask(ctx: click.Context, param: click.Parameter, value: str | None) -
 @seed_option
 @click.option("--stack", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the full 10 m 12-band stack here (a GeoTIFF predict can read).")
+@cluster_options
 @overwrite_option
 @json_option
 def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path, out_dir: Path,
             layer: str | None, class_field: str | None, class_map: Path | None, all_touched: bool,
             resampling: str, mask_scl: tuple[int, ...], tile_size: int, stride: int | None,
             min_labelled: float, max_nodata: float, split: tuple[float, float, float],
-            block_size: int | None, seed: int, stack: Path | None, overwrite: bool, as_json: bool) -> None:
+            block_size: int | None, seed: int, stack: Path | None, scheduler: str | None,
+            local_workers: int | None, overwrite: bool, as_json: bool) -> None:
     """Cut Sentinel-2 L2A products and label polygons into labelled training tiles.
 
     PRODUCTS are .SAFE folders, zipped SAFEs (read in place) or MTD_MSIL2A.xml files, of
@@ -565,11 +567,12 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
     whatever the processing baseline; SCL-masked pixels are no data (0) and unlabelled.
     The split is dealt by blocks of ground shared by all products, so the same ground is
     never in two splits. Writes OUT/images/<id>.tif, OUT/labels/<id>.tif, OUT/tiles.gpkg
-    and OUT/prepare.json (products, splits, counts, provenance).
+    and OUT/prepare.json (products, splits, counts, provenance). With --scheduler or
+    --workers each product is a task on a Dask cluster (in each of the two passes).
 
     \b
     s2pipe prepare S2B_MSIL2A_...SAFE --labels landcover.gpkg -o tiles/
-    s2pipe prepare --products region.txt --labels ua.gpkg -o tiles/
+    s2pipe prepare --products region.txt --labels ua.gpkg -o tiles/ --workers 4
     """
     from s2pipe.sentinel2.reader import read_product_list
     from s2pipe.tiles.prepare import TileRule, prepare_tiles
@@ -579,10 +582,12 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
         raise click.UsageError("give at least one PRODUCT or --products LIST")
     rule = TileRule(tile_size=tile_size, stride=stride, min_labelled=min_labelled, max_nodata=max_nodata,
                     split=split, block_size=block_size, seed=seed, all_touched=all_touched)
+    runner = cluster_runner(scheduler, local_workers)
     result = prepare_tiles(paths, labels, out_dir, layer=layer, class_field=class_field,
                            class_map=class_map, resampling=resampling, mask_scl=mask_scl, rule=rule,
-                           stack=stack, overwrite=overwrite,
-                           progress=progress(None, "prepare", unit="tile row"))
+                           stack=stack, overwrite=overwrite, runner=runner,
+                           progress=progress(None if runner is None else 2 * len(paths), "prepare",
+                                             unit="tile row" if runner is None else "task"))
     splits = ", ".join(f"{v} {k}" for k, v in result.splits.items())
     lab = result.labels
     lines = [f"{result.out_dir}: {result.tiles} tiles ({splits}) from {len(result.products)} product(s)"]
@@ -616,11 +621,13 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
               help="Pixels over which a map's weight rises from its edge and no data (clouds) to 1.")
 @click.option("--sources", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write which scene weighed most at each pixel, and how many were valid.")
+@cluster_options
 @overwrite_option
 @json_option
 def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float,
            bounds: tuple[float, float, float, float] | None, clip: Path | None, feather: int,
-           sources: Path | None, overwrite: bool, as_json: bool) -> None:
+           sources: Path | None, scheduler: str | None, local_workers: int | None, overwrite: bool,
+           as_json: bool) -> None:
     """Join per-scene maps of 'predict' into one seamless map on one grid.
 
     Give the probabilities of 'predict --probabilities P --probabilities-all': where
@@ -629,6 +636,8 @@ def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float
     clouds of one date are filled from the others; maps in other UTM zones are
     resampled (bilinear) first. With class maps only, each pixel takes the class of the
     scene it lies deepest inside (nearest resampling; classes are never averaged).
+    With --scheduler or --workers, groups of 1024 px blocks are computed on a Dask
+    cluster and written here in order.
 
     \b
     s2pipe mosaic probs/*.tif -o region.tif --crs EPSG:32633 --sources region_sources.tif
@@ -637,10 +646,11 @@ def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float
         raise click.UsageError("give --bounds or --clip, not both")
     from s2pipe.mosaic.mosaic import mosaic_maps
 
-    on_total, tick = progress_later("mosaic", "block")
+    runner = cluster_runner(scheduler, local_workers)
+    on_total, tick = progress_later("mosaic", "block" if runner is None else "block group")
     result = mosaic_maps(maps, out, crs=crs, resolution=resolution, bounds=bounds, clip=clip,
                          feather=feather, sources=sources, overwrite=overwrite, progress=tick,
-                         on_total=on_total)
+                         on_total=on_total, runner=runner)
     mapped = sum(result.class_pixels.values())
     report(result, as_json, f"{result.output}: {result.width}x{result.height} px in {result.crs} from "
                             f"{len(result.scenes)} maps ({result.rule}), {mapped} px mapped, "

@@ -83,7 +83,7 @@ class DaskRunner:
         return max(1, sum(self.client.nthreads().values()))
 
     def share(self, obj: Any) -> Any:
-        return self.client.scatter(obj, broadcast=True, hash=False)
+        return self.client.scatter([obj], broadcast=True, hash=False)[0]  # in a list: sent as one object
 
     def map(self, fn: Callable[..., T], args: Sequence[tuple[Any, ...]], *, names: Sequence[str],
             in_flight: int | None = None,
