@@ -424,11 +424,14 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
     Several TILES_DIRs are trained on as one set (same bands, legend, tile size and
     radiometry). Loss and metrics use labelled pixels only. One line per epoch goes to stderr;
     metrics.json holds train/val/test figures of the best weights. Under torchrun the
-    run is data-parallel (DDP).
+    run is data-parallel (DDP), on one node or several (BatchNorm synchronised across GPUs),
+    and rank 0 alone writes and prints the result.
 
     \b
     s2pipe train tiles/ -o model/ --epochs 60 --max-minutes 30
     s2pipe train tiles_wroclaw/ tiles_brzeg/ -o model/
+    torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
+        cli.py train tiles/ -o model/
     """
     if (not tiles_dirs) == (images_dir is None and labels_dir is None):
         raise click.UsageError("give either TILES_DIR or both --images-dir and --labels-dir")
@@ -446,6 +449,8 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
     result = train_model(model_dir, tiles_dir=list(tiles_dirs) or None, images_dir=images_dir, labels_dir=labels_dir,
                          options=options, resume=resume, overwrite=overwrite,
                          progress=progress(None, "training", "batch"))
+    if result.rank != 0:  # under torchrun: rank 0 reports for all
+        return
     test = result.scores.get("test") or result.scores.get("val") or result.scores["train"]
     split = next(s for s in ("test", "val", "train") if result.scores.get(s))
     report(result, as_json, f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stop_reason}); "
