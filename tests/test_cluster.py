@@ -115,7 +115,8 @@ def test_three_scenes_as_in_process_and_a_broken_one_fails_alone(runner, inputs,
 
 class KillOnce(WorkerPlugin):
     """SIGKILLs its worker process the first time a task of ``target`` has begun writing
-    its map (a temporary of it exists in ``folder``): a machine lost mid-write."""
+    its map (a temporary of it, or of its staging file, exists in ``folder``): a machine
+    lost mid-write."""
 
     def __init__(self, target: str, folder: Path, flag: Path) -> None:
         self.target, self.folder, self.flag = target, folder, flag
@@ -128,7 +129,7 @@ class KillOnce(WorkerPlugin):
     def _kill_while_writing(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if any(p.name.startswith(f".{self.target}") for p in self.folder.iterdir()):
+            if any(p.name.startswith(".") and self.target in p.name for p in self.folder.iterdir()):
                 break
             time.sleep(0.001)
         os.kill(os.getpid(), signal.SIGKILL)

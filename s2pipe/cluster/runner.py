@@ -41,11 +41,14 @@ T = TypeVar("T")
 RETRIES = 1
 #: Environment variables that size the thread pools of OpenMP (torch), BLAS and GDAL.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GDAL_NUM_THREADS")
+#: Set on a worker, the compute threads of each of its tasks (default: its Dask threads).
+THREADS_VARIABLE = "S2PIPE_WORKER_THREADS"
 CONNECT_TIMEOUT = "20s"
 
 
 class ThreadLimits(WorkerPlugin):
-    """Sizes each worker's compute threads (torch, BLAS, GDAL) to ``threads``, by default
+    """Sizes each worker's compute threads (torch, BLAS, GDAL) to ``threads``, else to the
+    worker's :data:`THREADS_VARIABLE` (a GPU worker's reading wants a few cores), else to
     its Dask thread count, so that N workers on N cores do not oversubscribe them."""
 
     idempotent = True
@@ -54,7 +57,7 @@ class ThreadLimits(WorkerPlugin):
         self.threads = threads
 
     def setup(self, worker: Any) -> None:
-        n = max(1, int(self.threads or worker.state.nthreads))
+        n = max(1, int(self.threads or os.environ.get(THREADS_VARIABLE) or worker.state.nthreads))
         for var in THREAD_VARIABLES:  # GDAL reads it per job (raster.profiles.gdal_env defers to it)
             os.environ[var] = str(n)
         if "torch" in sys.modules:  # otherwise torch reads OMP_NUM_THREADS when imported
