@@ -25,7 +25,7 @@ from rasterio.transform import from_origin
 
 from cli import cli
 from s2pipe.cluster.runner import DaskRunner, ThreadLimits, open_runner
-from s2pipe.cluster.tasks import sweep_temporaries
+from s2pipe.cluster.tasks import made_folders, remove_if_empty, sweep_temporaries
 from s2pipe.errors import OptionError, TaskError
 from s2pipe.mosaic.mosaic import mosaic_maps
 from s2pipe.prediction.predict import predict_scenes
@@ -104,7 +104,7 @@ def test_three_scenes_as_in_process_and_a_broken_one_fails_alone(runner, inputs,
     run = predict_scenes([scenes[0], broken, *scenes[1:]], model, tmp_path / "maps",
                          probabilities=tmp_path / "probs", probabilities_all=True, overlap=16,
                          device="cpu", runner=runner, progress=ticks.append)
-    assert [r.scene for r in run.results] == scenes and sum(ticks) == 4
+    assert [r.scene for r in run.results] == scenes and sum(ticks) == 4, run.failures
     assert len(run.failures) == 1
     failure = run.failures[0]
     assert failure.task == str(broken) and failure.kind == "data" and "cannot be read" in failure.error
@@ -152,15 +152,18 @@ def test_a_worker_killed_mid_scene_still_gives_identical_outputs(runner, inputs,
 
 
 def test_cli_lists_the_failed_scene_and_exits_1(runner, inputs, tmp_path, monkeypatch):
+    """Relative paths too: the workers run in another folder than the client."""
     scenes, broken, model = inputs
     monkeypatch.setenv("S2PIPE_SCHEDULER", runner.client.scheduler.address)
-    res = CliRunner().invoke(cli, ["predict", str(scenes[0]), str(broken), "--model", str(model),
-                                   "-o", str(tmp_path / "maps"), "--overlap", "16", "--device", "cpu",
-                                   "--json"])
+    monkeypatch.chdir(tmp_path)
+    rel = [os.path.relpath(p, tmp_path) for p in (scenes[0], broken, model)]
+    res = CliRunner().invoke(cli, ["predict", rel[0], rel[1], "--model", rel[2], "-o", "maps", "--overlap", "16",
+                                   "--device", "cpu", "--json"])
     assert res.exit_code == 1, res.output
     out = json.loads(res.stdout)
     assert len(out["results"]) == 1 and out["failures"][0]["task"] == str(broken)
     assert f"Error: {broken}: " in res.stderr and "1 of 2 scenes failed" in res.stderr
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["scene0.qml", "scene0.tif", "scene0.tif.aux.xml"]
     both = CliRunner().invoke(cli, ["predict", str(scenes[0]), "--model", str(model), "-o",
                                     str(tmp_path / "x.tif"), "--scheduler", "tcp://127.0.0.1:1",
                                     "--workers", "2"])
@@ -201,13 +204,19 @@ def test_workers_compute_with_their_thread_count_and_report_bugs(runner):
             pass
 
 
-def test_sweep_removes_only_temporaries_of_the_outputs(tmp_path):
+def test_sweep_removes_only_temporaries_of_the_outputs_and_empty_folders(tmp_path):
     keep = [tmp_path / n for n in ("b.tif", ".bb.tif.tmp-1234.tif", ".other.tmp-1", "b.tif.tmp-1")]
     gone = [tmp_path / n for n in (".b.tif.tmp-abcd.tif", "..b.tif.tmp-abcd.stage.tif", ".b.qml.tmp-1.qml")]
     for p in keep + gone:
         p.touch()
     removed = sweep_temporaries([tmp_path / "b.tif", tmp_path / "b.qml"])
     assert sorted(removed) == sorted(gone) and all(p.exists() for p in keep)
+    # output folders are made before tasks write there at once, and removed if left empty
+    made = made_folders([tmp_path / "maps" / "x" / "a.tif", tmp_path / "maps" / "b.tif", tmp_path / "c.tif"])
+    assert made == [tmp_path / "maps" / "x", tmp_path / "maps"]
+    (tmp_path / "maps" / "b.tif").touch()
+    remove_if_empty(made)
+    assert not (tmp_path / "maps" / "x").exists() and (tmp_path / "maps" / "b.tif").exists()
 
 
 def test_task_errors_name_every_failed_product(runner):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generic, Iterable, Iterator, Literal, Protocol, Sequence, TypeVar
 
-from s2pipe.errors import S2PipeError, TaskError
+from s2pipe.errors import OutputError, S2PipeError, TaskError
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,37 @@ def gather(outcomes: Iterable[Outcome[T]], what: str) -> list[T]:
         raise TaskError(f"{len(failed)} of {len(done)} {what} failed: "
                         + "; ".join(f.line() for f in failed))
     return [o.value for o in done]  # type: ignore[misc]  # values when there is no failure
+
+
+def absolute(path: str | os.PathLike) -> Path:
+    """``path`` from the root (symbolic links kept): what a worker elsewhere can open, when
+    it mounts the file system where the client does."""
+    return Path(os.path.abspath(path))
+
+
+def made_folders(outputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Create the folders of ``outputs`` before tasks write there at once (two workers
+    creating one folder would race); the folders created, deepest first."""
+    created: list[Path] = []
+    for p in map(Path, outputs):
+        missing = [d for d in (p.parent, *p.parent.parents) if not d.exists()]
+        for d in reversed(missing):
+            try:
+                d.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"cannot create {d}: {exc.strerror or exc}; choose a writable "
+                                  "output location") from None
+        created += [d for d in missing if d not in created]
+    return sorted(created, key=lambda d: -len(d.parts))
+
+
+def remove_if_empty(folders: Iterable[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that nothing was written into."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            pass
 
 
 def sweep_temporaries(outputs: Iterable[str | os.PathLike]) -> list[Path]:

@@ -10,13 +10,13 @@ client holds one group's arrays, the workers a few more, whatever the region's s
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
 
 import rasterio
 from rasterio.windows import Window
 
-from s2pipe.cluster.tasks import Runner, values
+from s2pipe.cluster.tasks import Runner, absolute, values
 from s2pipe.mosaic.blend import BlockResult, mosaic_block
 from s2pipe.mosaic.grid import Clip
 from s2pipe.mosaic.inputs import MapInput
@@ -67,12 +67,12 @@ def _reaching(job: MosaicJob, windows: Sequence[Window]) -> list[MapInput]:
 
 def mosaic_group(job: MosaicJob, windows: list[Window]) -> list[BlockResult]:
     """The blocks ``windows`` of the mosaic, on a worker."""
-    from s2pipe.mosaic.mosaic import clip_mask
+    from s2pipe.mosaic.mosaic import _clip_mask  # the in-process path's own, so blocks are identical
 
     with gdal_env(), ExitStack() as stack:
         inputs = _reaching(job, windows)
         datasets = [stack.enter_context(rasterio.open(m.path)) for m in inputs]
-        return [mosaic_block(inputs, datasets, job.grid, w, job.feather, clip_mask(job.clip, job.grid, w))
+        return [mosaic_block(inputs, datasets, job.grid, w, job.feather, _clip_mask(job.clip, job.grid, w))
                 for w in windows]
 
 
@@ -81,7 +81,7 @@ def blocks_on(runner: Runner, job: MosaicJob, work: Sequence[Window],
     """Every block of ``work``, in order, computed by ``runner``'s workers (``progress``
     gets each group done); the first failed group raises :class:`TaskError`."""
     groups = block_groups(work)
-    shared = runner.share(job)
+    shared = runner.share(replace(job, inputs=[replace(m, path=absolute(m.path)) for m in job.inputs]))
     names = [f"blocks at column {int(g[0].col_off)}, rows {int(g[0].row_off)}-"
              f"{int(g[-1].row_off + g[-1].height)}" for g in groups]
     outcomes = runner.map(mosaic_group, [(shared, g) for g in groups], names=names,

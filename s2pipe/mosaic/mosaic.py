@@ -61,7 +61,7 @@ class MosaicResult:
     nodata_pixels: int = 0
 
 
-def clip_mask(clip: Clip | None, grid: Any, window: Any) -> np.ndarray | None:
+def _clip_mask(clip: Clip | None, grid: Any, window: Any) -> np.ndarray | None:
     if clip is None:
         return None
     import rasterio
@@ -127,7 +127,7 @@ def mosaic_maps(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, cr
                 src_tmp, grid, count=2, nodata=None, overview_resampling="nearest", tags=tags,
                 band_descriptions=["scene weighing most (index in S2PIPE_SCENES, 0 = none)",
                                    "scenes with a valid pixel"]))
-        done = (mosaic_block(inputs, datasets, grid, window, feather, clip_mask(clip_polys, grid, window))
+        done = (mosaic_block(inputs, datasets, grid, window, feather, _clip_mask(clip_polys, grid, window))
                 for window in work) if runner is None else \
             blocks_on(runner, MosaicJob(inputs, grid, feather, clip_polys), work, progress)
         for block in done:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from s2pipe import __version__
-from s2pipe.cluster.tasks import TaskFailure, sweep_temporaries
+from s2pipe.cluster.tasks import TaskFailure, absolute, made_folders, remove_if_empty, sweep_temporaries
 from s2pipe.errors import CheckpointError, OptionError
 from s2pipe.legend import LandCoverClass, legend_to_list
 from s2pipe.model.checkpoint import ModelMeta
@@ -329,12 +329,17 @@ def _scene_task(job: _Job, model_path: Path, o: PredictOptions) -> PredictResult
 
 def _predict_on(runner: Runner, jobs: list[_Job], model_path: Path, o: PredictOptions, start: float,
                 progress: Progress | None, on_total: Progress | None) -> PredictRun:
-    """Every job as a task of ``runner``; what killed tasks left is removed at the end."""
+    """Every job as a task of ``runner`` (its paths made absolute: workers do not share this
+    process's folder); what killed tasks left is removed at the end."""
     if on_total is not None:
         on_total(len(jobs))
+    model_path = absolute(model_path)
+    jobs = [replace(j, scene=absolute(j.scene), out=absolute(j.out),
+                    probabilities=None if j.probabilities is None else absolute(j.probabilities)) for j in jobs]
     # Outputs were checked when planned: a rerun task replaces what its killed attempt renamed.
     task_options = replace(o, overwrite=True)
     results, failures = [], []
+    folders = made_folders([p for j in jobs for p in (j.out, j.probabilities) if p is not None])
     try:
         for outcome in runner.map(_scene_task, [(j, model_path, task_options) for j in jobs],
                                   names=[str(j.scene) for j in jobs], progress=progress):
@@ -347,5 +352,6 @@ def _predict_on(runner: Runner, jobs: list[_Job], model_path: Path, o: PredictOp
     finally:
         sweep_temporaries([t for j in jobs for t in (j.out, *sidecar_paths(j.out), j.probabilities)
                            if t is not None])
+        remove_if_empty(folders)
     return PredictRun(model=model_path, results=results, seconds=time.perf_counter() - start,
                       peak_rss_mb=peak_rss_mb(), failures=failures)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 from rasterio.windows import Window
 
-from s2pipe.cluster.tasks import gather
+from s2pipe.cluster.tasks import absolute, gather
 from s2pipe.errors import LabelError, OptionError, TileError
 from s2pipe.labels import LABEL_COLUMN, LabelReport, in_grid, rasterize_labels, read_labels
 from s2pipe.legend import DEFAULT_LEGEND
@@ -231,8 +231,8 @@ def prepare_tiles(products: Sequence[str | os.PathLike], labels: str | os.PathLi
         else:
             jobs = []
             for c in found:
-                jobs.append((c, splits[first:first + len(c.windows)], tmp, tmp_stack, shared, read, rule,
-                             len(found) > 1))
+                jobs.append((c, splits[first:first + len(c.windows)], absolute(tmp),
+                             tmp_stack and absolute(tmp_stack), shared, read, rule, len(found) > 1))
                 first += len(c.windows)
             for record, cut in gather(runner.map(_cut_task, jobs, names=[str(c.path) for c in found],
                                                  progress=progress), "products"):
@@ -300,7 +300,8 @@ def _find_candidates(paths: list[Path], labels: Any, gdf: Any, report: LabelRepo
     """Pass 1: each product's windows with enough labels, on one ground grid (the first
     product's CRS and corner). Keeps the label raster when there is one product only. A
     product the labels do not overlap is an error alone, and skipped among several. With a
-    ``runner``, ``gdf`` is its handle of the labels and each product is a task."""
+    ``runner``, ``gdf`` is its handle of the labels and each product is a task (its path
+    made absolute: workers do not share this process's folder)."""
     found: list[_Candidates] = []
     cached: dict[str, np.ndarray] = {}
     taken: set[str] = set()
@@ -309,7 +310,7 @@ def _find_candidates(paths: list[Path], labels: Any, gdf: Any, report: LabelRepo
     else:
         with open_scene(paths[0], **read) as first:
             laid = _ground(first.grid, rule)
-        done = gather(runner.map(_pass1, [(p, gdf, report, read, rule, laid, False) for p in paths],
+        done = gather(runner.map(_pass1, [(absolute(p), gdf, report, read, rule, laid, False) for p in paths],
                                  names=[str(p) for p in paths], progress=progress), "products")
     for path, p1 in zip(paths, done):
         ground, block_px = p1.ground, p1.block_px
