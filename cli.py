@@ -135,12 +135,14 @@ def cluster_runner(scheduler: str | None, workers: int | None) -> Any:
         scheduler = None
     if not scheduler and not workers:
         return None
-    if _state().quiet:
-        logging.getLogger("distributed").setLevel(logging.ERROR)
-    from s2pipe.cluster.runner import open_runner
+    from s2pipe.cluster.runner import open_runner  # imports distributed, which sets its log levels
+
+    state = _state()  # Dask's own log lines from -vv on
+    level = logging.ERROR if state.quiet else (logging.INFO if state.verbose >= 2 else logging.WARNING)
+    logging.getLogger("distributed").setLevel(level)
 
     runner = ctx.with_resource(open_runner(scheduler, workers))
-    if runner.dashboard_link and not _state().quiet:
+    if runner.dashboard_link and not state.quiet:
         click.echo(f"Dask dashboard: {runner.dashboard_link}", err=True)
     return runner
 
