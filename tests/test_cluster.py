@@ -25,7 +25,7 @@ from rasterio.transform import from_origin
 
 from cli import cli
 from s2pipe.cluster.runner import DaskRunner, ThreadLimits, open_runner
-from s2pipe.cluster.tasks import made_folders, remove_if_empty, sweep_temporaries
+from s2pipe.cluster.tasks import absolute, made_folders, remove_if_empty, sweep_temporaries
 from s2pipe.errors import OptionError, TaskError
 from s2pipe.mosaic.mosaic import mosaic_maps
 from s2pipe.prediction.predict import predict_scenes
@@ -211,6 +211,7 @@ def test_sweep_removes_only_temporaries_of_the_outputs_and_empty_folders(tmp_pat
         p.touch()
     removed = sweep_temporaries([tmp_path / "b.tif", tmp_path / "b.qml"])
     assert sorted(removed) == sorted(gone) and all(p.exists() for p in keep)
+    assert absolute("s3://bucket/a.zip") == Path("s3://bucket/a.zip") and absolute("x.tif") == Path.cwd() / "x.tif"
     # output folders are made before tasks write there at once, and removed if left empty
     made = made_folders([tmp_path / "maps" / "x" / "a.tif", tmp_path / "maps" / "b.tif", tmp_path / "c.tif"])
     assert made == [tmp_path / "maps" / "x", tmp_path / "maps"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,8 +112,11 @@ def gather(outcomes: Iterable[Outcome[T]], what: str) -> list[T]:
 
 def absolute(path: str | os.PathLike) -> Path:
     """``path`` from the root (symbolic links kept): what a worker elsewhere can open, when
-    it mounts the file system where the client does."""
-    return Path(os.path.abspath(path))
+    it mounts the file system where the client does. URLs and GDAL's ``/vsi`` paths stay."""
+    text = os.fspath(path)
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", text) or text.startswith("/vsi"):
+        return Path(text)
+    return Path(os.path.abspath(text))
 
 
 def made_folders(outputs: Iterable[str | os.PathLike]) -> list[Path]:
