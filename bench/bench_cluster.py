@@ -6,11 +6,13 @@ weights), then maps all of them, one after the other in the same run:
 
 1. in one child process with 2 torch threads (``predict`` without a cluster);
 2. on a ``LocalCluster`` of 2 worker processes x 1 thread started here (its start-up timed
-   apart): once cold (the workers import torch and load the model), once warm;
-3. in one process again (the machine's load drifts; the in-process figure is the mean).
+   apart), cold: the workers import torch and load the model;
+3. ``--repeat`` times: in one process, then on the (warm) cluster, so that each cluster
+   run has an in-process run right before it (the machine's load drifts).
 
 Prints one JSON object: wall seconds of each run, the ratios cluster / in-process (target
-<= 1.10, cold), per-scene seconds and windows/s of both (the figures of the scaling table
+<= 1.10): cold (against the mean of the in-process runs around it) and warm (the median
+of each pair), per-scene seconds and windows/s of both (the figures of the scaling table
 in ``bench/RESULTS.md``) and the load average before and after.
 
     python bench/bench_cluster.py --scenes 4 --size 1024 --filters 32
@@ -71,6 +73,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--filters", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
     from s2pipe.cluster.runner import open_runner
 
@@ -79,31 +82,34 @@ def main() -> None:
         tmp = Path(tmp)
         ckpt = write_checkpoint(tmp / "best.pt", args.filters, 256)
         scenes = [write_plausible_stack(tmp / f"scene{i}.tif", args.size, seed=i) for i in range(args.scenes)]
-        first = in_process(ckpt, tmp / "a", scenes)
+        here = [in_process(ckpt, tmp / "a", scenes)]
         t0 = time.perf_counter()
         with open_runner(workers=args.workers, threads=1) as runner:
             start_s = time.perf_counter() - t0
             cold = on_cluster(runner, ckpt, tmp / "b", scenes)
-            warm = on_cluster(runner, ckpt, tmp / "c", scenes)
-        last = in_process(ckpt, tmp / "d", scenes)
-    here = mean([first["wall_s"], last["wall_s"]])
-    one_thread = [s for r in (cold, warm) for s in r["scene_s"]]
-    two_threads = first["scene_s"] + last["scene_s"]
-    windows = first["windows"][0]
+            warm = []
+            for r in range(args.repeat):
+                here.append(in_process(ckpt, tmp / f"a{r}", scenes))
+                warm.append(on_cluster(runner, ckpt, tmp / f"b{r}", scenes))
+    pairs = [w["wall_s"] / h["wall_s"] for h, w in zip(here[1:], warm)]
+    one_thread = [s for r in (cold, *warm) for s in r["scene_s"]]
+    two_threads = [s for r in here for s in r["scene_s"]]
+    windows = here[0]["windows"][0]
     print(json.dumps({
         "benchmark": "cluster", "scenes": args.scenes, "size": args.size, "filters": args.filters,
         "workers": args.workers, "threads_per_worker": 1, "in_process_threads": 2, "cpus": os.cpu_count(),
-        "in_process_s": [round(first["wall_s"], 2), round(last["wall_s"], 2)],
+        "in_process_s": [round(h["wall_s"], 2) for h in here],
         "cluster_start_s": round(start_s, 2), "cluster_cold_s": round(cold["wall_s"], 2),
-        "cluster_warm_s": round(warm["wall_s"], 2),
-        "ratio_cold": round(cold["wall_s"] / here, 3), "ratio_warm": round(warm["wall_s"] / here, 3),
+        "cluster_warm_s": [round(w["wall_s"], 2) for w in warm],
+        "ratio_cold": round(cold["wall_s"] / mean([h["wall_s"] for h in here[:2]]), 3),
+        "ratio_warm_pairs": [round(r, 3) for r in pairs], "ratio_warm": round(median(pairs), 3),
         "target_ratio": 1.10,
         "windows_per_scene": windows,
         "scene_s_2_threads_median": round(median(two_threads), 2),
         "scene_s_1_thread_median": round(median(one_thread), 2),
         "windows_per_s_2_threads": round(windows / median(two_threads), 3),
         "windows_per_s_1_thread": round(windows / median(one_thread), 3),
-        "peak_rss_mb_in_process": first["peak_rss_mb"], "peak_rss_mb_worker": cold["worker_peak_rss_mb"],
+        "peak_rss_mb_in_process": here[0]["peak_rss_mb"], "peak_rss_mb_worker": cold["worker_peak_rss_mb"],
         "load_before": [round(v, 2) for v in load_before], "load_after": [round(v, 2) for v in os.getloadavg()],
     }))
 
