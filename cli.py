@@ -157,6 +157,52 @@ class ProductType(click.ParamType):
         return path
 
 
+def cluster_options(f: Callable) -> Callable:
+    """Where the tasks of a command run: this process (default), a Dask cluster, or a local one."""
+    f = click.option("--workers", "local_workers", type=click.IntRange(1), metavar="N",
+                     help="Start a local Dask cluster of N worker processes (on 127.0.0.1) for the "
+                          "run; see docs/cluster.md.")(f)
+    return click.option("--scheduler", envvar="S2PIPE_SCHEDULER", metavar="ADDRESS",
+                        help="Run the tasks on the Dask cluster of this scheduler, e.g. "
+                             "tcp://10.0.0.5:8786 (also S2PIPE_SCHEDULER); workers must reach the "
+                             "inputs and outputs by the same paths.")(f)
+
+
+def cluster_runner(scheduler: str | None, workers: int | None) -> Any:
+    """The runner of ``--scheduler``/``--workers`` for this command (closed with it), or None
+    to run in this process. ``--workers`` wins over a scheduler from S2PIPE_SCHEDULER."""
+    ctx = click.get_current_context()
+    if scheduler and workers:
+        if ctx.get_parameter_source("scheduler") != click.core.ParameterSource.ENVIRONMENT:
+            raise click.UsageError("give --scheduler or --workers, not both")
+        scheduler = None
+    if not scheduler and not workers:
+        return None
+    from s2pipe.cluster.runner import open_runner  # imports distributed, which sets its log levels
+
+    state = _state()  # Dask's own log lines from -vv on
+    level = logging.ERROR if state.quiet else (logging.INFO if state.verbose >= 2 else logging.WARNING)
+    logging.getLogger("distributed").setLevel(level)
+
+    runner = ctx.with_resource(open_runner(scheduler, workers))
+    if runner.dashboard_link and not state.quiet:
+        click.echo(f"Dask dashboard: {runner.dashboard_link}", err=True)
+    return runner
+
+
+def exit_on_failures(failures: list[Any], total: int, what: str) -> None:
+    """After the report: one ``Error: TASK: message`` line per failed task (a traceback too
+    for a bug), and exit status 1 if there was any."""
+    if not failures:
+        return
+    for f in failures:
+        if f.traceback:
+            log.error("%s failed:\n%s", f.task, f.traceback.rstrip())
+        click.echo(f"Error: {f.line()}", err=True)
+    click.echo(f"Error: {len(failures)} of {total} {what} failed; the others are done", err=True)
+    click.get_current_context().exit(1)
+
+
 def label_options(f: Callable) -> Callable:
     """How label vectors are read and rasterised: the same options for prepare and evaluate."""
     for opt in reversed([
@@ -351,30 +397,38 @@ from s2pipe.prediction.options import (  # noqa: E402  (plain data; valid values
 @click.option("--probabilities-all", is_flag=True,
               help="With --probabilities: one band per class instead of the winning one.")
 @trust_pixels_option
+@cluster_options
 @overwrite_option
 @json_option
 def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int, batch_size: int,
             device: str, tta: str, precision: str | None, mask_clouds: bool, probabilities: Path | None,
-            probabilities_all: bool, trust_pixels: bool, overwrite: bool, as_json: bool) -> None:
+            probabilities_all: bool, trust_pixels: bool, scheduler: str | None, local_workers: int | None,
+            overwrite: bool, as_json: bool) -> None:
     """Seamless land-cover map of whole scenes (SAFE folder, zipped SAFE, STAC Item or 12-band stack).
 
     Writes a Cloud-Optimized GeoTIFF on the scene's 10 m grid: 0 = no data, 1..8 the
     classes, with the legend's colour table and class names. MODEL is a .pt checkpoint
     (torch) or an .onnx model from 's2pipe export' (ONNX Runtime, CPU; int8 is fastest).
+    With --scheduler or --workers each scene is one task on a Dask cluster: a scene that
+    fails is listed (exit 1) while the others are mapped.
 
     \b
     s2pipe predict S2B_MSIL2A_...SAFE --model model/best.pt -o landcover.tif
+    s2pipe predict scenes/*.SAFE --model model/best.pt -o maps/ --workers 4
     """
     from s2pipe.prediction.predict import predict_scenes
 
     if probabilities_all and probabilities is None:
         raise click.UsageError("--probabilities-all needs --probabilities PATH")
-    on_total, tick = progress_later("predict", "window")
+    runner = cluster_runner(scheduler, local_workers)
+    on_total, tick = progress_later("predict", "window" if runner is None else "scene")
     run = predict_scenes(scenes, model_path, out, overlap=overlap, batch_size=batch_size,
                          device=device, tta=tta, precision=precision, mask_clouds=mask_clouds,
                          probabilities=probabilities, probabilities_all=probabilities_all,
-                         trust_pixels=trust_pixels, overwrite=overwrite, progress=tick, on_total=on_total)
+                         trust_pixels=trust_pixels, overwrite=overwrite, progress=tick, on_total=on_total,
+                         runner=runner)
     report(run, as_json, "\n".join(r.summary() for r in run.results))
+    exit_on_failures(run.failures, len(scenes), "scenes")
 
 
 def _onnx_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
@@ -477,11 +531,14 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
     Several TILES_DIRs are trained on as one set (same bands, legend, tile size and
     radiometry). Loss and metrics use labelled pixels only. One line per epoch goes to stderr;
     metrics.json holds train/val/test figures of the best weights. Under torchrun the
-    run is data-parallel (DDP).
+    run is data-parallel (DDP), on one node or several (BatchNorm synchronised across GPUs),
+    and rank 0 alone writes and prints the result.
 
     \b
     s2pipe train tiles/ -o model/ --epochs 60 --max-minutes 30
     s2pipe train tiles_wroclaw/ tiles_brzeg/ -o model/
+    torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
+        cli.py train tiles/ -o model/
     """
     if (not tiles_dirs) == (images_dir is None and labels_dir is None):
         raise click.UsageError("give either TILES_DIR or both --images-dir and --labels-dir")
@@ -499,6 +556,8 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
     result = train_model(model_dir, tiles_dir=list(tiles_dirs) or None, images_dir=images_dir, labels_dir=labels_dir,
                          options=options, resume=resume, overwrite=overwrite,
                          progress=progress(None, "training", "batch"))
+    if result.rank != 0:  # under torchrun: rank 0 reports for all
+        return
     test = result.scores.get("test") or result.scores.get("val") or result.scores["train"]
     split = next(s for s in ("test", "val", "train") if result.scores.get(s))
     report(result, as_json, f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stop_reason}); "
@@ -611,14 +670,15 @@ def _parse_mask(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--stack", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the full 10 m 12-band stack here (a GeoTIFF predict can read).")
 @trust_pixels_option
+@cluster_options
 @overwrite_option
 @json_option
 def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path, out_dir: Path,
             layer: str | None, class_field: str | None, class_map: Path | str | None, all_touched: bool,
             resampling: str, mask_scl: tuple[int, ...], tile_size: int, stride: int | None,
             min_labelled: float, max_nodata: float, split: tuple[float, float, float],
-            block_size: int | None, seed: int, stack: Path | None, trust_pixels: bool, overwrite: bool,
-            as_json: bool) -> None:
+            block_size: int | None, seed: int, stack: Path | None, trust_pixels: bool, scheduler: str | None,
+            local_workers: int | None, overwrite: bool, as_json: bool) -> None:
     """Cut Sentinel-2 L2A products and label polygons into labelled training tiles.
 
     PRODUCTS are .SAFE folders, zipped SAFEs (read in place), MTD_MSIL2A.xml files or STAC
@@ -628,11 +688,13 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
     whatever the processing baseline; SCL-masked pixels are no data (0) and unlabelled.
     The split is dealt by blocks of ground shared by all products, so the same ground is
     never in two splits. Writes OUT/images/<id>.tif, OUT/labels/<id>.tif, OUT/tiles.gpkg
-    and OUT/prepare.json (products, splits, counts, provenance).
+    and OUT/prepare.json (products, splits, counts, provenance). With --scheduler or
+    --workers each product is a task on a Dask cluster (in each of the two passes).
 
     \b
     s2pipe prepare S2B_MSIL2A_...SAFE --labels landcover.gpkg -o tiles/
     s2pipe prepare --products region.txt --labels ua.gpkg --class-map urban-atlas -o tiles/
+    s2pipe prepare --products region.txt --labels ua.gpkg -o tiles/ --workers 4
     """
     from s2pipe.sentinel2.reader import read_product_list
     from s2pipe.tiles.prepare import TileRule, prepare_tiles
@@ -642,10 +704,12 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
         raise click.UsageError("give at least one PRODUCT or --products LIST")
     rule = TileRule(tile_size=tile_size, stride=stride, min_labelled=min_labelled, max_nodata=max_nodata,
                     split=split, block_size=block_size, seed=seed, all_touched=all_touched)
+    runner = cluster_runner(scheduler, local_workers)
     result = prepare_tiles(paths, labels, out_dir, layer=layer, class_field=class_field,
                            class_map=class_map, resampling=resampling, mask_scl=mask_scl, rule=rule,
-                           stack=stack, trust_pixels=trust_pixels, overwrite=overwrite,
-                           progress=progress(None, "prepare", unit="tile row"))
+                           stack=stack, trust_pixels=trust_pixels, overwrite=overwrite, runner=runner,
+                           progress=progress(None if runner is None else 2 * len(paths), "prepare",
+                                             unit="tile row" if runner is None else "task"))
     splits = ", ".join(f"{v} {k}" for k, v in result.splits.items())
     lab = result.labels
     lines = [f"{result.out_dir}: {result.tiles} tiles ({splits}) from {len(result.products)} product(s)"]
@@ -683,11 +747,13 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
               help="Pixels over which a map's weight rises from its edge and no data (clouds) to 1.")
 @click.option("--sources", type=ProductType(must_exist=False),
               help="Also write which scene weighed most at each pixel, and how many were valid.")
+@cluster_options
 @overwrite_option
 @json_option
 def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float,
            bounds: tuple[float, float, float, float] | None, clip: Path | None, feather: int,
-           sources: Path | None, overwrite: bool, as_json: bool) -> None:
+           sources: Path | None, scheduler: str | None, local_workers: int | None, overwrite: bool,
+           as_json: bool) -> None:
     """Join per-scene maps of 'predict' into one seamless map on one grid.
 
     Give the probabilities of 'predict --probabilities P --probabilities-all': where
@@ -696,6 +762,8 @@ def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float
     clouds of one date are filled from the others; maps in other UTM zones are
     resampled (bilinear) first. With class maps only, each pixel takes the class of the
     scene it lies deepest inside (nearest resampling; classes are never averaged).
+    With --scheduler or --workers, groups of 1024 px blocks are computed on a Dask
+    cluster and written here in order.
 
     \b
     s2pipe mosaic probs/*.tif -o region.tif --crs EPSG:32633 --sources region_sources.tif
@@ -704,10 +772,11 @@ def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float
         raise click.UsageError("give --bounds or --clip, not both")
     from s2pipe.mosaic.mosaic import mosaic_maps
 
-    on_total, tick = progress_later("mosaic", "block")
+    runner = cluster_runner(scheduler, local_workers)
+    on_total, tick = progress_later("mosaic", "block" if runner is None else "block group")
     result = mosaic_maps(maps, out, crs=crs, resolution=resolution, bounds=bounds, clip=clip,
                          feather=feather, sources=sources, overwrite=overwrite, progress=tick,
-                         on_total=on_total)
+                         on_total=on_total, runner=runner)
     mapped = sum(result.class_pixels.values())
     report(result, as_json, f"{result.output}: {result.width}x{result.height} px in {result.crs} from "
                             f"{len(result.scenes)} maps ({result.rule}), {mapped} px mapped, "

@@ -53,6 +53,10 @@ class CheckpointError(S2PipeError, ValueError):
     """A model checkpoint is unreadable or does not fit the input."""
 
 
+class TaskError(S2PipeError, RuntimeError):
+    """Tasks run on a cluster failed; the message lists each one's error."""
+
+
 class OutputExistsError(S2PipeError, FileExistsError):
     """An output exists and ``overwrite`` was not asked for."""
 

@@ -152,8 +152,31 @@ def test_region_script_maps_two_dates_into_one_mosaic(tmp_path):
     assert res.returncode == 0 and res.stderr.count("exists, skipped") == 7, res.stderr[-2000:]
 
 
+def test_cluster_script_starts_a_local_cluster_maps_a_region_and_stops_it(tmp_path):
+    from s2pipe.synth.product import synth_product
+
+    world = dict(world=(697960.0, 5692880.0, 707080.0, 5702000.0), world_epsg=32633, size=256, seed=0)
+    a = synth_product(tmp_path / "a", **world)
+    b = synth_product(tmp_path / "b", date="2018-06-17", origin=(a.origin[0] + 1280, a.origin[1] - 1280), **world)
+    listing = tmp_path / "products.txt"
+    listing.write_text(f"{a.safe_path}\n{b.safe_path}\n")
+    knobs = {"TILE_SIZE": "64", "EPOCHS": "1", "FILTERS": "2", "BATCH_SIZE": "8", "OVERLAP": "16",
+             "DEVICE": "cpu", "WORKERS": "2"}
+    run = tmp_path / "run"
+    res = _run("cluster.sh", listing, a.labels_path, run, **knobs)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "cluster: started a scheduler at tcp://127.0.0.1:" in res.stderr
+    assert "cluster: predict 2 scene(s)" in res.stderr
+    for name in ("tiles/prepare.json", "model/best.pt", "landcover.tif", "sources.tif", "report/metrics.json"):
+        assert (run / name).is_file(), name
+    assert len(list((run / "probabilities").glob("*.tif"))) == 2
+    assert "Scheduler closing" in (run / "cluster" / "scheduler.log").read_text()  # stopped at exit
+    res = _run("cluster.sh", listing, a.labels_path, run, S2PIPE_SCHEDULER="tcp://127.0.0.1:1", **knobs)
+    assert res.returncode == 0 and res.stderr.count("skipped") == 5, res.stderr[-2000:]
+
+
 @pytest.mark.parametrize("script, args", [("scene.sh", ["a", "b"]), ("many-scenes.sh", ["model.pt", "out"]),
-                                          ("region.sh", ["list.txt"])])
+                                          ("region.sh", ["list.txt"]), ("cluster.sh", ["list.txt", "l"])])
 def test_scripts_usage_errors_exit_2(script, args, tmp_path):
     res = _run(script, *args)
     assert res.returncode == 2 and "usage:" in res.stderr

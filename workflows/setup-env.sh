@@ -15,6 +15,7 @@ py="$(command -v python3.11 || command -v python3)"
 "$venv/bin/python" -m pip install -q --upgrade pip >&2
 # torch first and pinned: a plain "torch" requirement would pull a multi-GB CUDA build.
 "$venv/bin/python" -c "import torch" 2>/dev/null || "$venv/bin/python" -m pip install -q torch==2.13.0 >&2
-# the onnx extra too, so that the tests cover export and ONNX Runtime prediction
-"$venv/bin/python" -m pip install -q -e "$root[test,dev,onnx]" >&2
+# the onnx and cluster extras too, so that the tests cover export, ONNX Runtime prediction
+# and runs on a local Dask cluster
+"$venv/bin/python" -m pip install -q -e "$root[test,dev,onnx,cluster]" >&2
 touch "$stamp"

@@ -5,7 +5,9 @@ from the maps that cover it alone (:func:`s2pipe.mosaic.blend.mosaic_block`), so
 bounded by a block whatever the region's size, and blocks can run anywhere. The map
 carries the legend (colours, class names, QGIS style) and lists every contributing scene
 in its ``S2PIPE_SCENES`` tag; ``sources`` optionally records, per pixel, which scene
-weighed most and how many had a valid pixel.
+weighed most and how many had a valid pixel. Given a ``runner`` (:mod:`s2pipe.cluster`),
+groups of blocks are computed by a cluster's workers (:mod:`s2pipe.mosaic.groups`) and
+written here in order.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -28,11 +30,15 @@ from s2pipe import __version__
 from s2pipe.errors import OptionError
 from s2pipe.mosaic.blend import mosaic_block
 from s2pipe.mosaic.grid import BLOCK, Clip, blocks, output_grid, parse_crs, read_clip
+from s2pipe.mosaic.groups import MosaicJob, block_groups, blocks_on
 from s2pipe.mosaic.inputs import MapInput, open_inputs
 from s2pipe.outputs import atomic_output, check_writable
 from s2pipe.raster.classmap import atomic_class_map, sidecar_paths
 from s2pipe.raster.profiles import gdal_env
 from s2pipe.resources import peak_rss_mb
+
+if TYPE_CHECKING:
+    from s2pipe.cluster.tasks import Runner
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +134,14 @@ def mosaic_local(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, c
                 clip: str | os.PathLike | None = None, feather: int = DEFAULT_FEATHER,
                 sources: str | os.PathLike | None = None, overwrite: bool = False,
                 progress: Callable[[int], None] | None = None,
-                on_total: Callable[[int], None] | None = None) -> MosaicResult:
+                on_total: Callable[[int], None] | None = None,
+                runner: Runner | None = None) -> MosaicResult:
     """Join ``maps`` (probabilities of ``predict --probabilities-all``, or class maps) into
     one map at ``out`` on one grid: ``crs`` (default: the first map's), ``resolution`` m,
     over ``bounds`` W S E N in that CRS, or ``clip``'s polygons (outside them: no data), or
-    the union of the maps. ``progress`` gets the blocks done; ``on_total`` their number."""
+    the union of the maps. ``progress`` gets the blocks done; ``on_total`` their number.
+    With a ``runner`` its workers compute groups of blocks (the unit of ``progress`` and
+    ``on_total`` then); they must reach the maps by the same paths."""
     t0 = time.perf_counter()
     if bounds is not None and clip is not None:
         raise OptionError("give --bounds or --clip, not both")
@@ -151,14 +160,14 @@ def mosaic_local(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, c
     rule = "probabilities" if inputs[0].kind == "probabilities" else "classes"
     work = list(blocks(grid, BLOCK))
     if on_total is not None:
-        on_total(len(work))
+        on_total(len(work) if runner is None else len(block_groups(work)))
     counts = np.zeros(256, dtype=np.int64)
     tags = _tags(inputs, rule, feather)
     with ExitStack() as stack:
         from s2pipe.raster.cog import MapWriter
 
         stack.enter_context(gdal_env())
-        opened = stack.enter_context(_Datasets(inputs))
+        opened = stack.enter_context(_Datasets(inputs)) if runner is None else None
         map_tmp = stack.enter_context(atomic_class_map(out, overwrite=overwrite))
         writer = stack.enter_context(MapWriter(map_tmp, grid, legend=inputs[0].legend, tags=tags))
         src_writer = None
@@ -168,18 +177,24 @@ def mosaic_local(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, c
                 src_tmp, grid, count=2, nodata=None, overview_resampling="nearest", tags=tags,
                 band_descriptions=["scene weighing most (index in S2PIPE_SCENES, 0 = none)",
                                    "scenes with a valid pixel"]))
+
         def compute(window: Any) -> Any:
+            assert opened is not None
             return mosaic_block(inputs, opened.mine(), grid, window, feather,
                                 _clip_mask(clip_polys, grid, window))
 
-        pool = stack.enter_context(ThreadPoolExecutor(max_workers=THREADS))
-        for block in _in_order(pool, compute, work, ahead=2 * THREADS):
+        if runner is None:
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=THREADS))
+            done = _in_order(pool, compute, work, ahead=2 * THREADS)
+        else:
+            done = blocks_on(runner, MosaicJob(inputs, grid, feather, clip_polys), work, progress)
+        for block in done:
             window = block.window
             counts += np.bincount(block.classes.ravel(), minlength=256)
             writer.write_rows(block.classes, int(window.col_off))
             if src_writer is not None:
                 src_writer.write_rows(np.stack([block.source, block.count]), int(window.col_off))
-            if progress is not None:
+            if progress is not None and runner is None:
                 progress(1)
         writer.finish()
         if src_writer is not None:

@@ -11,6 +11,10 @@ blends the class probabilities (:mod:`s2pipe.prediction.blend`) and writes each 
 strip to a COG (:mod:`s2pipe.raster.cog`). Memory does not grow with the scene's size:
 wide scenes are predicted in panels of at most
 :data:`s2pipe.prediction.windows.PANEL_WIDTH` px, each top to bottom.
+
+Given a ``runner`` (:mod:`s2pipe.cluster`), each scene is one task on a cluster's workers,
+which load the model once each; a scene failing for a data reason is listed in
+``PredictRun.failures`` while the others are mapped.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from s2pipe import __version__
+from s2pipe.cluster.tasks import TaskFailure, absolute, made_folders, remove_if_empty, sweep_temporaries
 from s2pipe.errors import CheckpointError, OptionError
 from s2pipe.legend import LandCoverClass, legend_to_list
 from s2pipe.model.checkpoint import ModelMeta
@@ -40,6 +46,9 @@ from s2pipe.resources import peak_rss_mb
 from s2pipe.sentinel2.facts import CLOUD_SCL, DEFAULT_SCL_MASK
 from s2pipe.sentinel2.reader import as_product
 from s2pipe.sentinel2.scene import Grid, Scene
+
+if TYPE_CHECKING:
+    from s2pipe.cluster.tasks import Runner
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +103,7 @@ class PredictRun:
     results: list[PredictResult]
     seconds: float
     peak_rss_mb: float
+    failures: list[TaskFailure] = field(default_factory=list)  # scenes a cluster run could not map
 
 
 @dataclass(frozen=True)
@@ -258,7 +268,7 @@ def predict_local(scene_paths: Sequence[str | os.PathLike], model_path: str | os
                   probabilities: str | os.PathLike | None = None,
                   probabilities_all: bool = False, trust_pixels: bool = False,
                   overwrite: bool = False, progress: Progress | None = None,
-                  on_total: Progress | None = None) -> PredictRun:
+                  on_total: Progress | None = None, runner: Runner | None = None) -> PredictRun:
     """Predict land-cover maps of one or more scenes with the model ``model_path``: a
     ``.pt`` checkpoint or an ``.onnx`` file from ``s2pipe export``. ``precision`` (fp32 or
     int8) must match the model when given (see :mod:`s2pipe.prediction.runtime`).
@@ -267,6 +277,11 @@ def predict_local(scene_paths: Sequence[str | os.PathLike], model_path: str | os
     folders that receive ``<product name>.tif``. Every scene and output is checked before
     the first map is computed; then ``on_total`` gets the number of windows of all scenes
     and ``progress`` is called with the number of windows done after each batch.
+
+    With a ``runner`` each scene is a task on its workers (which must reach the scenes,
+    the model and the outputs by these paths, and resolve ``device`` themselves);
+    ``on_total`` gets the number of scenes and ``progress`` each scene done. A scene that
+    fails there is listed in ``failures``; the others are mapped.
     """
     from s2pipe.prediction.runtime import load_window_model
 
@@ -280,12 +295,16 @@ def predict_local(scene_paths: Sequence[str | os.PathLike], model_path: str | os
         raise OptionError("no scene given; pass at least one SAFE folder, zip or stack")
     if probabilities_all and probabilities is None:
         raise OptionError("--probabilities-all needs --probabilities PATH")
-    model = load_window_model(model_path, device=device, tta=o.tta, precision=o.precision)
+    # a cluster's workers load the model themselves, on their own device
+    model = load_window_model(model_path, device=device if runner is None else "cpu", tta=o.tta,
+                              precision=o.precision)
     meta = model.meta
     o.check(meta.tile_size, model_path)
     with gdal_env():
         jobs = _plan(paths, model_path, meta, Path(out),
                      None if probabilities is None else Path(probabilities), o)
+        if runner is not None:
+            return _predict_on(runner, jobs, model_path, o, start, progress, on_total)
         if on_total is not None:
             on_total(sum(len(WindowGrid(j.width, j.height, meta.tile_size, o.overlap)) for j in jobs))
         results = []
@@ -301,3 +320,58 @@ def predict_scene(scene_path: str | os.PathLike, model_path: str | os.PathLike,
                   out_path: str | os.PathLike, **options: Any) -> PredictResult:
     """Predict the land-cover map of one scene; options as :func:`predict_scenes`."""
     return predict_scenes([scene_path], model_path, out_path, **options).results[0]
+
+
+# ------------------------------------------------------------------ on a cluster
+_models: dict[tuple[Any, ...], LoadedModel] = {}
+_models_lock = threading.Lock()
+
+
+def _worker_model(model_path: Path, o: PredictOptions) -> LoadedModel:
+    """The model of ``model_path`` on this worker, loaded once per file version."""
+    from s2pipe.prediction.runtime import load_window_model
+
+    st = model_path.stat()
+    key = (str(model_path.resolve()), st.st_mtime_ns, st.st_size, o.device, o.tta, o.precision)
+    with _models_lock:
+        if key not in _models:
+            _models.clear()
+            _models[key] = load_window_model(model_path, device=o.device, tta=o.tta, precision=o.precision)
+        return _models[key]
+
+
+def _scene_task(job: _Job, model_path: Path, o: PredictOptions) -> PredictResult:
+    """One scene, on a worker."""
+    model = _worker_model(model_path, o)
+    with gdal_env(), _open(job.scene, o.mask_clouds, o.trust_pixels) as scene:
+        return _map_scene(scene, job, model_path, model, o, None)
+
+
+def _predict_on(runner: Runner, jobs: list[_Job], model_path: Path, o: PredictOptions, start: float,
+                progress: Progress | None, on_total: Progress | None) -> PredictRun:
+    """Every job as a task of ``runner`` (its paths made absolute: workers do not share this
+    process's folder); what killed tasks left is removed at the end."""
+    if on_total is not None:
+        on_total(len(jobs))
+    model_path = absolute(model_path)
+    jobs = [replace(j, scene=absolute(j.scene), out=absolute(j.out),
+                    probabilities=None if j.probabilities is None else absolute(j.probabilities)) for j in jobs]
+    # Outputs were checked when planned: a rerun task replaces what its killed attempt renamed.
+    task_options = replace(o, overwrite=True)
+    results, failures = [], []
+    folders = made_folders([p for j in jobs for p in (j.out, j.probabilities) if p is not None])
+    try:
+        for outcome in runner.map(_scene_task, [(j, model_path, task_options) for j in jobs],
+                                  names=[str(j.scene) for j in jobs], progress=progress):
+            if outcome.failure is not None:
+                log.info("%s failed: %s", outcome.task, outcome.failure.error)
+                failures.append(outcome.failure)
+            else:
+                assert outcome.value is not None
+                results.append(outcome.value)
+    finally:
+        sweep_temporaries([t for j in jobs for t in (j.out, *sidecar_paths(j.out), j.probabilities)
+                           if t is not None])
+        remove_if_empty(folders)
+    return PredictRun(model=model_path, results=results, seconds=time.perf_counter() - start,
+                      peak_rss_mb=peak_rss_mb(), failures=failures)

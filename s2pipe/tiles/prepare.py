@@ -12,7 +12,9 @@ harmonised by the one reader in its own CRS (imagery is never resampled across C
 the split is laid on one ground grid shared by all (:mod:`s2pipe.tiles.split`), so the
 same ground falls in one split whichever product shows it. Products are read one after
 the other, each one strip of tiles at a time; only a product's label raster (1 byte per
-pixel) is held whole.
+pixel) is held whole. Given a ``runner`` (:mod:`s2pipe.cluster`), each product is a task
+of each pass on a cluster's workers, which write their tiles into the temporary tile folder
+(on a file system they share with the client); the split is dealt here, between the passes.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from rasterio.windows import Window
 
+from s2pipe.cluster.tasks import absolute, gather
 from s2pipe.errors import LabelError, OptionError, TileError
 from s2pipe.labels import LABEL_COLUMN, LabelReport, in_grid, rasterize_labels, read_labels
 from s2pipe.legend import DEFAULT_LEGEND
@@ -38,6 +41,7 @@ from s2pipe.outputs import atomic_output, check_writable
 from s2pipe.raster.profiles import gdal_env
 from s2pipe.sentinel2 import DEFAULT_SCL_MASK, Scene, open_scene, write_stack
 from s2pipe.sentinel2.facts import BANDS, RADIOMETRY_CONVENTION, ResamplingName
+from s2pipe.sentinel2.metadata import ProductInfo
 from s2pipe.sentinel2.reader import as_product
 from s2pipe.tiles.footprints import write_footprints
 from s2pipe.tiles.manifest import (
@@ -52,6 +56,9 @@ from s2pipe.tiles.manifest import (
 )
 from s2pipe.tiles.split import GroundGrid, TileBlocks, assign_ground_splits, outline
 from s2pipe.tiles.tiling import default_block_size, tile_id, tile_windows, write_image_tile, write_label_tile
+
+if TYPE_CHECKING:
+    from s2pipe.cluster.tasks import Runner
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +133,17 @@ class _Candidates:
     counts: dict[str, Any]
 
 
+@dataclass
+class _Pass1:
+    """What pass 1 learnt of one product."""
+
+    info: ProductInfo
+    candidates: _Candidates | None   # None: no label feature over the product
+    label: np.ndarray | None         # its label raster, when asked to keep it
+    ground: GroundGrid
+    block_px: int
+
+
 def product_key(info: Any, taken: set[str]) -> str:
     """``T33UYS_20180607``: the tile and sensing date (else the product name), made unique."""
     date = re.sub(r"\D", "", info.sensing_time)[:8]
@@ -166,15 +184,17 @@ def prepare_tiles(products: Sequence[str | os.PathLike], labels: str | os.PathLi
                   resampling: ResamplingName = "bilinear",
                   mask_scl: Sequence[int] = DEFAULT_SCL_MASK, rule: TileRule = TileRule(),
                   stack: str | os.PathLike | None = None, trust_pixels: bool = False,
-                  overwrite: bool = False,
-                  progress: Callable[[int], None] | None = None) -> PrepareResult:
+                  overwrite: bool = False, progress: Callable[[int], None] | None = None,
+                  runner: Runner | None = None) -> PrepareResult:
     """Cut ``products`` into labelled tiles in ``out_dir`` (see the module docstring).
 
     Only tiles with at least ``rule.min_labelled`` labelled and at most ``rule.max_nodata``
     no-data pixels are written. ``stack`` (one product only) also writes its 10 m stack.
-    Nothing is left behind on error. ``progress`` gets the number of tile rows done.
-    ``trust_pixels``: where a product's pixels contradict the offset its metadata states,
-    follow the pixels instead of raising :class:`RadiometryError`.
+    Nothing is left behind on error. ``trust_pixels``: where a product's pixels contradict
+    the offset its metadata states, follow the pixels instead of raising
+    :class:`RadiometryError`. ``progress`` gets the number of tile rows done, or with a
+    ``runner`` each task done (two per product); there a product that fails makes the whole
+    set fail (:class:`TaskError`), naming every product that did.
     """
     t0 = time.perf_counter()
     rule.check()
@@ -190,7 +210,9 @@ def prepare_tiles(products: Sequence[str | os.PathLike], labels: str | os.PathLi
     with ExitStack() as ctx:
         ctx.enter_context(gdal_env())
         gdf, report = read_labels(labels, layer=layer, class_field=class_field, class_map=class_map)
-        found, cached, ground, block_px = _find_candidates(paths, labels, gdf, report, read, rule)
+        shared = runner.share(gdf) if runner is not None else gdf
+        found, cached, ground, block_px = _find_candidates(paths, labels, shared, report, read, rule,
+                                                           runner, progress)
         splits = assign_ground_splits([b for c in found for b in c.blocks], fractions=rule.split,
                                       seed=rule.seed)
         # The tile folder is entered first so that it is renamed into place last: when it
@@ -200,14 +222,25 @@ def prepare_tiles(products: Sequence[str | os.PathLike], labels: str | os.PathLi
         (tmp / LABELS_DIR).mkdir()
         tmp_stack = ctx.enter_context(atomic_output(stack, overwrite=overwrite)) if stack else None
         records, tiles, first = [], [], 0
-        for c in found:
-            mine = splits[first:first + len(c.windows)]
-            first += len(c.windows)
-            record, cut = _cut_product(c, mine, cached.pop(c.key, None), tmp, tmp_stack, gdf,
-                                       read, rule, prefix=len(found) > 1,
-                                       progress=progress)
-            records.append(record)
-            tiles += cut
+        if runner is None:
+            for c in found:
+                mine = splits[first:first + len(c.windows)]
+                first += len(c.windows)
+                record, cut = _cut_product(c, mine, cached.pop(c.key, None), tmp, tmp_stack, gdf,
+                                           read, rule, prefix=len(found) > 1,
+                                           progress=progress)
+                records.append(record)
+                tiles += cut
+        else:
+            jobs = []
+            for c in found:
+                jobs.append((c, splits[first:first + len(c.windows)], absolute(tmp),
+                             tmp_stack and absolute(tmp_stack), shared, read, rule, len(found) > 1))
+                first += len(c.windows)
+            for record, cut in gather(runner.map(_cut_task, jobs, names=[str(c.path) for c in found],
+                                                 progress=progress), "products"):
+                records.append(record)
+                tiles += cut
         if not tiles:
             raise TileError(f"no tile has at least {rule.min_labelled:g} labelled and at most "
                             f"{rule.max_nodata:g} no-data pixels ({sum(len(c.windows) for c in found)} "
@@ -237,42 +270,70 @@ def prepare_tiles(products: Sequence[str | os.PathLike], labels: str | os.PathLi
                       r.counts["written"], {s: r.counts[s] for s in SPLITS}) for r in records])
 
 
+def _ground(grid: Any, rule: TileRule) -> tuple[GroundGrid, int]:
+    """The ground grid of the split, laid on ``grid`` (the first product's), and its block."""
+    block_px = rule.block_size or default_block_size(grid.width, grid.height, rule.tile_size)
+    return GroundGrid(grid.crs, grid.transform.c, grid.transform.f, block_px * abs(grid.transform.a)), block_px
+
+
+def _pass1(path: Path, gdf: Any, report: LabelReport, read: dict[str, Any], rule: TileRule,
+           ground: tuple[GroundGrid, int] | None, keep_label: bool) -> _Pass1:
+    """Pass 1 of one product (a task on a cluster); ``ground`` None: lay it on this one."""
+    with gdal_env(), open_scene(path, **read) as scene:
+        grid, block_px = ground or _ground(scene.grid, rule)
+        mine, mine_report = _labels_of(scene, gdf, report)
+        if not len(mine):
+            return _Pass1(scene.info, None, None, grid, block_px)
+        cand, label = _candidates(scene, path, "", mine, mine_report, grid, rule)
+        return _Pass1(scene.info, cand, label if keep_label else None, grid, block_px)
+
+
+def _pass1_here(paths: list[Path], gdf: Any, report: LabelReport, read: dict[str, Any],
+                rule: TileRule) -> Iterator[_Pass1]:
+    ground = None
+    for path in paths:
+        done = _pass1(path, gdf, report, read, rule, ground, keep_label=len(paths) == 1)
+        ground = done.ground, done.block_px
+        yield done
+
+
 def _find_candidates(paths: list[Path], labels: Any, gdf: Any, report: LabelReport, read: dict[str, Any],
-                     rule: TileRule) -> tuple[list[_Candidates], dict[str, np.ndarray], GroundGrid, int]:
+                     rule: TileRule, runner: Runner | None = None,
+                     progress: Callable[[int], None] | None = None,
+                     ) -> tuple[list[_Candidates], dict[str, np.ndarray], GroundGrid, int]:
     """Pass 1: each product's windows with enough labels, on one ground grid (the first
     product's CRS and corner). Keeps the label raster when there is one product only. A
-    product the labels do not overlap is an error alone, and skipped among several."""
+    product the labels do not overlap is an error alone, and skipped among several. With a
+    ``runner``, ``gdf`` is its handle of the labels and each product is a task (its path
+    made absolute: workers do not share this process's folder)."""
     found: list[_Candidates] = []
     cached: dict[str, np.ndarray] = {}
     taken: set[str] = set()
-    ground: GroundGrid | None = None
-    block_px = rule.block_size or 0
-    for path in paths:
-        with open_scene(path, **read) as scene:
-            grid = scene.grid
-            if ground is None:
-                block_px = block_px or default_block_size(grid.width, grid.height, rule.tile_size)
-                ground = GroundGrid(grid.crs, grid.transform.c, grid.transform.f,
-                                    block_px * abs(grid.transform.a))
-            mine, mine_report = _labels_of(scene, gdf, report)
-            if not len(mine):
-                msg = (f"{labels}: no feature overlaps the scene of {path}; check that the labels and the "
-                       "product cover the same area")
-                if len(paths) == 1:
-                    raise LabelError(msg)
-                log.warning("%s; the product is left out", msg)
-                continue
-            key = product_key(scene.info, taken)
-            cand, label = _candidates(scene, path, key, mine, mine_report, ground, rule)
+    if runner is None:
+        done: Any = _pass1_here(paths, gdf, report, read, rule)
+    else:
+        with open_scene(paths[0], **read) as first:
+            laid = _ground(first.grid, rule)
+        done = gather(runner.map(_pass1, [(absolute(p), gdf, report, read, rule, laid, False) for p in paths],
+                                 names=[str(p) for p in paths], progress=progress), "products")
+    for path, p1 in zip(paths, done):
+        ground, block_px = p1.ground, p1.block_px
+        if p1.candidates is None:
+            msg = (f"{labels}: no feature overlaps the scene of {path}; check that the labels and the "
+                   "product cover the same area")
             if len(paths) == 1:
-                cached[key] = label
-            found.append(cand)
-            log.info("%s (%s): %d of %d windows labelled", key, path, len(cand.windows),
-                     cand.counts["windows"])
+                raise LabelError(msg)
+            log.warning("%s; the product is left out", msg)
+            continue
+        key = product_key(p1.info, taken)
+        cand = replace(p1.candidates, key=key)
+        if p1.label is not None:
+            cached[key] = p1.label
+        found.append(cand)
+        log.info("%s (%s): %d of %d windows labelled", key, path, len(cand.windows), cand.counts["windows"])
     if not found:
         raise LabelError(f"{labels}: no feature overlaps any of the {len(paths)} products; check that "
                          "the labels and the products cover the same area")
-    assert ground is not None
     return found, cached, ground, block_px
 
 
@@ -293,6 +354,13 @@ def _cut_product(c: _Candidates, splits: list[str | None], label: np.ndarray | N
                              prefix=c.key if prefix else None, progress=progress)
     record = ProductRecord(c.key, asdict(scene.info), scene.radiometry, asdict(c.report), counts)
     return record, tiles
+
+
+def _cut_task(c: _Candidates, splits: list[str | None], out: Path, stack: Path | None, gdf: Any,
+              read: dict[str, Any], rule: TileRule, prefix: bool) -> tuple[ProductRecord, list[TileRecord]]:
+    """Pass 2 of one product, on a worker; a rerun rewrites the same tiles."""
+    with gdal_env():
+        return _cut_product(c, splits, None, out, stack, gdf, read, rule, prefix=prefix, progress=None)
 
 
 def _write_tiles(source: Scene, scene: Scene, label: np.ndarray, c: _Candidates,

@@ -43,10 +43,11 @@ from s2pipe.training.outputs import TrainOutputs
 
 log = logging.getLogger(__name__)
 
-#: Options a resumed run must share with the run it continues (``epochs`` and the time
-#: budget may change: that is what resuming is for).
+#: Options a resumed run must share with the run it continues (``epochs``, the time budget,
+#: the patience and the device may change: that is what resuming is for). ``world_size``,
+#: the number of torchrun processes, sets the batch each step sees and how tiles are dealt.
 RESUME_MUST_MATCH = ("batch_size", "lr", "filters", "class_weights", "lr_patience", "lr_factor",
-                     "min_lr", "augment", "seed", "train_size", "num_samples")
+                     "min_lr", "augment", "seed", "train_size", "num_samples", "world_size")
 
 
 @dataclass
@@ -67,6 +68,7 @@ class TrainResult:
     tiles: dict[str, int]
     scores: dict[str, dict | None] = field(default_factory=dict)  # split -> OA, kappa, mIoU
     record: Path | None = None  # run.json, written last: the run finished
+    rank: int = 0               # under torchrun: this process's; rank 0 reports
 
 
 @dataclass
@@ -167,15 +169,18 @@ def _load_data(tiles_dir: Any, images_dir: Any, labels_dir: Any, o: TrainOptions
     return data
 
 
-def _check_resume(ckpt: Checkpoint, path: Any, o: TrainOptions, data: Data) -> None:
+def _check_resume(ckpt: Checkpoint, path: Any, o: TrainOptions, data: Data, world_size: int = 1) -> None:
     """Refuse a resume whose checkpoint was trained on other tiles or with other options."""
     if not ckpt.resumable:
         raise CheckpointError(f"{path} holds no training state; resume from MODEL_DIR/last.pt")
     meta = ckpt.meta
-    mine = asdict(o)
+    mine = {**asdict(o), "world_size": world_size}
     saved = meta.train_options
     for key in RESUME_MUST_MATCH:
         if key in saved and saved[key] != mine[key]:
+            if key == "world_size":
+                raise CheckpointError(f"{path} was trained by {saved[key]} torchrun process(es), not "
+                                      f"{mine[key]}; resume with as many (--nnodes x --nproc-per-node)")
             flag = "--" + key.replace("_", "-")
             raise CheckpointError(f"{path} was trained with {flag} {saved[key]}, not {mine[key]}; "
                                   "resume with the same options")
@@ -203,7 +208,7 @@ class _Trainer:
         ckpt = read_checkpoint(resume) if resume is not None else None
         data = _load_data(tiles_dir, images_dir, labels_dir, o)
         if ckpt is not None:
-            _check_resume(ckpt, resume, o, data)
+            _check_resume(ckpt, resume, o, data, info.world_size)
         norm = ckpt.meta.normalization if ckpt is not None else band_statistics(data.splits["train"][0])
         weights = _inverse_frequency(class_counts(data.splits["train"][1], data.num_classes)) \
             if o.class_weights == "inverse-frequency" else None
@@ -212,7 +217,7 @@ class _Trainer:
             bands=tuple(data.tileset.bands), legend=data.tileset.legend, normalization=norm,
             tile_size=data.tile_size, arch=self.model.arch, radiometry=data.tileset.radiometry,
             train_options={**asdict(o), "tiles_source": data.tileset.source, "tiles": data.counts,
-                           "class_weight_values": weights},
+                           "class_weight_values": weights, "world_size": info.world_size},
             s2pipe_version=__version__)
         state = RunState()
         self.best_state = copy.deepcopy(self.model.state_dict())
@@ -243,6 +248,8 @@ class _Trainer:
         workers = (4 if cuda else 0) if o.workers is None else o.workers
         torch.manual_seed(o.seed)
         model = UNet(len(data.tileset.bands), data.num_classes, o.filters).to(device)
+        if cuda and self.info.active:  # batch statistics over every rank's batch, not one GPU's
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs lack it
         self.model = model
@@ -352,7 +359,7 @@ class _Trainer:
             files["samples.png"], files["training_summary.txt"], state.best_epoch, state.epoch,
             stop_reason, minutes, str(self.info.device), data.counts,
             {s: None if v is None else {k: v[k] for k in ("overall_accuracy", "kappa", "miou")}
-             for s, v in final.items()}, files["run.json"])
+             for s, v in final.items()}, files["run.json"], rank=self.info.rank)
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
