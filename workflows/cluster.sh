@@ -33,11 +33,10 @@ fi
 list="$1" labels="$2" out="$3"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tag="${S2PIPE_LOG_TAG:-cluster}"
-s2pipe="${S2PIPE:-$(command -v s2pipe || echo "$root/.venv/bin/s2pipe")}"
+# shellcheck source=workflows/lib.sh
+source "$root/workflows/lib.sh"
 bin="$(dirname "$s2pipe")"
 python="$bin/python"
-over=()
-[[ "${FORCE:-0}" == 1 ]] && over=(--overwrite)
 predict_opts=()
 [[ "$MASK_CLOUDS" == 1 ]] && predict_opts+=(--mask-clouds)
 mapfile -t products < <(cd "$(dirname "$list")" && sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$(basename "$list")" \
@@ -82,24 +81,12 @@ else
   echo "$tag: using the Dask cluster at $S2PIPE_SCHEDULER" >&2
 fi
 
-# step NAME OUTPUT COMMAND...: run COMMAND unless OUTPUT exists (and FORCE is not 1).
-step() {
-  local name="$1" output="$2"
-  shift 2
-  if [[ -e "$output" && "${FORCE:-0}" != 1 ]]; then
-    echo "$tag: $name: $output exists, skipped (FORCE=1 redoes it)" >&2
-  else
-    echo "$tag: $name -> $output" >&2
-    "$@" "${over[@]}" >&2
-  fi
-}
-
 # prepare, predict and mosaic take the cluster from S2PIPE_SCHEDULER
 step prepare "$out/tiles" "$s2pipe" prepare --products "$list" --labels "$labels" -o "$out/tiles" \
   --tile-size "$TILE_SIZE" --split "$SPLIT" --seed "$SEED"
 read -r -a train_cmd <<< "${TORCHRUN:+$TORCHRUN $root/cli.py}"
 [[ ${#train_cmd[@]} -eq 0 ]] && train_cmd=("$s2pipe")
-step train "$out/model" "${train_cmd[@]}" train "$out/tiles" -o "$out/model" --epochs "$EPOCHS" \
+train_step "$out/model" "${train_cmd[@]}" train "$out/tiles" -o "$out/model" --epochs "$EPOCHS" \
   --filters "$FILTERS" --batch-size "$BATCH_SIZE" --seed "$SEED" --device "$DEVICE"
 # every product without its map yet, in one call: one task per scene (a map is renamed into
 # place after its probabilities, so an existing map means both are complete)

@@ -1,5 +1,9 @@
-# Shared by the workflow scripts (sourced, not run). Uses the caller's $tag and $over
-# (--overwrite when FORCE=1) and the knobs CLASS_FIELD, CLASS_MAP, LAYER.
+# Shared by the workflow scripts (sourced, not run, after they set $root and $tag): the
+# s2pipe command ($S2PIPE, else the one on PATH, else .venv's), $over (--overwrite when
+# FORCE=1), and the steps below. label_options reads the knobs CLASS_FIELD, CLASS_MAP, LAYER.
+s2pipe="${S2PIPE:-$(command -v s2pipe || echo "$root/.venv/bin/s2pipe")}"
+over=()
+[[ "${FORCE:-0}" == 1 ]] && over=(--overwrite)
 
 # label_options: the label options of prepare/evaluate from the knobs, into $label_opts.
 label_options() {

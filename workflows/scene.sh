@@ -33,9 +33,6 @@ fi
 safe="$1" labels="$2" out="$3"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tag="${S2PIPE_LOG_TAG:-scene}"  # prefix of the progress lines on stderr
-s2pipe="${S2PIPE:-$(command -v s2pipe || echo "$root/.venv/bin/s2pipe")}"
-over=()
-[[ "${FORCE:-0}" == 1 ]] && over=(--overwrite)
 # shellcheck source=workflows/lib.sh
 source "$root/workflows/lib.sh"
 label_options
