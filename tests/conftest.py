@@ -47,3 +47,22 @@ def synth_n0509(tmp_path_factory):
     from s2pipe.synth.product import synth_product
 
     return synth_product(tmp_path_factory.mktemp("synth_n0509"), size=SYNTH_SIZE, seed=0, baseline="05.09")
+
+
+# ------------------------------------------------------------ a small region (issue 10)
+#: EPSG:32633 box of one synthetic ground that holds the region tests' products.
+REGION_WORLD = (697960.0, 5692880.0, 707080.0, 5702000.0)
+
+
+def two_dates(root, size: int):
+    """Two products of one ground: A on the default date and corner, B ten days later
+    128 px east and south; with a product list ``root/products.txt`` naming both.
+    Returns ``(a, b, listing)`` (:class:`s2pipe.synth.product.SynthResult` twice)."""
+    from s2pipe.synth.product import synth_product
+
+    world = dict(world=REGION_WORLD, world_epsg=32633, size=size, seed=0)
+    a = synth_product(root / "a", **world)
+    b = synth_product(root / "b", date="2018-06-17", origin=(a.origin[0] + 1280, a.origin[1] - 1280), **world)
+    listing = root / "products.txt"
+    listing.write_text(f"{a.safe_path.relative_to(root)}\n# the next date\n{b.safe_path}\n")
+    return a, b, listing

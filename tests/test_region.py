@@ -21,8 +21,9 @@ from cli import cli
 from s2pipe.synth.product import synth_product
 from s2pipe.tiles.manifest import TileManifest
 
+from conftest import REGION_WORLD
+
 SIZE = 384
-WORLD = (697960.0, 5692880.0, 707080.0, 5702000.0)  # EPSG:32633, holds A, B and C
 TILE = ["--tile-size", "64", "--block-size", "128", "--min-labelled", "0.05", "--split", "0.6,0.2,0.2"]
 
 
@@ -34,7 +35,7 @@ def _run(*args):
 @pytest.fixture(scope="module")
 def region(tmp_path_factory):
     root = tmp_path_factory.mktemp("region")
-    world = dict(world=WORLD, world_epsg=32633)  # one ground for the three products
+    world = dict(world=REGION_WORLD, world_epsg=32633)  # one ground for the three products
     a = synth_product(root / "a", size=SIZE, seed=0, **world)
     x0, y0 = a.origin
     b = synth_product(root / "b", size=SIZE, seed=0, origin=(x0 + 1280, y0 - 1280), date="2018-06-17",

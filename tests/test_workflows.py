@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import two_dates
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent
 TINY = {"S2PIPE_DEMO_SIZE": "384", "S2PIPE_DEMO_TILE": "64", "S2PIPE_DEMO_EPOCHS": "1",
@@ -130,13 +132,7 @@ def test_many_scenes_continues_past_failures(demo, tmp_path):
 
 
 def test_region_script_maps_two_dates_into_one_mosaic(tmp_path):
-    from s2pipe.synth.product import synth_product
-
-    world = dict(world=(697960.0, 5692880.0, 707080.0, 5702000.0), world_epsg=32633, size=384, seed=0)
-    a = synth_product(tmp_path / "a", **world)
-    b = synth_product(tmp_path / "b", date="2018-06-17", origin=(a.origin[0] + 1280, a.origin[1] - 1280), **world)
-    listing = tmp_path / "products.txt"
-    listing.write_text(f"{a.safe_path.relative_to(tmp_path)}\n# the next date\n{b.safe_path}\n")
+    a, _, listing = two_dates(tmp_path, 384)
     knobs = {"TILE_SIZE": "64", "EPOCHS": "1", "FILTERS": "2", "BATCH_SIZE": "8", "OVERLAP": "16",
              "DEVICE": "cpu", "FEATHER": "20"}
     run = tmp_path / "run"
@@ -153,13 +149,7 @@ def test_region_script_maps_two_dates_into_one_mosaic(tmp_path):
 
 
 def test_cluster_script_starts_a_local_cluster_maps_a_region_and_stops_it(tmp_path):
-    from s2pipe.synth.product import synth_product
-
-    world = dict(world=(697960.0, 5692880.0, 707080.0, 5702000.0), world_epsg=32633, size=256, seed=0)
-    a = synth_product(tmp_path / "a", **world)
-    b = synth_product(tmp_path / "b", date="2018-06-17", origin=(a.origin[0] + 1280, a.origin[1] - 1280), **world)
-    listing = tmp_path / "products.txt"
-    listing.write_text(f"{a.safe_path}\n{b.safe_path}\n")
+    a, _, listing = two_dates(tmp_path, 256)
     knobs = {"TILE_SIZE": "64", "EPOCHS": "1", "FILTERS": "2", "BATCH_SIZE": "8", "OVERLAP": "16",
              "DEVICE": "cpu", "WORKERS": "2"}
     run = tmp_path / "run"
