@@ -15,7 +15,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import click
 
@@ -23,6 +23,7 @@ from s2pipe import __version__
 from s2pipe.errors import S2PipeError
 
 log = logging.getLogger("s2pipe")
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -92,6 +93,17 @@ def jsonable(obj: Any) -> Any:
     if hasattr(obj, "tolist"):  # numpy arrays and scalars
         return obj.tolist()
     return obj
+
+
+def build(options_class: Callable[..., T], **values: Any) -> T:
+    """A command's options dataclass; the checks that tie options together live in it
+    (the library's one place for them) and show here as usage errors (exit 2)."""
+    from s2pipe.errors import OptionError
+
+    try:
+        return options_class(**values)
+    except OptionError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def report(result: Any, as_json: bool, human: str) -> None:
@@ -369,6 +381,7 @@ from s2pipe.prediction.options import (  # noqa: E402  (plain data; valid values
     DEFAULT_MIN_AGREEMENT,
     PRECISION_CHOICES,
     TTA_CHOICES,
+    PredictOptions,
 )
 
 
@@ -418,15 +431,12 @@ def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int,
     """
     from s2pipe.prediction.predict import predict_scenes
 
-    if probabilities_all and probabilities is None:
-        raise click.UsageError("--probabilities-all needs --probabilities PATH")
+    options = build(PredictOptions, overlap=overlap, batch_size=batch_size, device=device, tta=tta,
+                    precision=precision, mask_clouds=mask_clouds, probabilities=probabilities,
+                    probabilities_all=probabilities_all, trust_pixels=trust_pixels, overwrite=overwrite)
     runner = cluster_runner(scheduler, local_workers)
     on_total, tick = progress_later("predict", "window" if runner is None else "scene")
-    run = predict_scenes(scenes, model_path, out, overlap=overlap, batch_size=batch_size,
-                         device=device, tta=tta, precision=precision, mask_clouds=mask_clouds,
-                         probabilities=probabilities, probabilities_all=probabilities_all,
-                         trust_pixels=trust_pixels, overwrite=overwrite, progress=tick, on_total=on_total,
-                         runner=runner)
+    run = predict_scenes(scenes, model_path, out, options, progress=tick, on_total=on_total, runner=runner)
     report(run, as_json, "\n".join(r.summary() for r in run.results))
     exit_on_failures(run.failures, len(scenes), "scenes")
 
@@ -472,7 +482,7 @@ def export(checkpoint: Path, out: Path, precision: str, tiles_dir: Path | None, 
     if precision == "int8" and tiles_dir is None:
         raise click.UsageError("--precision int8 needs --tiles TILES_DIR (the prepare output "
                                "the model was trained on)")
-    from s2pipe.model.export import export_model
+    from s2pipe.export.engine import export_model
 
     result = export_model(checkpoint, out, precision=precision, tiles_dir=tiles_dir,
                           calibration_tiles=calibration_tiles, seed=seed, min_agreement=min_agreement,
@@ -481,6 +491,13 @@ def export(checkpoint: Path, out: Path, precision: str, tiles_dir: Path | None, 
 
 
 from s2pipe.training.options import CLASS_WEIGHTS  # noqa: E402  (plain data; valid values live once)
+
+
+def _deprecated_workers(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None:
+        click.echo("Warning: train --workers is deprecated (it meant DataLoader workers, while --workers "
+                   "of predict, prepare and mosaic means Dask processes); use --loader-workers", err=True)
+    return value
 
 
 @cli.command()
@@ -509,7 +526,10 @@ from s2pipe.training.options import CLASS_WEIGHTS  # noqa: E402  (plain data; va
               help="Random flips and 90-degree rotations of the training tiles.")
 @click.option("--max-minutes", type=click.FloatRange(0, min_open=True),
               help="Time budget: no epoch is started that would end after it.")
-@click.option("--workers", type=click.IntRange(0), help="DataLoader worker processes [default: 0 on CPU, 4 on CUDA].")
+@click.option("--loader-workers", type=click.IntRange(0), metavar="N",
+              help="DataLoader worker processes [default: 0 on CPU, 4 on CUDA].")
+@click.option("--workers", "old_workers", type=click.IntRange(0), hidden=True, callback=_deprecated_workers,
+              help="Deprecated spelling of --loader-workers.")
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Continue an interrupted run from its MODEL_DIR/last.pt (same options and seed).")
 @click.option("--save-samples/--no-save-samples", "--plot-images/--no-plot-images", default=True,
@@ -524,7 +544,8 @@ from s2pipe.training.options import CLASS_WEIGHTS  # noqa: E402  (plain data; va
 def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None, labels_dir: Path | None,
           train_size: float, num_samples: int | None, epochs: int, batch_size: int, lr: float,
           filters: int, class_weights: str, patience: int, augment: bool, max_minutes: float | None,
-          workers: int | None, resume: Path | None, save_samples: bool, save_training_summary: bool,
+          loader_workers: int | None, old_workers: int | None, resume: Path | None, save_samples: bool,
+          save_training_summary: bool,
           save_model: bool, seed: int, device: str, overwrite: bool, as_json: bool) -> None:
     """Train the U-Net on tiles from 'prepare' (or the study's images/labels folders).
 
@@ -550,7 +571,8 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
         logging.getLogger("s2pipe.training.train").setLevel(min(logging.INFO, log.getEffectiveLevel()))
     options = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, filters=filters,
                            class_weights=class_weights, patience=patience, augment=augment, seed=seed,
-                           device=device, workers=workers, max_minutes=max_minutes, train_size=train_size,
+                           device=device, workers=loader_workers if loader_workers is not None else old_workers,
+                           max_minutes=max_minutes, train_size=train_size,
                            num_samples=num_samples, save_model=save_model, save_samples=save_samples,
                            save_summary=save_training_summary)
     result = train_model(model_dir, tiles_dir=list(tiles_dirs) or None, images_dir=images_dir, labels_dir=labels_dir,
@@ -696,18 +718,19 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
     s2pipe prepare --products region.txt --labels ua.gpkg --class-map urban-atlas -o tiles/
     s2pipe prepare --products region.txt --labels ua.gpkg -o tiles/ --workers 4
     """
-    from s2pipe.sentinel2.reader import read_product_list
+    from s2pipe.sentinel2.reader import ReadOptions, read_product_list
     from s2pipe.tiles.prepare import TileRule, prepare_tiles
 
     paths = [*products, *(read_product_list(product_list) if product_list else [])]
     if not paths:
         raise click.UsageError("give at least one PRODUCT or --products LIST")
-    rule = TileRule(tile_size=tile_size, stride=stride, min_labelled=min_labelled, max_nodata=max_nodata,
-                    split=split, block_size=block_size, seed=seed, all_touched=all_touched)
+    rule = build(TileRule, tile_size=tile_size, stride=stride, min_labelled=min_labelled, max_nodata=max_nodata,
+                 split=split, block_size=block_size, seed=seed, all_touched=all_touched)
     runner = cluster_runner(scheduler, local_workers)
+    read = build(ReadOptions, resampling=resampling, mask_scl=mask_scl, trust_pixels=trust_pixels)
     result = prepare_tiles(paths, labels, out_dir, layer=layer, class_field=class_field,
-                           class_map=class_map, resampling=resampling, mask_scl=mask_scl, rule=rule,
-                           stack=stack, trust_pixels=trust_pixels, overwrite=overwrite, runner=runner,
+                           class_map=class_map, read=read, rule=rule, stack=stack, overwrite=overwrite,
+                           runner=runner,
                            progress=progress(None if runner is None else 2 * len(paths), "prepare",
                                              unit="tile row" if runner is None else "task"))
     splits = ", ".join(f"{v} {k}" for k, v in result.splits.items())
@@ -768,15 +791,14 @@ def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float
     \b
     s2pipe mosaic probs/*.tif -o region.tif --crs EPSG:32633 --sources region_sources.tif
     """
-    if bounds is not None and clip is not None:
-        raise click.UsageError("give --bounds or --clip, not both")
     from s2pipe.mosaic.mosaic import mosaic_maps
+    from s2pipe.mosaic.options import MosaicOptions
 
+    options = build(MosaicOptions, crs=crs, resolution=resolution, bounds=bounds, clip=clip, feather=feather,
+                    sources=sources, overwrite=overwrite)
     runner = cluster_runner(scheduler, local_workers)
     on_total, tick = progress_later("mosaic", "block" if runner is None else "block group")
-    result = mosaic_maps(maps, out, crs=crs, resolution=resolution, bounds=bounds, clip=clip,
-                         feather=feather, sources=sources, overwrite=overwrite, progress=tick,
-                         on_total=on_total, runner=runner)
+    result = mosaic_maps(maps, out, options, progress=tick, on_total=on_total, runner=runner)
     mapped = sum(result.class_pixels.values())
     report(result, as_json, f"{result.output}: {result.width}x{result.height} px in {result.crs} from "
                             f"{len(result.scenes)} maps ({result.rule}), {mapped} px mapped, "

@@ -36,6 +36,7 @@ from bench_predict import write_checkpoint, write_plausible_stack  # noqa: E402 
 CHILD = r"""
 import json, sys, time, torch
 from s2pipe.prediction.predict import predict_scenes
+from s2pipe.prediction.options import PredictOptions
 torch.set_num_threads(2)
 ckpt, out, scenes = sys.argv[1], sys.argv[2], sys.argv[3:]
 t0 = time.perf_counter()
@@ -56,10 +57,11 @@ def in_process(ckpt: Path, out: Path, scenes: list[Path]) -> dict:
 
 
 def on_cluster(runner, ckpt: Path, out: Path, scenes: list[Path]) -> dict:
+    from s2pipe.prediction.options import PredictOptions
     from s2pipe.prediction.predict import predict_scenes
 
     t0 = time.perf_counter()
-    run = predict_scenes(scenes, ckpt, out, device="cpu", runner=runner)
+    run = predict_scenes(scenes, ckpt, out, PredictOptions(device="cpu"), runner=runner)
     if run.failures:
         sys.exit(run.failures)
     return {"wall_s": time.perf_counter() - t0, "scene_s": [r.seconds for r in run.results],

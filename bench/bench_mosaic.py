@@ -32,9 +32,10 @@ from pathlib import Path
 CHILD_MOSAIC = r"""
 import json, sys, time
 from s2pipe.mosaic.mosaic import mosaic_maps
+from s2pipe.mosaic.options import MosaicOptions
 out, maps = sys.argv[1], sys.argv[2:]
 t0 = time.perf_counter()
-r = mosaic_maps(maps, out, crs="EPSG:32633")
+r = mosaic_maps(maps, out, MosaicOptions(crs="EPSG:32633"))
 print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mb": r.peak_rss_mb,
                   "size": [r.width, r.height]}))
 """

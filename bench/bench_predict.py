@@ -171,8 +171,8 @@ class Model:
 def models_for(precisions: list[str], ckpt: Path, tmp: Path, tiles: Path | None,
                stack: Path) -> dict[str, Model]:
     """The model file of each precision: the checkpoint, or its ONNX exports."""
+    from s2pipe.export.engine import export_model
     from s2pipe.model.checkpoint import read_checkpoint
-    from s2pipe.model.export import export_model
 
     models = {}
     for p in precisions:

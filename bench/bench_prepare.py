@@ -48,10 +48,10 @@ def _step(step: str, args: argparse.Namespace) -> dict:
         r = synth_product(synth, size=args.size, seed=0, baseline="05.09", overwrite=True)
         extra = {"safe": str(r.safe_path), "labels": str(r.labels_path)}
     elif step in ("prepare", "prepare_stack"):
-        from s2pipe.tiles.prepare import prepare_scene
+        from s2pipe.tiles.prepare import prepare_tiles
 
         safe = next(synth.glob("*.SAFE"))
-        r = prepare_scene(safe, synth / "landcover.gpkg", work / step, overwrite=True,
+        r = prepare_tiles([safe], synth / "landcover.gpkg", work / step, overwrite=True,
                           stack=(work / "prepare_stack.tif") if step == "prepare_stack" else None)
         extra = {"tiles": r.tiles}
     elif step == "gdal":

@@ -40,12 +40,13 @@ def under_clouds(root: Path, safes: list[str], truth: str) -> dict:
 
     from s2pipe.sentinel2 import open_scene
     from s2pipe.sentinel2.facts import CLOUD_SCL
+    from s2pipe.sentinel2.reader import ReadOptions
 
     with rasterio.open(truth) as src:
         ref = src.read(1)
     cloudy = np.zeros(ref.shape, bool)
     for safe in safes:
-        with open_scene(safe, mask_scl=()) as scene:
+        with open_scene(safe, ReadOptions(mask_scl=())) as scene:
             scl = scene.read_scl()
         assert scl is not None
         cloudy |= np.isin(scl, CLOUD_SCL)

@@ -70,6 +70,7 @@ def main() -> None:
     from s2pipe.model.checkpoint import ModelMeta, save_checkpoint
     from s2pipe.model.normalization import Normalization
     from s2pipe.model.unet import UNet
+    from s2pipe.prediction.options import PredictOptions
     from s2pipe.prediction.predict import predict_scenes
     from s2pipe.sentinel2.facts import BANDS, RADIOMETRY_CONVENTION
 
@@ -101,10 +102,11 @@ def main() -> None:
         local_s, s3_s = [], []
         for i in range(args.repeat):
             t = time.perf_counter()
-            predict_scenes([item], ckpt, tmp / f"local{i}.tif", device="cpu")
+            predict_scenes([item], ckpt, tmp / f"local{i}.tif", PredictOptions(device="cpu"))
             local_s.append(time.perf_counter() - t)
             t = time.perf_counter()
-            predict_scenes([f"s3://bench/item/{item.name}"], ckpt, f"s3://bench/maps/map{i}.tif", device="cpu")
+            predict_scenes([f"s3://bench/item/{item.name}"], ckpt, f"s3://bench/maps/map{i}.tif",
+                    PredictOptions(device="cpu"))
             s3_s.append(time.perf_counter() - t)
         result.update(predict_local_s=round(min(local_s), 2), predict_s3_s=round(min(s3_s), 2),
                       ratio_s3_over_local=round(min(s3_s) / min(local_s), 3), filters=args.filters,

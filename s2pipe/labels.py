@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
     from rasterio.windows import Window
 
-    from s2pipe.sentinel2.scene import Grid
+    from s2pipe.raster.grid import Grid
 
 log = logging.getLogger(__name__)
 

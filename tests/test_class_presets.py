@@ -13,7 +13,7 @@ from cli import cli
 from s2pipe.class_presets import PRESETS, load_preset
 from s2pipe.labels import load_class_map, read_labels
 from s2pipe.legend import DEFAULT_LEGEND
-from s2pipe.sentinel2.scene import Grid
+from s2pipe.raster.grid import Grid
 
 GRID = Grid(CRS.from_epsg(32633), Affine(10, 0, 600000, 0, -10, 5700000), 100, 100)
 

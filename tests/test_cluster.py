@@ -28,6 +28,8 @@ from s2pipe.cluster.runner import DaskRunner, ThreadLimits, open_runner
 from s2pipe.cluster.tasks import absolute, made_folders, remove_if_empty, sweep_temporaries
 from s2pipe.errors import OptionError, TaskError
 from s2pipe.mosaic.mosaic import mosaic_maps
+from s2pipe.mosaic.options import MosaicOptions
+from s2pipe.prediction.options import PredictOptions
 from s2pipe.prediction.predict import predict_scenes
 from s2pipe.tiles.prepare import TileRule, prepare_tiles
 
@@ -90,8 +92,9 @@ def in_process(inputs, tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        run = predict_scenes(scenes, model, root / "maps", probabilities=root / "probs",
-                             probabilities_all=True, overlap=16, device="cpu")
+        run = predict_scenes(scenes, model, root / "maps", PredictOptions(probabilities=root / "probs",
+                                                                          probabilities_all=True, overlap=16,
+                                                                          device="cpu"))
     finally:
         torch.set_num_threads(threads)
     assert len(run.results) == 3 and not run.failures
@@ -101,9 +104,9 @@ def in_process(inputs, tmp_path_factory):
 def test_three_scenes_as_in_process_and_a_broken_one_fails_alone(runner, inputs, in_process, tmp_path):
     scenes, broken, model = inputs
     ticks = []
-    run = predict_scenes([scenes[0], broken, *scenes[1:]], model, tmp_path / "maps",
-                         probabilities=tmp_path / "probs", probabilities_all=True, overlap=16,
-                         device="cpu", runner=runner, progress=ticks.append)
+    options = PredictOptions(probabilities=tmp_path / "probs", probabilities_all=True, overlap=16, device="cpu")
+    run = predict_scenes([scenes[0], broken, *scenes[1:]], model, tmp_path / "maps", options,
+                         runner=runner, progress=ticks.append)
     assert [r.scene for r in run.results] == scenes and sum(ticks) == 4, run.failures
     assert len(run.failures) == 1
     failure = run.failures[0]
@@ -141,8 +144,9 @@ def test_a_worker_killed_mid_scene_still_gives_identical_outputs(runner, inputs,
     flag = tmp_path / "killed"
     runner.client.register_plugin(KillOnce("scene1", tmp_path / "maps", flag), name="kill-once")
     try:
-        run = predict_scenes(scenes, model, tmp_path / "maps", probabilities=tmp_path / "probs",
-                             probabilities_all=True, overlap=16, device="cpu", runner=runner)
+        run = predict_scenes(scenes, model, tmp_path / "maps", PredictOptions(probabilities=tmp_path / "probs",
+                                                                              probabilities_all=True, overlap=16,
+                                                                              device="cpu"), runner=runner)
     finally:
         runner.client.unregister_worker_plugin("kill-once")
     assert flag.exists()  # the worker was killed while writing scene1's map
@@ -178,9 +182,9 @@ def test_mosaic_blocks_on_the_cluster_as_in_process(runner, tmp_path):
         t = from_origin(X0 + dx, Y0 + dy, 10, 10)
         probs.append(write_probs(tmp_path / f"p{i}.tif", scene_probs(UTM33, t, 900, 900, seed=i), UTM33, t,
                                  f"P{i}"))
-    ref = mosaic_maps(probs, tmp_path / "ref.tif", sources=tmp_path / "ref_src.tif")
+    ref = mosaic_maps(probs, tmp_path / "ref.tif", MosaicOptions(sources=tmp_path / "ref_src.tif"))
     ticks = []
-    got = mosaic_maps(probs, tmp_path / "got.tif", sources=tmp_path / "got_src.tif", runner=runner,
+    got = mosaic_maps(probs, tmp_path / "got.tif", MosaicOptions(sources=tmp_path / "got_src.tif"), runner=runner,
                       progress=ticks.append)
     assert got.blocks == ref.blocks == 4 and sum(ticks) == 2
     assert got.class_pixels == ref.class_pixels

@@ -35,7 +35,7 @@ def test_study_layout_split_is_seeded(tmp_path):
     splits = lambda ts: [p.split for p in ts.pairs]  # noqa: E731
     assert splits(a) == splits(b) != splits(c)
     assert [len(a.split(s)) for s in ("train", "val", "test")] == [6, 2, 2]
-    assert a.source == "study" and a.radiometry["assumed"] and a.notes
+    assert a.source == "study" and a.radiometry.assumed and a.notes
     sub = find_tiles(images_dir=images, labels_dir=labels, num_samples=4, seed=0)
     assert len(sub.pairs) == 4
     _, lab = load_tiles(a.split("train"))  # uint16 labels read as uint8

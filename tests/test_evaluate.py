@@ -174,7 +174,7 @@ def test_cli_prints_table(pair, tmp_path):
     ("no_overlap", "has no labelled pixel on the map's grid; check that it overlaps the map"),
     ("raster_field", "--class-field and --layer apply to vector labels"),
     ("exists", "already exists; pass --overwrite to replace it"),
-    ("multiband_map", "has 2 band(s) of uint8; give a one-band class map written by s2pipe predict"),
+    ("multiband_map", "has 2 band(s) of uint8; give a class map (s2pipe predict or mosaic)"),
 ])
 def test_cli_errors_exit_1_without_output(tmp_path, case, message):
     pred, ref = _write(tmp_path / "map.tif", PRED), _write(tmp_path / "ref.tif", REF)

@@ -288,8 +288,9 @@ def slow(self, *a, **k):
     print("rows", flush=True)
     time.sleep(0.5)
 cog.MapWriter.write_rows = slow
+from s2pipe.prediction.options import PredictOptions
 from s2pipe.prediction.predict import predict_scene
-predict_scene(sys.argv[1], sys.argv[2], sys.argv[3], overlap=16, device="cpu")
+predict_scene(sys.argv[1], sys.argv[2], sys.argv[3], PredictOptions(overlap=16, device="cpu"))
 """
 
 

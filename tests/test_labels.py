@@ -13,7 +13,7 @@ from rasterio.crs import CRS
 
 from s2pipe.errors import LabelError
 from s2pipe.labels import load_class_map, rasterize_labels, read_labels
-from s2pipe.sentinel2.scene import Grid
+from s2pipe.raster.grid import Grid
 
 GRID = Grid(CRS.from_epsg(32633), Affine(10, 0, 600000, 0, -10, 5700000), 100, 100)
 

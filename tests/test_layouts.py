@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from s2pipe.errors import MissingBandError, SafeFormatError
-from s2pipe.sentinel2.reader import open_scene, product_info
+from s2pipe.sentinel2.reader import ReadOptions, open_scene, product_info
 
 
 def _pixels(path):
-    with open_scene(path, mask_scl=()) as s:
+    with open_scene(path, ReadOptions(mask_scl=())) as s:
         return s.read()
 
 

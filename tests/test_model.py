@@ -96,7 +96,7 @@ def test_a_checkpoint_of_s2pipe_0_1_0_still_loads():
     model, meta = load_checkpoint(OLD_CHECKPOINT)
     assert meta.s2pipe_version == "0.1.0" and meta.arch.filters == 2 and meta.tile_size == 32
     assert meta.bands == BANDS and meta.legend == DEFAULT_LEGEND and len(meta.normalization.std) == 12
-    assert meta.radiometry == {"convention": RADIOMETRY_CONVENTION}
+    assert meta.radiometry.to_dict() == {"convention": RADIOMETRY_CONVENTION}
     x = torch.linspace(-2, 2, 12 * 32 * 32).reshape(1, 12, 32, 32)
     with torch.no_grad():
         y = model(x)

@@ -24,9 +24,10 @@ from cli import cli
 from s2pipe.legend import DEFAULT_LEGEND, legend_to_list
 from s2pipe.mosaic.blend import feather_weights
 from s2pipe.mosaic.mosaic import mosaic_maps
-from s2pipe.raster.classmap import apply_legend
+from s2pipe.mosaic.options import MosaicOptions
 from s2pipe.raster.cog import MapWriter
-from s2pipe.sentinel2.scene import Grid
+from s2pipe.raster.grid import Grid
+from s2pipe.raster.maps import apply_legend
 
 UTM33, UTM34 = CRS.from_epsg(32633), CRS.from_epsg(32634)
 X0, Y0 = 699960.0, 5700000.0  # upper-left corner of scene A (zone 33)
@@ -111,7 +112,7 @@ def test_feather_ramps_from_edges_and_no_data():
 
 
 def test_overlap_agrees_with_each_scene_and_leaves_no_seam(scenes, tmp_path):
-    r = mosaic_maps([scenes["a"], scenes["b"]], tmp_path / "m.tif", sources=tmp_path / "s.tif")
+    r = mosaic_maps([scenes["a"], scenes["b"]], tmp_path / "m.tif", MosaicOptions(sources=tmp_path / "s.tif"))
     m, t = read(tmp_path / "m.tif")
     assert (r.width, r.height) == (400, 400) and t == from_origin(X0, Y0, 10, 10) and r.rule == "probabilities"
     a, _ = _argmax(scenes["a"])
@@ -149,7 +150,7 @@ def test_map_carries_legend_style_and_provenance(scenes, tmp_path):
 
 
 def test_another_utm_zone_is_resampled_then_decided(scenes, tmp_path):
-    r = mosaic_maps([scenes["a"], scenes["c"]], tmp_path / "m.tif", crs="EPSG:32633")
+    r = mosaic_maps([scenes["a"], scenes["c"]], tmp_path / "m.tif", MosaicOptions(crs="EPSG:32633"))
     assert r.crs == "EPSG:32633"
     m, t = read(tmp_path / "m.tif")
     m = m[0]
@@ -178,7 +179,8 @@ def test_class_maps_take_the_deepest_scene_never_an_average(scenes, tmp_path):
 
 
 def test_bounds_and_clip_set_the_grid(scenes, tmp_path):
-    r = mosaic_maps([scenes["a"]], tmp_path / "b.tif", bounds=(X0 + 1003, Y0 - 1999, X0 + 1999, Y0 - 1001))
+    r = mosaic_maps([scenes["a"]], tmp_path / "b.tif",
+                    MosaicOptions(bounds=(X0 + 1003, Y0 - 1999, X0 + 1999, Y0 - 1001)))
     assert (r.width, r.height) == (100, 100)
     assert read(tmp_path / "b.tif")[1] == from_origin(X0 + 1000, Y0 - 1000, 10, 10)
     import geopandas as gpd
@@ -186,7 +188,8 @@ def test_bounds_and_clip_set_the_grid(scenes, tmp_path):
 
     gpd.GeoDataFrame(geometry=[shapely.box(X0 + 500, Y0 - 1500, X0 + 1500, Y0 - 500)],
                      crs=UTM33).to_file(tmp_path / "clip.gpkg")
-    r = mosaic_maps([scenes["a"]], tmp_path / "c.tif", clip=tmp_path / "clip.gpkg", crs="EPSG:32633")
+    r = mosaic_maps([scenes["a"]], tmp_path / "c.tif",
+                    MosaicOptions(clip=tmp_path / "clip.gpkg", crs="EPSG:32633"))
     m = read(tmp_path / "c.tif")[0][0]
     assert (r.width, r.height) == (100, 100) and (m > 0).all()
 

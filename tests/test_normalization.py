@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from s2pipe.model.normalization import Normalization, Normalizer
+from s2pipe.prediction.options import PredictOptions
 from s2pipe.prediction.predict import predict_scene
 from s2pipe.training.train import TrainOptions, train_model
 
@@ -39,5 +40,5 @@ def test_train_and_predict_call_the_same_normalizer(tmp_path, monkeypatch):
     trained = len(calls)
     assert trained > 0
     scene = write_stack(tmp_path / "s.tif", stack_array(40, 40))
-    predict_scene(scene, tmp_path / "m" / "best.pt", tmp_path / "map.tif", overlap=0, device="cpu")
+    predict_scene(scene, tmp_path / "m" / "best.pt", tmp_path / "map.tif", PredictOptions(overlap=0, device="cpu"))
     assert len(calls) > trained

@@ -20,14 +20,15 @@ pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 's2pipe[o
 pytest.importorskip("onnx", reason="the onnx extra (pip install 's2pipe[onnx]') is not installed")
 
 from s2pipe.errors import CheckpointError, OptionError  # noqa: E402
+from s2pipe.export.engine import export_model  # noqa: E402
+from s2pipe.export.quantize import calibration_pairs  # noqa: E402
 from s2pipe.legend import legend_to_list  # noqa: E402
 from s2pipe.model.checkpoint import load_checkpoint  # noqa: E402
-from s2pipe.model.export import export_model  # noqa: E402
 from s2pipe.model.normalization import Normalization  # noqa: E402
 from s2pipe.model.onnx import KEY_META, open_onnx, set_metadata  # noqa: E402
-from s2pipe.model.quantize import calibration_pairs  # noqa: E402
 from s2pipe.model.unet import UNet  # noqa: E402
 from s2pipe.prediction.inference import OnnxWindowModel, WindowModel  # noqa: E402
+from s2pipe.prediction.options import PredictOptions
 from s2pipe.prediction.predict import predict_scene  # noqa: E402
 from s2pipe.prediction.runtime import load_window_model  # noqa: E402
 from s2pipe.sentinel2 import BANDS, RADIOMETRY_CONVENTION  # noqa: E402
@@ -117,9 +118,9 @@ def test_onnx_runner_gives_window_model_probabilities(trained, fp32_onnx, tta):
 
 
 def test_predict_with_onnx_maps_like_the_checkpoint(scene, trained, fp32_onnx, tmp_path):
-    a = predict_scene(scene, trained, tmp_path / "pt.tif", overlap=16)
-    b = predict_scene(scene, fp32_onnx, tmp_path / "onnx.tif", overlap=16, tta="flips")
-    c = predict_scene(scene, trained, tmp_path / "pt_flips.tif", overlap=16, tta="flips")
+    a = predict_scene(scene, trained, tmp_path / "pt.tif", PredictOptions(overlap=16))
+    b = predict_scene(scene, fp32_onnx, tmp_path / "onnx.tif", PredictOptions(overlap=16, tta="flips"))
+    c = predict_scene(scene, trained, tmp_path / "pt_flips.tif", PredictOptions(overlap=16, tta="flips"))
     assert (a.runtime, a.precision, b.runtime, b.precision) == ("torch", "fp32", "onnxruntime", "fp32")
     with rasterio.open(b.output) as nb, rasterio.open(c.output) as nc:
         np.testing.assert_array_equal(nb.read(1), nc.read(1))
@@ -150,8 +151,8 @@ def test_int8_is_calibrated_on_recorded_train_tiles_reproducibly(trained, tiles,
 def test_int8_reports_agreement_and_maps_like_fp32(scene, trained, int8_onnx, fp32_onnx, tmp_path):
     q = open_onnx(int8_onnx).quantization["agreement"]
     assert q["pixels"] == 2 * TILE * TILE and 0.9 <= q["agreement"] <= 1.0
-    a = predict_scene(scene, fp32_onnx, tmp_path / "fp32.tif", overlap=16)
-    b = predict_scene(scene, int8_onnx, tmp_path / "int8.tif", overlap=16, precision="int8")
+    a = predict_scene(scene, fp32_onnx, tmp_path / "fp32.tif", PredictOptions(overlap=16))
+    b = predict_scene(scene, int8_onnx, tmp_path / "int8.tif", PredictOptions(overlap=16, precision="int8"))
     assert b.precision == "int8"
     with rasterio.open(a.output) as na, rasterio.open(b.output) as nb:
         ma, mb = na.read(1), nb.read(1)

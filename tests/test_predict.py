@@ -29,9 +29,11 @@ from s2pipe.model.normalization import Normalization
 from s2pipe.model.unet import UNet
 from s2pipe.prediction.blend import StripAccumulator, blend_scene
 from s2pipe.prediction.inference import WindowModel
+from s2pipe.prediction.options import PredictOptions
 from s2pipe.prediction.predict import predict_scene, predict_scenes
 from s2pipe.prediction.windows import PANEL_WIDTH, WindowGrid, ramp_weights, read_padded
 from s2pipe.sentinel2 import BANDS, DEFAULT_SCL_MASK, RADIOMETRY_CONVENTION, Grid, open_scene
+from s2pipe.sentinel2.reader import ReadOptions
 
 TILE = 64
 MEAN, STD = 3000.0, 1500.0
@@ -295,7 +297,7 @@ def test_d4_tta_is_rotation_equivariant():
 # --------------------------------------------------------------- whole scenes
 def test_map_is_on_the_scene_grid_with_nodata_legend_and_provenance(scene, trained, tmp_path):
     out = tmp_path / "map.tif"
-    result = predict_scene(scene, trained, out, overlap=16, batch_size=4, device="cpu")
+    result = predict_scene(scene, trained, out, PredictOptions(overlap=16, batch_size=4, device="cpu"))
     with rasterio.open(scene) as src, rasterio.open(out) as dst:
         assert (dst.crs, dst.transform, dst.width, dst.height) == \
             (src.crs, src.transform, src.width, src.height)
@@ -348,13 +350,13 @@ def _border_change_ratio(band: np.ndarray, cols: list[int], margin: int) -> floa
 
 def test_seamless_across_window_layouts(trained, tmp_path):
     big = write_stack(tmp_path / "big.tif", stack_array(256, 320))
-    a = predict_scene(big, trained, tmp_path / "a.tif", overlap=16, device="cpu").output
+    a = predict_scene(big, trained, tmp_path / "a.tif", PredictOptions(overlap=16, device="cpu")).output
     # window borders fall elsewhere on the landscape (the shift is not a multiple of the
     # stride, 48); it is a multiple of 16, the U-Net's pooling stride, which the tiny
     # model is far from invariant to
     shifted = _crop(big, tmp_path / "shift.tif", 32, 16, 283, 235)
-    b = predict_scene(shifted, trained, tmp_path / "b.tif", overlap=16, device="cpu").output
-    c = predict_scene(big, trained, tmp_path / "c.tif", overlap=32, device="cpu").output
+    b = predict_scene(shifted, trained, tmp_path / "b.tif", PredictOptions(overlap=16, device="cpu")).output
+    c = predict_scene(big, trained, tmp_path / "c.tif", PredictOptions(overlap=32, device="cpu")).output
     ma, mb, mc = read(a), read(b), read(c)
     m = 24  # away from the scene borders
     same_shift = (ma[16 + m:16 + 235 - m, 32 + m:32 + 283 - m] == mb[m:-m, m:-m]).mean()
@@ -369,7 +371,7 @@ def test_seamless_across_window_layouts(trained, tmp_path):
 def test_a_window_inside_the_scene_is_the_model_applied_to_it(trained, tmp_path):
     data = stack_array(192, 192)
     path = write_stack(tmp_path / "s.tif", data)
-    band = read(predict_scene(path, trained, tmp_path / "m.tif", overlap=16, device="cpu").output)
+    band = read(predict_scene(path, trained, tmp_path / "m.tif", PredictOptions(overlap=16, device="cpu")).output)
     model, meta = load_checkpoint(trained)
     x0, y0 = 70, 50
     win = (data[:, y0:y0 + TILE, x0:x0 + TILE].astype(np.float32) - MEAN) / STD
@@ -382,10 +384,12 @@ def test_a_window_inside_the_scene_is_the_model_applied_to_it(trained, tmp_path)
 
 def test_scene_smaller_than_a_tile_and_probabilities(trained, tmp_path):
     path = write_stack(tmp_path / "tiny.tif", stack_array(25, 30))
-    r = predict_scene(path, trained, tmp_path / "m.tif", overlap=16, device="cpu",
-                      probabilities=tmp_path / "p.tif", tta="flips")
-    r_all = predict_scene(path, trained, tmp_path / "m2.tif", overlap=16, device="cpu",
-                          probabilities=tmp_path / "pall.tif", probabilities_all=True)
+    r = predict_scene(path, trained, tmp_path / "m.tif", PredictOptions(overlap=16, device="cpu",
+                                                                        probabilities=tmp_path / "p.tif",
+                                                                        tta="flips"))
+    r_all = predict_scene(path, trained, tmp_path / "m2.tif", PredictOptions(overlap=16, device="cpu",
+                                                                             probabilities=tmp_path / "pall.tif",
+                                                                             probabilities_all=True))
     assert read(r.output).shape == (25, 30) and r.windows == 1
     with rasterio.open(r.probabilities) as p1, rasterio.open(r_all.probabilities) as p8:
         win, every = p1.read(1).astype(int), p8.read().astype(int)
@@ -399,11 +403,13 @@ def test_a_scene_wider_than_a_panel_maps_the_same(trained, tmp_path, monkeypatch
     import s2pipe.prediction.windows
 
     path = write_stack(tmp_path / "s.tif", stack_array(100, 300))
-    one = predict_scene(path, trained, tmp_path / "one.tif", overlap=16, device="cpu",
-                        probabilities=tmp_path / "p_one.tif", probabilities_all=True)
+    one = predict_scene(path, trained, tmp_path / "one.tif", PredictOptions(overlap=16, device="cpu",
+                                                                            probabilities=tmp_path / "p_one.tif",
+                                                                            probabilities_all=True))
     monkeypatch.setattr(s2pipe.prediction.windows, "PANEL_WIDTH", 112)  # 2 windows a panel: 4 panels
-    many = predict_scene(path, trained, tmp_path / "many.tif", overlap=16, device="cpu",
-                         probabilities=tmp_path / "p_many.tif", probabilities_all=True)
+    many = predict_scene(path, trained, tmp_path / "many.tif", PredictOptions(overlap=16, device="cpu",
+                                                                              probabilities=tmp_path / "p_many.tif",
+                                                                              probabilities_all=True))
     assert one.class_areas == many.class_areas
     np.testing.assert_array_equal(read(one.output), read(many.output))
     with rasterio.open(one.probabilities) as a, rasterio.open(many.probabilities) as b:
@@ -416,7 +422,7 @@ def test_a_scene_wider_than_a_panel_maps_the_same(trained, tmp_path, monkeypatch
 def test_several_scenes_write_product_names_into_a_folder(trained, tmp_path):
     one = write_stack(tmp_path / "S2A_ONE.tif", stack_array(40, 50))
     two = write_stack(tmp_path / "S2B_TWO.tif", stack_array(50, 40))
-    run = predict_scenes([one, two], trained, tmp_path / "maps", overlap=16, device="cpu")
+    run = predict_scenes([one, two], trained, tmp_path / "maps", PredictOptions(overlap=16, device="cpu"))
     assert [r.output.name for r in run.results] == ["S2A_ONE.tif", "S2B_TWO.tif"]
     assert read(tmp_path / "maps" / "S2B_TWO.tif").shape == (50, 40)
 
@@ -424,10 +430,10 @@ def test_several_scenes_write_product_names_into_a_folder(trained, tmp_path):
 def test_safe_product_is_read_like_prepare_and_clouds_masked_on_request(synth_n0208, trained,
                                                                         tmp_path):
     safe = synth_n0208.safe_path
-    plain = predict_scene(safe, trained, tmp_path / "plain.tif", overlap=16, device="cpu")
-    masked = predict_scene(safe, trained, tmp_path / "masked.tif", overlap=16, device="cpu",
-                           mask_clouds=True)
-    with open_scene(safe, mask_scl=()) as sc:
+    plain = predict_scene(safe, trained, tmp_path / "plain.tif", PredictOptions(overlap=16, device="cpu"))
+    masked = predict_scene(safe, trained, tmp_path / "masked.tif", PredictOptions(overlap=16, device="cpu",
+                                                                                  mask_clouds=True))
+    with open_scene(safe, ReadOptions(mask_scl=())) as sc:
         grid, nodata = sc.grid, ~sc.read().any(axis=0)
         clouds = np.isin(sc.read_scl(), DEFAULT_SCL_MASK)
     assert clouds.any() and not clouds.all()
@@ -563,9 +569,10 @@ _PEAK = """
 import json, sys, torch
 torch.set_num_threads(1)
 import s2pipe.prediction.windows
+from s2pipe.prediction.options import PredictOptions
 from s2pipe.prediction.predict import predict_scene
 s2pipe.prediction.windows.PANEL_WIDTH = 544  # 10 windows: both scenes are predicted in several panels
-r = predict_scene(sys.argv[1], sys.argv[2], sys.argv[3], overlap=16, batch_size=4, device="cpu")
+r = predict_scene(sys.argv[1], sys.argv[2], sys.argv[3], PredictOptions(overlap=16, batch_size=4, device="cpu"))
 print(json.dumps({"peak": r.peak_rss_mb, "windows": r.windows, "s": r.seconds}))
 """
 

@@ -20,8 +20,8 @@ import pytest
 from rasterio.transform import from_origin
 
 from s2pipe.legend import DEFAULT_LEGEND
-from s2pipe.raster.classmap import atomic_class_map
 from s2pipe.raster.cog import MapWriter
+from s2pipe.raster.maps import atomic_class_map
 from s2pipe.sentinel2 import Grid
 
 QGIS_PYTHON = "/usr/bin/python3"

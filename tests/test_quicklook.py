@@ -116,6 +116,6 @@ def test_cli_unusable_stack_is_error_without_output(tmp_path, bands):
     res = CliRunner().invoke(cli, ["quicklook", str(src), "-o", str(out)])
     assert res.exit_code == 1
     assert res.output.strip().splitlines()[-1] == (
-        f"Error: {src} has {bands} bands and no B04/B03/B02 descriptions; "
-        "give a 12-band stack in s2pipe's band order (prepare --stack)")
+        f"Error: {src} has {bands} band(s) of uint16; "
+        "give a class map (s2pipe predict or mosaic) or a 12-band stack (s2pipe prepare --stack)")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 
 from cli import cli
 from s2pipe.errors import RadiometryError
-from s2pipe.sentinel2.reader import open_scene
+from s2pipe.sentinel2.reader import ReadOptions, open_scene
 from s2pipe.synth.stac import write_stac_item
 
 
@@ -26,11 +27,11 @@ def _relabel_as_n0509(safe_src, dst):
 
 def test_consistent_products_pass_and_carry_the_record(synth_n0509, synth_n0208):
     with open_scene(synth_n0509.safe_path) as s:
-        check = s.radiometry["offset_check"]
+        check = dataclasses.asdict(s.radiometry.offset_check)
         assert check["checked"] and not check["contradicted"] and check["decision"] == "metadata"
         assert min(check["dark_dn"].values()) > 1000
     with open_scene(synth_n0208.safe_path) as s:  # no offset stated: nothing to check
-        assert s.radiometry["offset_check"]["checked"] is False
+        assert s.radiometry.offset_check.checked is False
 
 
 def test_safe_whose_offset_is_already_removed_is_an_error_unless_pixels_are_trusted(synth_n0208, tmp_path):
@@ -38,9 +39,9 @@ def test_safe_whose_offset_is_already_removed_is_an_error_unless_pixels_are_trus
     with pytest.raises(RadiometryError, match="--trust-pixels") as err:
         open_scene(safe)
     assert "B12" in str(err.value) and "\n" not in str(err.value)
-    with open_scene(safe, trust_pixels=True, mask_scl=()) as s, \
-            open_scene(synth_n0208.safe_path, mask_scl=()) as ref:
-        assert s.radiometry["offset_check"]["decision"] == "pixels"
+    with open_scene(safe, ReadOptions(trust_pixels=True, mask_scl=())) as s, \
+            open_scene(synth_n0208.safe_path, ReadOptions(mask_scl=())) as ref:
+        assert s.radiometry.offset_check.decision == "pixels"
         assert set(s.info.offsets.values()) == {0}
         np.testing.assert_array_equal(s.read(), ref.read())
 
@@ -60,15 +61,15 @@ def test_earth_search_flag_wrong_both_ways(synth_n0208, synth_n0509, tmp_path):
     r = CliRunner().invoke(cli, ["prepare", str(item), "--labels", str(synth_n0208.labels_path),
                                  "-o", str(tmp_path / "tiles")])
     assert r.exit_code == 1 and "--trust-pixels" in r.output and not (tmp_path / "tiles").exists()
-    with open_scene(item, trust_pixels=True) as s:
-        assert s.radiometry["metadata"]["offset_applied_flag"] is False
-        assert s.radiometry["offset_check"]["contradicted"]
+    with open_scene(item, ReadOptions(trust_pixels=True)) as s:
+        assert s.radiometry.metadata["offset_applied_flag"] is False
+        assert s.radiometry.offset_check.contradicted
     # the reverse: the flag says applied, the DNs still carry it -> no offset removed, recorded
     item = write_stac_item(synth_n0509.safe_path, tmp_path / "es2", naming="earth-search")
     d = json.loads(item.read_text())
     d["properties"]["earthsearch:boa_offset_applied"] = True
     item.write_text(json.dumps(d))
     with open_scene(item) as s:
-        check = s.radiometry["offset_check"]
+        check = dataclasses.asdict(s.radiometry.offset_check)
         assert check["checked"] and not check["contradicted"] and "still carry the offset" in check["reason"]
-        assert "true" in s.radiometry["metadata"]["source"] and set(s.info.offsets.values()) == {0}
+        assert "true" in s.radiometry.metadata["source"] and set(s.info.offsets.values()) == {0}

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from cli import cli
 from s2pipe.errors import InputNotFoundError, OutputExistsError, RemoteError
-from s2pipe.sentinel2.reader import open_scene, product_info
+from s2pipe.sentinel2.reader import ReadOptions, open_scene, product_info
 from s2pipe.synth.stac import write_stac_item
 
 from test_predict import make_checkpoint
@@ -79,13 +79,13 @@ def uploaded(s3, synth_n0509, tmp_path_factory):
 
 
 def test_zipped_safe_and_stac_item_read_from_s3(uploaded, synth_n0509):
-    with open_scene(synth_n0509.safe_path, mask_scl=()) as s:
+    with open_scene(synth_n0509.safe_path, ReadOptions(mask_scl=())) as s:
         ref = s.read()
     for key in ("zip", "item"):
         info = product_info(uploaded[key])
         assert info.baseline == "05.09" and not info.missing_bands, key
         assert all(f.startswith("/vsizip//vsis3/" if key == "zip" else "/vsis3/") for f in info.band_files.values())
-        with open_scene(uploaded[key], mask_scl=()) as scene:
+        with open_scene(uploaded[key], ReadOptions(mask_scl=())) as scene:
             np.testing.assert_array_equal(scene.read(), ref, err_msg=key)
 
 

@@ -25,6 +25,7 @@ from s2pipe.sentinel2 import (
     write_stack,
 )
 from s2pipe.sentinel2.blockrows import BlockRowReader
+from s2pipe.sentinel2.reader import ReadOptions
 
 from conftest import S2_REFERENCE, needs_s2_reference
 
@@ -84,10 +85,11 @@ def test_l1c_and_foreign_inputs_are_refused(synth_n0208, tmp_path):
 
 
 def test_10m_band_equals_the_jp2_and_baselines_agree(synth_n0208, synth_n0509):
-    with open_scene(synth_n0208.safe_path, mask_scl=()) as a, open_scene(synth_n0509.safe_path, mask_scl=()) as b:
+    raw = ReadOptions(mask_scl=())
+    with open_scene(synth_n0208.safe_path, raw) as a, open_scene(synth_n0509.safe_path, raw) as b:
         assert a.grid == b.grid and (a.grid.width, a.grid.height) == (512, 512)
-        assert a.radiometry["convention"] == RADIOMETRY_CONVENTION
-        assert b.radiometry["offset_applied"]["B04"] == -1000 and b.radiometry["baseline"] == "05.09"
+        assert a.radiometry.convention == RADIOMETRY_CONVENTION
+        assert b.radiometry.offset_applied["B04"] == -1000 and b.radiometry.baseline == "05.09"
         img_a, img_b = a.read(), b.read()
         assert img_a.dtype == np.uint16 and img_a.shape == (12, 512, 512)
         np.testing.assert_array_equal(img_a, img_b)
@@ -99,7 +101,7 @@ def test_10m_band_equals_the_jp2_and_baselines_agree(synth_n0208, synth_n0509):
 
 
 def test_nearest_is_exact_replication(synth_n0509):
-    with open_scene(synth_n0509.safe_path, resampling="nearest", mask_scl=()) as s:
+    with open_scene(synth_n0509.safe_path, ReadOptions(resampling="nearest", mask_scl=())) as s:
         img = s.read()
         valid = (img != 0).all(axis=0)
         for band, k in (("B05", 2), ("B12", 2), ("B09", 6)):
@@ -110,7 +112,7 @@ def test_nearest_is_exact_replication(synth_n0509):
 
 @pytest.mark.parametrize("method", ["bilinear", "cubic", "nearest"])
 def test_any_window_equals_the_full_read(synth_n0208, method):
-    with open_scene(synth_n0208.safe_path, resampling=method) as s:
+    with open_scene(synth_n0208.safe_path, ReadOptions(resampling=method)) as s:
         full = s.read()
         for w in (Window(0, 0, 512, 256), Window(13, 251, 97, 61), Window(511, 500, 1, 12)):
             np.testing.assert_array_equal(s.read(w), full[:, w.row_off:w.row_off + w.height,
@@ -120,7 +122,7 @@ def test_any_window_equals_the_full_read(synth_n0208, method):
 
 
 def test_scl_masked_pixels_are_no_data(synth_n0208):
-    with open_scene(synth_n0208.safe_path) as s, open_scene(synth_n0208.safe_path, mask_scl=()) as u:
+    with open_scene(synth_n0208.safe_path) as s, open_scene(synth_n0208.safe_path, ReadOptions(mask_scl=())) as u:
         scl = s.read_scl()
         assert scl.dtype == np.uint8 and scl.shape == (512, 512)
         masked = np.isin(scl, DEFAULT_SCL_MASK)

@@ -18,7 +18,7 @@ from cli import cli
 from s2pipe.errors import MissingBandError, SafeFormatError
 from s2pipe.sentinel2.facts import BAND_RESOLUTION, BANDS
 from s2pipe.sentinel2.metadata import read_product_metadata
-from s2pipe.sentinel2.reader import open_scene, product_info
+from s2pipe.sentinel2.reader import ReadOptions, open_scene, product_info
 from s2pipe.sentinel2.stac import COMMON_NAMES
 from s2pipe.synth.stac import write_stac_item
 
@@ -32,7 +32,7 @@ def cogs(synth_n0509, tmp_path_factory):
 
 
 def _safe_pixels(safe, window=None):
-    with open_scene(safe, mask_scl=()) as s:
+    with open_scene(safe, ReadOptions(mask_scl=())) as s:
         return s.read(window)
 
 
@@ -58,7 +58,7 @@ def test_synth_items_read_the_same_pixels_as_the_safe(synth_n0509, cogs):
         info = product_info(item)
         assert info.baseline == "05.09" and info.tile == "33UYS" and info.epsg == 32633, naming
         assert info.offsets == {b: -1000 for b in BANDS} and not info.missing_bands
-        with open_scene(item, mask_scl=()) as scene:
+        with open_scene(item, ReadOptions(mask_scl=())) as scene:
             assert type(scene).__name__ == "StacScene"
             np.testing.assert_array_equal(scene.read(), ref)
     es = json.loads(cogs["earth-search"].read_text())
@@ -150,7 +150,7 @@ def test_catalogue_variants_give_the_safe_pixels(synth_n0509, cogs, tmp_path):
         if name == "es":
             assert got.band_files["B02"].endswith(".tif")  # the COG, not its JPEG2000 twin
             assert got.radiometry_metadata["offset_flag"] == "earthsearch:boa_offset_applied"
-        with open_scene(path, mask_scl=()) as scene:
+        with open_scene(path, ReadOptions(mask_scl=())) as scene:
             np.testing.assert_array_equal(scene.read(), ref, err_msg=name)
 
 

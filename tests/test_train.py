@@ -76,7 +76,7 @@ def test_outputs_and_checkpoint_meta(tmp_path):
     model, meta = load_checkpoint(out / "best.pt")
     assert meta.arch == Arch("unet", 12, 8, 4) and meta.legend == DEFAULT_LEGEND
     assert meta.tile_size == 32 and len(meta.normalization.mean) == 12 and meta.s2pipe_version
-    assert meta.bands == BANDS and meta.radiometry["convention"] == RADIOMETRY_CONVENTION
+    assert meta.bands == BANDS and meta.radiometry.convention == RADIOMETRY_CONVENTION
     assert meta.train_options["class_weights"] == "inverse-frequency"
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"train", "val", "test"} <= metrics.keys() and metrics["tiles"] == {"train": 8, "val": 2, "test": 2}
@@ -129,7 +129,7 @@ def test_cli_study_tile_writes_loadable_checkpoint(tmp_path, real):
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert payload["epochs_run"] == 2 and payload["tiles"]["train"] == 1
     model, meta = load_checkpoint(out / "best.pt")
-    assert meta.train_options["tiles_source"] == "study" and meta.radiometry["assumed"]
+    assert meta.train_options["tiles_source"] == "study" and meta.radiometry.assumed
     assert (out / "samples.png").stat().st_size > 0
     assert "epoch 2/2" in result.stderr
 

@@ -151,7 +151,7 @@ def test_map_without_legend_is_named_by_numbers(tmp_path, caplog):
 def test_bad_inputs_leave_nothing(tmp_path):
     data = _patchy()
     floats = _plain(tmp_path / "float.tif", data, dtype="float32")
-    with pytest.raises(RasterError, match="integer"):
+    with pytest.raises(RasterError, match="1 band.s. of float32; give a class map"):
         vectorize_map(floats, tmp_path / "a.gpkg")
     with pytest.raises(InputNotFoundError):
         vectorize_map(tmp_path / "nope.tif", tmp_path / "a.gpkg")
@@ -180,7 +180,7 @@ def test_cli_exit_codes_and_messages(tmp_path):
     floats = _plain(tmp_path / "float.tif", _patchy(), dtype="float32")
     res = runner.invoke(cli, ["vectorize", str(floats), "-o", str(tmp_path / "f.gpkg")])
     assert res.exit_code == 1 and res.output.strip().splitlines() == [
-        f"Error: {floats} has 1 band(s) of float32; a class map is one band of integer class values"]
+        f"Error: {floats} has 1 band(s) of float32; give a class map (s2pipe predict or mosaic)"]
     assert not (tmp_path / "f.gpkg").exists()
     assert runner.invoke(cli, ["vectorize", str(src), "-o", str(tmp_path / "o.shp")]).exit_code == 2
     fgb = str(tmp_path / "o.fgb")

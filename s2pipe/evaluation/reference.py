@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from s2pipe.errors import InputNotFoundError, LabelError, RasterError, TileError
-from s2pipe.legend import NODATA_LABEL, LandCoverClass
-from s2pipe.raster.classmap import read_legend
+from s2pipe.errors import LabelError, TileError
+from s2pipe.legend import DEFAULT_LEGEND, NODATA_LABEL, LandCoverClass
+from s2pipe.raster.grid import Grid
+from s2pipe.raster.maps import open_map, read_band
 from s2pipe.raster.profiles import gdal_reason
-from s2pipe.sentinel2.scene import Grid
 from s2pipe.tiles.manifest import MANIFEST_NAME, TileManifest
 
 log = logging.getLogger(__name__)
@@ -28,26 +28,10 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 
 
 def read_map(path: Path) -> tuple[np.ndarray, Grid, tuple[LandCoverClass, ...]]:
-    """The map's band 1, its grid and its legend (class names and colours it carries)."""
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    if not path.exists():
-        raise InputNotFoundError(f"{path} does not exist; give the map written by s2pipe predict")
-    try:
-        with rasterio.open(path) as ds:
-            if ds.count != 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
-                raise RasterError(f"{path} has {ds.count} band(s) of {ds.dtypes[0]}; "
-                                  "give a one-band class map written by s2pipe predict")
-            if ds.crs is None:
-                raise RasterError(f"{path} has no CRS; give a georeferenced class map")
-            data = ds.read(1)
-            grid = Grid.of(ds)
-            legend = read_legend(ds)
-    except RasterioIOError as exc:
-        raise RasterError(f"{path} is not a raster GDAL can read ({gdal_reason(exc)}); "
-                          "give the map written by s2pipe predict") from None
-    return data, grid, legend
+    """The class map's band 1, its grid and its legend (as it names its classes, completed
+    from the default legend), read as :func:`s2pipe.raster.maps.open_map` reads every map."""
+    m = open_map(path, ("classes",))
+    return read_band(m), m.grid, m.legend_or(DEFAULT_LEGEND)
 
 
 def read_reference_raster(path: Path, grid: Any, num_classes: int, *,

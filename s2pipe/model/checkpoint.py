@@ -28,6 +28,7 @@ from s2pipe.legend import LandCoverClass, legend_from_list, legend_to_list
 from s2pipe.model.normalization import Normalization
 from s2pipe.model.unet import STRIDE, Arch, UNet
 from s2pipe.outputs import atomic_output
+from s2pipe.provenance import Radiometry
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,14 @@ class ModelMeta:
     normalization: Normalization
     tile_size: int
     arch: Arch
-    radiometry: dict[str, Any]
+    radiometry: Radiometry           # a JSON object is taken as its record
     train_options: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     s2pipe_version: str = __version__
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.radiometry, Radiometry):
+            object.__setattr__(self, "radiometry", Radiometry.from_dict(self.radiometry))
 
     @property
     def num_classes(self) -> int:
@@ -61,7 +66,7 @@ class ModelMeta:
                 "normalization": self.normalization.to_dict(), "tile_size": self.tile_size,
                 "arch": {"name": self.arch.name, "in_channels": self.arch.in_channels,
                          "num_classes": self.arch.num_classes, "filters": self.arch.filters},
-                "radiometry": dict(self.radiometry), "train_options": dict(self.train_options),
+                "radiometry": self.radiometry.to_dict(), "train_options": dict(self.train_options),
                 "metrics": dict(self.metrics), "s2pipe_version": self.s2pipe_version}
 
     @classmethod
@@ -110,7 +115,7 @@ def _parse_meta(d: Any, where: str) -> ModelMeta:
                               "the file is damaged")
     return ModelMeta(bands=bands, legend=legend,
                      normalization=Normalization(tuple(map(float, mean)), tuple(map(float, std))),
-                     tile_size=tile, arch=arch, radiometry=dict(_need(d, "radiometry", dict, where)),
+                     tile_size=tile, arch=arch, radiometry=Radiometry.from_dict(_need(d, "radiometry", dict, where)),
                      train_options=dict(d.get("train_options") or {}),
                      metrics=dict(d.get("metrics") or {}),
                      s2pipe_version=str(d.get("s2pipe_version", "")))

@@ -23,7 +23,7 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
 from s2pipe.mosaic.inputs import MapInput
-from s2pipe.sentinel2.scene import Grid
+from s2pipe.raster.grid import Grid
 
 #: The weight of a valid pixel right at an edge: tiny, so that any deeper scene wins, but
 #: not 0, so that a pixel only one scene sees is still mapped.

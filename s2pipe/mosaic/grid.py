@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
@@ -15,7 +16,7 @@ from rasterio.windows import Window
 
 from s2pipe.errors import InputNotFoundError, LabelError, OptionError
 from s2pipe.mosaic.inputs import MapInput
-from s2pipe.sentinel2.scene import Grid
+from s2pipe.raster.grid import Grid
 
 BLOCK = 1024  # px: a block of the output grid, the unit of work
 
@@ -93,3 +94,14 @@ def blocks(grid: Grid, size: int = BLOCK) -> Iterator[Window]:
     for c0 in range(0, grid.width, size):
         for r0 in range(0, grid.height, size):
             yield Window(c0, r0, min(size, grid.width - c0), min(size, grid.height - r0))
+
+
+def clip_mask(clip: Clip | None, grid: Any, window: Any) -> np.ndarray | None:
+    """Which pixels of ``window`` of ``grid`` lie inside the clip polygons (None: no clip)."""
+    if clip is None:
+        return None
+    import rasterio
+    from rasterio import features
+
+    return features.geometry_mask(clip.geometries, out_shape=(int(window.height), int(window.width)),
+                                  transform=rasterio.windows.transform(window, grid.transform), invert=True)

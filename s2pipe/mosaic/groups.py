@@ -18,10 +18,10 @@ from rasterio.windows import Window
 
 from s2pipe.cluster.tasks import Runner, absolute, values
 from s2pipe.mosaic.blend import BlockResult, mosaic_block
-from s2pipe.mosaic.grid import Clip
+from s2pipe.mosaic.grid import Clip, clip_mask
 from s2pipe.mosaic.inputs import MapInput
+from s2pipe.raster.grid import Grid
 from s2pipe.raster.profiles import gdal_env
-from s2pipe.sentinel2.scene import Grid
 
 #: Blocks of one column per task: 4 Mpx of output, 12 MB of arrays to send back.
 GROUP_BLOCKS = 4
@@ -67,12 +67,11 @@ def _reaching(job: MosaicJob, windows: Sequence[Window]) -> list[MapInput]:
 
 def mosaic_group(job: MosaicJob, windows: list[Window]) -> list[BlockResult]:
     """The blocks ``windows`` of the mosaic, on a worker."""
-    from s2pipe.mosaic.mosaic import _clip_mask  # the in-process path's own, so blocks are identical
 
     with gdal_env(), ExitStack() as stack:
         inputs = _reaching(job, windows)
         datasets = [stack.enter_context(rasterio.open(m.path)) for m in inputs]
-        return [mosaic_block(inputs, datasets, job.grid, w, job.feather, _clip_mask(job.clip, job.grid, w))
+        return [mosaic_block(inputs, datasets, job.grid, w, job.feather, clip_mask(job.clip, job.grid, w))
                 for w in windows]
 
 

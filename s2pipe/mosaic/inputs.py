@@ -3,12 +3,11 @@
 A mosaic input is either what ``predict --probabilities P --probabilities-all`` writes
 (one uint8 band per class, 255 = 1.0, every band 0 = no data; the legend in the
 ``S2PIPE_LEGEND`` tag), which the mosaic blends, or a class map (one band, 0 = no data,
-the legend as :mod:`s2pipe.raster.classmap` encodes it).
+the legend as :mod:`s2pipe.raster.maps` reads it).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +16,11 @@ from typing import Any, Literal, Sequence
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
-from s2pipe.errors import InputNotFoundError, OptionError, RasterError
-from s2pipe.legend import LandCoverClass, legend_from_list
-from s2pipe.raster.classmap import has_legend, read_legend
+from s2pipe.errors import OptionError, RasterError
+from s2pipe.legend import LandCoverClass
+from s2pipe.raster.maps import open_map
 
 Kind = Literal["probabilities", "classes"]
-LEGEND_TAG = "S2PIPE_LEGEND"
 
 
 @dataclass(frozen=True)
@@ -50,43 +48,14 @@ class MapInput:
         return b[0], b[1], b[2], b[3]
 
 
-def _legend(ds: Any, path: Path, kind: Kind) -> tuple[LandCoverClass, ...]:
-    tag = ds.tags().get(LEGEND_TAG)
-    if tag:
-        try:
-            return legend_from_list(json.loads(tag))
-        except (ValueError, KeyError, TypeError):
-            raise RasterError(f"{path}: its {LEGEND_TAG} tag is not a legend; pass maps written by "
-                              "s2pipe predict") from None
-    if kind == "classes" and has_legend(ds):
-        return read_legend(ds)
-    raise RasterError(f"{path} carries no legend; pass maps written by s2pipe predict")
-
-
 def open_input(path: str | os.PathLike, index: int) -> MapInput:
-    """Read what a map is (not its pixels); :class:`RasterError` when it is no s2pipe map."""
-    import numpy as np
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    path = Path(path)
-    if not path.exists():
-        raise InputNotFoundError(f"{path} does not exist; give maps written by s2pipe predict")
-    try:
-        with rasterio.open(path) as ds:
-            if not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer) or ds.dtypes[0] != "uint8":
-                raise RasterError(f"{path} holds {ds.dtypes[0]}; a map of s2pipe predict is uint8")
-            if ds.crs is None:
-                raise RasterError(f"{path} has no CRS; give a georeferenced map")
-            kind: Kind = "classes" if ds.count == 1 else "probabilities"
-            legend = _legend(ds, path, kind)
-            if kind == "probabilities" and ds.count != len(legend):
-                raise RasterError(f"{path} has {ds.count} bands for a legend of {len(legend)} classes; "
-                                  "pass class maps, or probabilities of predict --probabilities-all")
-            return MapInput(index, path, kind, ds.crs, ds.transform, ds.width, ds.height, legend,
-                            ds.tags().get("S2PIPE_PRODUCT") or path.stem)
-    except RasterioIOError as exc:
-        raise RasterError(f"{path} is not a raster GDAL can read ({exc})") from None
+    """Read what a map is (not its pixels), as :func:`s2pipe.raster.maps.open_map` reads any
+    map s2pipe wrote; :class:`RasterError` when it is no s2pipe map of a kind a mosaic takes."""
+    m = open_map(path, ("probabilities", "classes"), need_legend=True)
+    assert m.legend is not None
+    kind: Kind = "probabilities" if m.kind == "probabilities" else "classes"
+    g = m.grid
+    return MapInput(index, m.path, kind, g.crs, g.transform, g.width, g.height, m.legend, m.product)
 
 
 def open_inputs(paths: Sequence[str | os.PathLike]) -> list[MapInput]:

@@ -12,7 +12,6 @@ written here in order.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -20,7 +19,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
@@ -29,11 +28,12 @@ import numpy as np
 from s2pipe import __version__
 from s2pipe.errors import OptionError
 from s2pipe.mosaic.blend import mosaic_block
-from s2pipe.mosaic.grid import BLOCK, Clip, blocks, output_grid, parse_crs, read_clip
+from s2pipe.mosaic.grid import BLOCK, blocks, clip_mask, output_grid, parse_crs, read_clip
 from s2pipe.mosaic.groups import MosaicJob, block_groups, blocks_on
 from s2pipe.mosaic.inputs import MapInput, open_inputs
-from s2pipe.outputs import atomic_output, check_writable
-from s2pipe.raster.classmap import atomic_class_map, sidecar_paths
+from s2pipe.mosaic.options import MosaicOptions
+from s2pipe.outputs import check_writable
+from s2pipe.raster.maps import SOURCES_LAYOUT, Provenance, class_layout, map_files, write_map
 from s2pipe.raster.profiles import gdal_env
 from s2pipe.resources import peak_rss_mb
 
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FEATHER = 100  # px of the input maps: 1 km at 10 m
 THREADS = 2  # blocks computed at once (numpy and GDAL release the GIL); each holds ~300 MB
 
 
@@ -101,87 +100,63 @@ class MosaicResult:
     nodata_pixels: int = 0
 
 
-def _clip_mask(clip: Clip | None, grid: Any, window: Any) -> np.ndarray | None:
-    if clip is None:
-        return None
-    import rasterio
-    from rasterio import features
-
-    return features.geometry_mask(clip.geometries, out_shape=(int(window.height), int(window.width)),
-                                  transform=rasterio.windows.transform(window, grid.transform), invert=True)
+def _provenance(inputs: Sequence[MapInput], rule: str, feather: int) -> Provenance:
+    return Provenance(version=__version__, rule=rule, feather=feather,
+                      scenes=tuple({"index": m.index, "product": m.product, "map": str(m.path)} for m in inputs))
 
 
-def _tags(inputs: Sequence[MapInput], rule: str, feather: int) -> dict[str, str]:
-    return {"S2PIPE_VERSION": __version__, "S2PIPE_RULE": rule, "S2PIPE_FEATHER": str(feather),
-            "S2PIPE_SCENES": json.dumps([{"index": m.index, "product": m.product, "map": str(m.path)}
-                                         for m in inputs])}
-
-
-def mosaic_maps(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *,
-                sources: str | os.PathLike | None = None, overwrite: bool = False,
-                **options: Any) -> MosaicResult:
-    """:func:`mosaic_local`, where ``out`` and ``sources`` may also be URLs (``s3://`` ...):
-    written locally, uploaded when complete (:mod:`s2pipe.remote`)."""
+def mosaic_maps(maps: Sequence[str | os.PathLike], out: str | os.PathLike,
+                options: MosaicOptions = MosaicOptions(), *, progress: Callable[[int], None] | None = None,
+                on_total: Callable[[int], None] | None = None, runner: Runner | None = None) -> MosaicResult:
+    """Join ``maps`` (probabilities of ``predict --probabilities-all``, or class maps) into
+    one map at ``out`` on the grid ``options`` describe. ``out`` and ``options.sources``
+    may be URLs (``s3://`` ...): written locally, uploaded when complete
+    (:mod:`s2pipe.remote`). ``progress`` gets the blocks done; ``on_total`` their number.
+    With a ``runner`` its workers compute groups of blocks (the unit of ``progress`` and
+    ``on_total`` then); they must reach the maps by the same paths."""
     from s2pipe.remote import staged_outputs, with_urls
 
-    with staged_outputs(out, sources, overwrite=overwrite) as (local_out, local_sources):
-        result = mosaic_local(maps, local_out, sources=local_sources, overwrite=overwrite, **options)
+    sources = options.sources
+    with staged_outputs(out, sources, overwrite=options.overwrite) as (local_out, local_sources):
+        result = _mosaic_local(maps, Path(local_out),
+                               replace(options, sources=None if local_sources is None else Path(local_sources)),
+                               progress, on_total, runner)
     return with_urls(result, (out, sources), (local_out, local_sources))
 
 
-def mosaic_local(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, crs: str | None = None,
-                resolution: float = 10.0, bounds: tuple[float, float, float, float] | None = None,
-                clip: str | os.PathLike | None = None, feather: int = DEFAULT_FEATHER,
-                sources: str | os.PathLike | None = None, overwrite: bool = False,
-                progress: Callable[[int], None] | None = None,
-                on_total: Callable[[int], None] | None = None,
-                runner: Runner | None = None) -> MosaicResult:
-    """Join ``maps`` (probabilities of ``predict --probabilities-all``, or class maps) into
-    one map at ``out`` on one grid: ``crs`` (default: the first map's), ``resolution`` m,
-    over ``bounds`` W S E N in that CRS, or ``clip``'s polygons (outside them: no data), or
-    the union of the maps. ``progress`` gets the blocks done; ``on_total`` their number.
-    With a ``runner`` its workers compute groups of blocks (the unit of ``progress`` and
-    ``on_total`` then); they must reach the maps by the same paths."""
+def _mosaic_local(maps: Sequence[str | os.PathLike], out: Path, o: MosaicOptions,
+                  progress: Callable[[int], None] | None, on_total: Callable[[int], None] | None,
+                  runner: Runner | None) -> MosaicResult:
     t0 = time.perf_counter()
-    if bounds is not None and clip is not None:
-        raise OptionError("give --bounds or --clip, not both")
-    if feather < 0:
-        raise OptionError(f"--feather {feather}: give 0 or more pixels")
-    out = Path(out)
-    targets = [out, *sidecar_paths(out), *([Path(sources)] if sources else [])]
+    sources, overwrite, feather, resolution = o.sources, o.overwrite, o.feather, o.resolution
+    targets = [*map_files(out, "classes"), *([Path(sources)] if sources else [])]
     if len(set(map(os.path.abspath, targets))) != len(targets):
         raise OptionError("--sources must be another file than the map")
     for t in targets:
         check_writable(t, overwrite=overwrite)
     inputs = open_inputs(maps)
-    out_crs = parse_crs(crs, inputs[0].crs)
-    clip_polys = read_clip(clip, out_crs) if clip is not None else None
-    grid = output_grid(inputs, out_crs, resolution, bounds, clip_polys)
+    out_crs = parse_crs(o.crs, inputs[0].crs)
+    clip_polys = read_clip(o.clip, out_crs) if o.clip is not None else None
+    grid = output_grid(inputs, out_crs, resolution, o.bounds, clip_polys)
     rule = "probabilities" if inputs[0].kind == "probabilities" else "classes"
     work = list(blocks(grid, BLOCK))
     if on_total is not None:
         on_total(len(work) if runner is None else len(block_groups(work)))
     counts = np.zeros(256, dtype=np.int64)
-    tags = _tags(inputs, rule, feather)
-    with ExitStack() as stack:
-        from s2pipe.raster.cog import MapWriter
-
+    made = _provenance(inputs, rule, feather)
+    with ExitStack() as stack:  # exits in reverse: writers close, then outputs are renamed
         stack.enter_context(gdal_env())
         opened = stack.enter_context(_Datasets(inputs)) if runner is None else None
-        map_tmp = stack.enter_context(atomic_class_map(out, overwrite=overwrite))
-        writer = stack.enter_context(MapWriter(map_tmp, grid, legend=inputs[0].legend, tags=tags))
+        writer = stack.enter_context(write_map(out, grid, class_layout(inputs[0].legend), made,
+                                               overwrite=overwrite))
         src_writer = None
         if sources is not None:
-            src_tmp = stack.enter_context(atomic_output(sources, overwrite=overwrite))
-            src_writer = stack.enter_context(MapWriter(
-                src_tmp, grid, count=2, nodata=None, overview_resampling="nearest", tags=tags,
-                band_descriptions=["scene weighing most (index in S2PIPE_SCENES, 0 = none)",
-                                   "scenes with a valid pixel"]))
+            src_writer = stack.enter_context(write_map(sources, grid, SOURCES_LAYOUT, made, overwrite=overwrite))
 
         def compute(window: Any) -> Any:
             assert opened is not None
             return mosaic_block(inputs, opened.mine(), grid, window, feather,
-                                _clip_mask(clip_polys, grid, window))
+                                clip_mask(clip_polys, grid, window))
 
         if runner is None:
             pool = stack.enter_context(ThreadPoolExecutor(max_workers=THREADS))

@@ -7,7 +7,7 @@ the temporary file. Rows may also come in column ranges (the panels of
 :mod:`s2pipe.prediction.blend`), each in row order: each range goes to a temporary file of its own,
 and ``finish()`` first joins them into the full-width file, one block row at a time.
 
-Class maps carry their legend as :mod:`s2pipe.raster.classmap` encodes it: colour table
+Class maps carry their legend as :mod:`s2pipe.raster.style` encodes it: colour table
 and class tags inside, ``.aux.xml`` and ``.qml`` sidecars next to the map.
 """
 
@@ -26,7 +26,7 @@ from rasterio.transform import Affine
 
 from s2pipe.legend import LandCoverClass
 from s2pipe.raster import profiles
-from s2pipe.raster.classmap import apply_legend, write_sidecars
+from s2pipe.raster.style import apply_legend, write_sidecars
 
 log = logging.getLogger(__name__)
 

@@ -13,18 +13,17 @@ from __future__ import annotations
 import logging
 import math
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal, Sequence, get_args
+from typing import Literal, Sequence, get_args
 
 import numpy as np
 
-from s2pipe.errors import InputNotFoundError, OptionError, RasterError
+from s2pipe.errors import OptionError, RasterError
 from s2pipe.legend import DEFAULT_LEGEND, NODATA_LABEL, LandCoverClass
 from s2pipe.outputs import atomic_output
-from s2pipe.raster.classmap import read_legend
-from s2pipe.raster.profiles import gdal_reason, with_gdal_env
+from s2pipe.raster.maps import MapKind, open_map, read_band
+from s2pipe.raster.profiles import with_gdal_env
 from s2pipe.sentinel2.facts import BANDS
 
 log = logging.getLogger(__name__)
@@ -88,17 +87,6 @@ def _legend_image(classes: Sequence[LandCoverClass], title: str, *, height: int,
     return np.asarray(canvas.buffer_rgba()).copy()
 
 
-@contextmanager
-def _read_errors(image: Path) -> Iterator[None]:
-    from rasterio.errors import RasterioIOError
-
-    try:
-        yield
-    except RasterioIOError as exc:
-        raise RasterError(f"{image} cannot be read ({gdal_reason(exc)}); the file is damaged or "
-                          "incomplete: write it again") from None
-
-
 @with_gdal_env
 def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
                      kind: Kind = "auto", max_size: int = 1500,
@@ -107,45 +95,33 @@ def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
     """Render ``image`` as a PNG at ``out_png``, at most ``max_size`` pixels on its long side.
 
     ``kind="auto"`` draws a one-band raster as classes and a stack with B04/B03/B02 in
-    true colour. Class maps use the file's own legend (:func:`s2pipe.raster.classmap.read_legend`, completed
-    from ``legend``) and always list every class; value 0 (no data) is transparent.
+    true colour. Class maps use the file's own legend (as :func:`s2pipe.raster.maps.open_map` reads
+    it, completed from ``legend``) and always list every class; value 0 (no data) is transparent.
     """
-    import rasterio
     from rasterio.enums import Resampling
-    from rasterio.errors import RasterioIOError
 
     image = Path(image)
-    if not image.exists():
-        raise InputNotFoundError(f"{image} does not exist; give a GeoTIFF written by s2pipe")
     if max_size < 16:
         raise OptionError(f"max_size {max_size} is too small; use at least 16 pixels")
-    try:
-        ds = rasterio.open(image)
-    except RasterioIOError as exc:
-        raise RasterError(f"{image} is not a raster GDAL can read ({gdal_reason(exc)}); "
-                          "give a GeoTIFF") from None
-    with ds, _read_errors(image):
-        if kind == "auto":
-            kind = "classes" if ds.count == 1 else "rgb"
-        decimation = max(1, math.ceil(max(ds.width, ds.height) / max_size))
-        h, w = max(1, ds.height // decimation), max(1, ds.width // decimation)
-        if kind == "classes":
-            if ds.count != 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
-                raise RasterError(
-                    f"{image} has {ds.count} band(s) of {ds.dtypes[0]}; a class map is one integer band")
-            data = ds.read(1, out_shape=(h, w), resampling=Resampling.nearest)
-            classes = read_legend(ds, legend)
-            indexes = None
-        else:
-            indexes = _rgb_indexes(ds.count, ds.descriptions)
-            if indexes is None:
-                raise RasterError(
-                    f"{image} has {ds.count} bands and no B04/B03/B02 descriptions; "
-                    "give a 12-band stack in s2pipe's band order (prepare --stack)")
-            data = ds.read(list(indexes), out_shape=(3, h, w), resampling=Resampling.nearest)
-            valid = np.all(data > 0, axis=0)
-            if ds.nodata is not None and ds.nodata != 0:
-                valid &= np.all(data != ds.nodata, axis=0)
+    accepted: dict[str, tuple[MapKind, ...]] = {"auto": ("classes", "stack"), "classes": ("classes",),
+                                                "rgb": ("stack",)}
+    m = open_map(image, accepted[kind])
+    kind = "classes" if m.kind == "classes" else "rgb"
+    decimation = max(1, math.ceil(max(m.grid.width, m.grid.height) / max_size))
+    h, w = max(1, m.grid.height // decimation), max(1, m.grid.width // decimation)
+    if kind == "classes":
+        data = read_band(m, out_shape=(h, w), resampling=Resampling.nearest)
+        classes = m.legend_or(legend)
+    else:
+        indexes = _rgb_indexes(m.count, m.descriptions)
+        if indexes is None:
+            raise RasterError(
+                f"{image} has {m.count} bands and no B04/B03/B02 descriptions; "
+                "give a 12-band stack in s2pipe's band order (prepare --stack)")
+        data = read_band(m, list(indexes), out_shape=(3, h, w), resampling=Resampling.nearest)
+        valid = np.all(data > 0, axis=0)
+        if m.nodata is not None and m.nodata != 0:
+            valid &= np.all(data != m.nodata, axis=0)
     log.info("rendering %s (%s) at 1/%d resolution: %d x %d px", image, kind, decimation, w, h)
 
     shown: list[int] = []

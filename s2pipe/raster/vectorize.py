@@ -30,12 +30,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from s2pipe.errors import InputNotFoundError, OptionError, RasterError
+from s2pipe.errors import OptionError, RasterError
 from s2pipe.legend import NODATA_LABEL
 from s2pipe.outputs import atomic_output, check_writable
-from s2pipe.raster.classmap import has_legend, read_legend
+from s2pipe.raster.maps import open_map, read_band
 from s2pipe.raster.polygons import georeference, sieve
-from s2pipe.raster.profiles import gdal_reason, with_gdal_env
+from s2pipe.raster.profiles import with_gdal_env
 from s2pipe.resources import peak_rss_mb
 
 log = logging.getLogger(__name__)
@@ -96,37 +96,19 @@ class ClassMap:
 
 
 def read_class_map(path: Path) -> ClassMap:
-    """A one-band integer class map in a projected CRS (:class:`RasterError` otherwise)."""
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    if not path.exists():
-        raise InputNotFoundError(f"{path} does not exist; give a class map written by s2pipe predict")
-    try:
-        ds = rasterio.open(path)
-    except RasterioIOError as exc:
-        raise RasterError(f"{path} is not a raster GDAL can read ({gdal_reason(exc)})") from None
-    with ds:
-        if ds.count != 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
-            raise RasterError(f"{path} has {ds.count} band(s) of {ds.dtypes[0]}; "
-                              "a class map is one band of integer class values")
-        if ds.crs is None or not ds.crs.is_projected:
-            raise RasterError(f"{path} has no projected CRS; areas need metres: reproject it "
-                              "(gdalwarp -t_srs, nearest) to a UTM zone")
-        named = has_legend(ds)
-        legend = read_legend(ds) if named else ()
-        try:
-            data = ds.read(1)
-        except RasterioIOError as exc:
-            raise RasterError(f"{path} cannot be read ({gdal_reason(exc)}); the file is damaged "
-                              "or incomplete: write it again") from None
-        crs, transform, nodata_value = ds.crs, ds.transform, ds.nodata
-    nodata = {NODATA_LABEL} | ({int(nodata_value)} if nodata_value is not None else set())
+    """A class map in a projected CRS, read as :func:`s2pipe.raster.maps.open_map` reads every
+    map (:class:`RasterError` otherwise)."""
+    m = open_map(path, ("classes",))
+    m.require_projected()
+    data = read_band(m)
+    nodata = {NODATA_LABEL} | ({int(m.nodata)} if m.nodata is not None else set())
     if data.dtype.name not in ("uint8", "uint16", "int16", "int32"):  # the types GDAL's sieve takes
         if data.size and (data.min() < np.iinfo(np.int32).min or data.max() > np.iinfo(np.int32).max):
             raise RasterError(f"{path} holds values beyond 32-bit integers; a class map holds codes")
         data = data.astype(np.int32)
-    return ClassMap(data, crs, transform, {c.value: c.name for c in legend}, named, nodata)
+    legend = m.legend or ()
+    return ClassMap(data, m.grid.crs, m.grid.transform, {c.value: c.name for c in legend}, m.legend is not None,
+                    nodata)
 
 
 def _write(path: Path, gdf, driver: str, *, by_class: bool, layer: str) -> list[str]:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 from rasterio.errors import RasterioError
 
 from s2pipe.errors import MissingBandError, RadiometryError
+from s2pipe.provenance import OffsetCheck
 from s2pipe.sentinel2.facts import DEFAULT_OFFSET_N0400, NODATA_DN, SATURATED_DN, has_offset
 from s2pipe.sentinel2.metadata import ProductInfo
 
@@ -36,19 +36,6 @@ DARK_PERCENTILE = 1.0
 TOLERANCE_DN = 100
 #: Side of the decimated read (px) the percentile is taken on (overviews / JPEG2000 levels).
 SAMPLE_PX = 512
-
-
-@dataclass
-class OffsetCheck:
-    """What the pixels said about the stated offset."""
-
-    checked: bool
-    stated_offset: dict[str, int]
-    dark_dn: dict[str, float] = field(default_factory=dict)  # raw DN at DARK_PERCENTILE
-    limit_dn: float | None = None
-    contradicted: bool = False
-    decision: str = "metadata"  # or "pixels"
-    reason: str = ""
 
 
 def _dark_dn(src: Any) -> float | None:

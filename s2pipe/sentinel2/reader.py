@@ -10,10 +10,12 @@ the 12 bands (DN = 10000 * reflectance whatever the baseline, 0 = no data).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, cast
+from typing import Literal, cast
 
 from s2pipe.errors import InputNotFoundError, OptionError
+from s2pipe.provenance import OffsetCheck
 from s2pipe.raster.profiles import with_gdal_env
 from s2pipe.remote import is_url
 from s2pipe.sentinel2.facts import DEFAULT_SCL_MASK, RESAMPLING_NAMES, ResamplingName
@@ -38,26 +40,75 @@ def as_product(path: str | os.PathLike) -> Path:
     return cast(Path, str(path)) if is_url(path) else Path(path)
 
 
-def open_scene(path: str | os.PathLike, *, resampling: ResamplingName = "bilinear",
-               mask_scl: Sequence[int] = DEFAULT_SCL_MASK, trust_pixels: bool = False) -> Scene:
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a product is read: band resampling to 10 m, SCL classes masked, and whether the
+    pixels win over a stated offset they contradict (:mod:`s2pipe.sentinel2.radiometry`)."""
+
+    resampling: ResamplingName = "bilinear"
+    mask_scl: tuple[int, ...] = DEFAULT_SCL_MASK
+    trust_pixels: bool = False
+
+    def __post_init__(self) -> None:
+        if self.resampling not in RESAMPLING_NAMES:
+            raise OptionError(f"resampling {self.resampling!r} is unknown; use one of "
+                              f"{', '.join(RESAMPLING_NAMES)}")
+        object.__setattr__(self, "mask_scl", tuple(sorted(int(c) for c in self.mask_scl)))
+
+
+@dataclass(frozen=True)
+class Product:
+    """A product as opening it learnt it: metadata parsed (or the Item fetched) and the
+    offset checked against the pixels. Picklable: planning steps hand it to the work and
+    to cluster tasks, and :func:`open_scene` reopens its files without parsing or checking
+    again."""
+
+    path: Path
+    format: Literal["safe", "stac", "stack"]
+    info: ProductInfo                 # offsets as applied (after the check)
+    offset_check: OffsetCheck | None  # None for a stack: already harmonised
+    read: ReadOptions
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+def open_scene(source: str | os.PathLike | Product, read: ReadOptions = ReadOptions()) -> Scene:
     """Open a product or stack for windowed, harmonised reading of the 12 bands.
+
+    ``source`` is a path or URL (parsed and checked here), or the :class:`Product` of an
+    earlier open (its files reopened as they were read then; ``read`` is then its own).
+    The scene's ``product`` is what this open learnt.
 
     Raises :class:`InputNotFoundError`, :class:`SafeFormatError` (unreadable metadata,
     L1C, not Sentinel-2), :class:`MissingBandError` (a band file missing, not matching
     the grid, or - when read - truncated or corrupt), :class:`RadiometryError` (the pixels
-    contradict the stated offset; ``trust_pixels`` follows the pixels instead) or
-    :class:`OptionError`.
+    contradict the stated offset; ``read.trust_pixels`` follows the pixels instead).
     """
-    if resampling not in RESAMPLING_NAMES:
-        raise OptionError(f"resampling {resampling!r} is unknown; use one of "
-                          f"{', '.join(RESAMPLING_NAMES)}")
+    if isinstance(source, Product):
+        if source.format == "stack":
+            scene: Scene = open_stack(source.path)
+        else:
+            opener = open_stac if source.format == "stac" else open_safe
+            scene = opener(source.info, resampling=source.read.resampling, mask_scl=source.read.mask_scl,
+                           checked=source.offset_check)
+        scene.product = source
+        return scene
+    path = as_product(source)
     if is_stac_item(path):
-        return open_stac(read_stac_item(path), resampling=resampling, mask_scl=mask_scl,
-                         trust_pixels=trust_pixels)
+        stac = open_stac(read_stac_item(path), resampling=read.resampling, mask_scl=read.mask_scl,
+                         trust_pixels=read.trust_pixels)
+        stac.product = Product(path, "stac", stac.info, stac.offset_check, read)
+        return stac
     if _is_stack(path):
-        return open_stack(path)
-    return open_safe(read_product_metadata(path), resampling=resampling, mask_scl=mask_scl,
-                     trust_pixels=trust_pixels)
+        stack = open_stack(path)
+        stack.product = Product(path, "stack", stack.info, None, read)
+        return stack
+    safe = open_safe(read_product_metadata(path), resampling=read.resampling, mask_scl=read.mask_scl,
+                     trust_pixels=read.trust_pixels)
+    safe.product = Product(path, "safe", safe.info, safe.offset_check, read)
+    return safe
 
 
 @with_gdal_env

@@ -11,7 +11,6 @@ all bands.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -26,6 +25,8 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from s2pipe.errors import MissingBandError
+from s2pipe.provenance import OffsetCheck, Radiometry
+from s2pipe.raster.grid import Grid
 from s2pipe.sentinel2.blockrows import BlockRowReader
 from s2pipe.sentinel2.facts import (
     BAND_RESOLUTION,
@@ -38,7 +39,7 @@ from s2pipe.sentinel2.facts import (
 from s2pipe.sentinel2.metadata import ProductInfo
 from s2pipe.sentinel2.radiometry import check_offsets
 from s2pipe.sentinel2.resample import upsample
-from s2pipe.sentinel2.scene import Grid, Scene, check_window
+from s2pipe.sentinel2.scene import Scene, check_window
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,15 @@ class SafeScene(Scene):
     """The 12 band files (and SCL) of a product, read window by window."""
 
     def __init__(self, info: ProductInfo, grid: Grid, sources: list[Any], scl: Any | None,
-                 *, mask_scl: Sequence[int], resampling: str) -> None:
+                 *, mask_scl: Sequence[int], resampling: str, offset_check: OffsetCheck) -> None:
         scale = QUANTIFICATION / info.quantification
-        radiometry = {"convention": RADIOMETRY_CONVENTION, "baseline": info.baseline,
-                      "offset_applied": dict(info.offsets),
-                      "quantification_value": info.quantification, "clipped_below": 1,
-                      "nodata": NODATA_DN, "resampling": resampling,
-                      "scl_masked": sorted(int(c) for c in mask_scl) if scl is not None else []}
+        radiometry = Radiometry(
+            convention=RADIOMETRY_CONVENTION, baseline=info.baseline, offset_applied=dict(info.offsets),
+            quantification_value=info.quantification, clipped_below=1, nodata=NODATA_DN,
+            resampling=resampling, scl_masked=tuple(sorted(int(c) for c in mask_scl)) if scl is not None else (),
+            offset_check=offset_check, metadata=dict(info.radiometry_metadata) or None)
         super().__init__(info, grid, radiometry)
+        self.offset_check = offset_check
         self._sources = sources
         self._paths = [info.band_files[b] for b in BANDS]
         self._scl = scl
@@ -63,7 +65,7 @@ class SafeScene(Scene):
         self._offsets = np.array([info.offsets[b] for b in BANDS], dtype=np.int32)
         self._scale = scale
         self._resampling = resampling
-        self._mask = np.array(radiometry["scl_masked"], dtype=np.uint8)
+        self._mask = np.array(self.scl_masked, dtype=np.uint8)
         self._pool = ThreadPoolExecutor(max_workers=min(len(sources), os.cpu_count() or 1))
 
     def _native(self, i: int, window: Window) -> np.ndarray:
@@ -156,10 +158,12 @@ def _open_band(path: str, band: str, grid: Grid) -> Any:
 
 
 def open_safe(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int],
-              scene_class: type[SafeScene] = SafeScene, trust_pixels: bool = False) -> SafeScene:
+              scene_class: type[SafeScene] = SafeScene, trust_pixels: bool = False,
+              checked: OffsetCheck | None = None) -> SafeScene:
     """Open the band files ``info`` lists (raises :class:`MissingBandError`), the stated
     offset checked against the pixels (:mod:`s2pipe.sentinel2.radiometry`; raises
-    :class:`RadiometryError` when they contradict it, unless ``trust_pixels``)."""
+    :class:`RadiometryError` when they contradict it, unless ``trust_pixels``). With
+    ``checked`` (the check of an earlier open, whose ``info`` this is) it is not checked again."""
     if info.missing_bands:
         missing = ", ".join(f"{b} ({info.band_files[b] or 'not listed in the metadata'})"
                             for b in info.missing_bands)
@@ -175,15 +179,14 @@ def open_safe(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int],
             scl = _open_band(info.scl_file, "SCL", grid)
         elif mask_scl:
             log.warning("%s: no SCL_20m file; pixels are not masked by scene class", info.path)
-        info, check = check_offsets(info, dict(zip(BANDS, sources)), trust_pixels=trust_pixels)
+        if checked is None:
+            info, check = check_offsets(info, dict(zip(BANDS, sources)), trust_pixels=trust_pixels)
+        else:
+            check = checked
     except BaseException:
         for s in [*sources, scl]:
             if s is not None:
                 s.close()
         raise
-    scene = scene_class(info, grid, sources, scl, mask_scl=mask_scl if scl is not None else (),
-                        resampling=resampling)
-    scene.radiometry["offset_check"] = dataclasses.asdict(check)
-    if info.radiometry_metadata:
-        scene.radiometry["metadata"] = dict(info.radiometry_metadata)
-    return scene
+    return scene_class(info, grid, sources, scl, mask_scl=mask_scl if scl is not None else (),
+                       resampling=resampling, offset_check=check)

@@ -8,41 +8,19 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-import rasterio
-from affine import Affine
-from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from s2pipe.errors import OptionError
+from s2pipe.provenance import Radiometry
+from s2pipe.raster.grid import Grid
 from s2pipe.sentinel2.facts import BANDS
 from s2pipe.sentinel2.metadata import ProductInfo
 
-
-@dataclass(frozen=True)
-class Grid:
-    """A raster grid: CRS, affine transform and size in pixels."""
-
-    crs: CRS
-    transform: Affine
-    width: int
-    height: int
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        b = rasterio.transform.array_bounds(self.height, self.width, self.transform)
-        return (b[0], b[1], b[2], b[3])
-
-    def window_transform(self, window: Window) -> Affine:
-        return rasterio.windows.transform(window, self.transform)
-
-    @classmethod
-    def of(cls, ds: Any) -> "Grid":
-        """The grid of an open rasterio dataset."""
-        return cls(ds.crs, ds.transform, ds.width, ds.height)
+if TYPE_CHECKING:
+    from s2pipe.sentinel2.reader import Product
 
 
 def check_window(window: Window | None, grid: Grid) -> Window:
@@ -65,11 +43,14 @@ class Scene(ABC):
 
     bands: tuple[str, ...] = BANDS
 
-    def __init__(self, info: ProductInfo, grid: Grid, radiometry: dict[str, Any]) -> None:
+    def __init__(self, info: ProductInfo, grid: Grid, radiometry: Radiometry) -> None:
         self.info = info
         self.name = info.name
         self.grid = grid
         self.radiometry = radiometry
+        #: what opening learnt (set by :func:`s2pipe.sentinel2.reader.open_scene`): hand it
+        #: on, and reopen with it, instead of opening the path again
+        self.product: Product | None = None
 
     @abstractmethod
     def read(self, window: Window | None = None) -> np.ndarray:
@@ -82,7 +63,7 @@ class Scene(ABC):
     @property
     def scl_masked(self) -> tuple[int, ...]:
         """SCL classes whose pixels are no data in what :meth:`read` returns."""
-        return tuple(self.radiometry.get("scl_masked") or ())
+        return tuple(self.radiometry.scl_masked or ())
 
     @abstractmethod
     def close(self) -> None:

@@ -28,6 +28,7 @@ import re
 from typing import Any, Sequence
 
 from s2pipe.errors import MissingBandError, SafeFormatError
+from s2pipe.provenance import OffsetCheck
 from s2pipe.remote import gdal_path, is_url, read_bytes
 from s2pipe.sentinel2.facts import (
     BAND_RESOLUTION,
@@ -275,13 +276,13 @@ class StacScene(SafeScene):
 
 
 def open_stac(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int],
-              trust_pixels: bool = False) -> StacScene:
+              trust_pixels: bool = False, checked: OffsetCheck | None = None) -> StacScene:
     """Open the band assets ``info`` (from :func:`read_stac_item`) lists."""
     if info.missing_bands:
         names = ", ".join(f"{b} ({' / '.join(asset_keys(b))})" for b in info.missing_bands)
         raise MissingBandError(f"{info.path}: no asset for band(s) {names}; the item is incomplete or of a "
                                "catalogue s2pipe does not know")
     scene = open_safe(info, resampling=resampling, mask_scl=mask_scl, scene_class=StacScene,
-                      trust_pixels=trust_pixels)
+                      trust_pixels=trust_pixels, checked=checked)
     assert isinstance(scene, StacScene)
     return scene

@@ -8,7 +8,6 @@ product.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import asdict
@@ -21,21 +20,21 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from s2pipe.errors import MissingBandError, SafeFormatError
+from s2pipe.provenance import Radiometry
 from s2pipe.raster import profiles
+from s2pipe.raster.grid import Grid
+from s2pipe.raster.maps import read_stack_tags, stack_tags
 from s2pipe.sentinel2.facts import BANDS, QUANTIFICATION, RADIOMETRY_CONVENTION
 from s2pipe.sentinel2.metadata import SUPPORTED, ProductInfo
-from s2pipe.sentinel2.scene import Grid, Scene, check_window
+from s2pipe.sentinel2.scene import Scene, check_window
 
 log = logging.getLogger(__name__)
-
-RADIOMETRY_TAG = "S2PIPE_RADIOMETRY"
-PRODUCT_TAG = "S2PIPE_PRODUCT"
 
 
 class StackScene(Scene):
     """A stack file, already harmonised: windows are read as they are."""
 
-    def __init__(self, path: str | os.PathLike, src: Any, info: ProductInfo, radiometry: dict[str, Any]) -> None:
+    def __init__(self, path: str | os.PathLike, src: Any, info: ProductInfo, radiometry: Radiometry) -> None:
         super().__init__(info, Grid.of(src), radiometry)
         self.path = path
         self._src = src
@@ -52,14 +51,15 @@ class StackScene(Scene):
         self._src.close()
 
 
-def _stack_info(path: str | os.PathLike, src: Any, tags: dict[str, str], radiometry: dict[str, Any]) -> ProductInfo:
-    if PRODUCT_TAG in tags:  # the product it came from, now read from this file
-        info = ProductInfo(**json.loads(tags[PRODUCT_TAG]))
+def _stack_info(path: str | os.PathLike, src: Any, product: dict[str, Any] | None,
+                radiometry: Radiometry) -> ProductInfo:
+    if product is not None:  # the product it came from, now read from this file
+        info = ProductInfo(**product)
         info.path, info.missing_bands, info.scl_file = str(path), [], None
         info.band_files = {b: f"{path} (band {i})" for i, b in enumerate(BANDS, start=1)}
         return info
     return ProductInfo(path=str(path), name=Path(str(path).rsplit("/", 1)[-1]).stem, level="", product_type="stack",
-                       baseline=str(radiometry.get("baseline", "")), tile="", sensing_time="",
+                       baseline=str(radiometry.baseline or ""), tile="", sensing_time="",
                        spacecraft="", epsg=src.crs.to_epsg() or 0,
                        transform=list(src.transform)[:6], width=src.width, height=src.height,
                        quantification=float(QUANTIFICATION), offsets={b: 0 for b in BANDS},
@@ -80,12 +80,16 @@ def open_stack(path: str | os.PathLike) -> StackScene:
         src.close()
         raise SafeFormatError(f"{path}: not a 12-band uint16 stack with band descriptions "
                               f"{' '.join(BANDS)}; {SUPPORTED}")
-    tags = src.tags()
-    radiometry = json.loads(tags.get(RADIOMETRY_TAG, "{}"))
-    if radiometry.get("convention") != RADIOMETRY_CONVENTION:
+    try:
+        radiometry, product = read_stack_tags(src.tags())
+    except (ValueError, TypeError):
+        src.close()
+        raise SafeFormatError(f"{path}: its s2pipe tags are damaged; write the stack again "
+                              "(prepare --stack)") from None
+    if radiometry is None or radiometry.convention != RADIOMETRY_CONVENTION:
         log.warning("%s: no s2pipe radiometry tag; assuming %s", path, RADIOMETRY_CONVENTION)
-        radiometry = {"convention": RADIOMETRY_CONVENTION, "assumed": True}
-    return StackScene(path, src, _stack_info(path, src, tags, radiometry), radiometry)
+        radiometry = Radiometry(convention=RADIOMETRY_CONVENTION, assumed=True)
+    return StackScene(path, src, _stack_info(path, src, product, radiometry), radiometry)
 
 
 def write_stack(scene: Scene, path: str | os.PathLike, *, rows: int = 256,
@@ -100,8 +104,7 @@ def write_stack(scene: Scene, path: str | os.PathLike, *, rows: int = 256,
     with profiles.gdal_write_errors(path), rasterio.open(path, "w", **profiles.STACK, width=g.width, height=g.height,
                        count=len(BANDS), crs=g.crs, transform=g.transform) as dst:
         dst.descriptions = BANDS
-        dst.update_tags(**{RADIOMETRY_TAG: json.dumps(scene.radiometry),
-                           PRODUCT_TAG: json.dumps(asdict(scene.info))})
+        dst.update_tags(**stack_tags(scene.radiometry, asdict(scene.info)))
         for r0 in range(0, g.height, rows):
             w = Window(0, r0, g.width, min(rows, g.height - r0))
             dst.write(scene.read(w), window=w)

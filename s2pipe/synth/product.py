@@ -28,7 +28,7 @@ from s2pipe.errors import OptionError
 from s2pipe.legend import DEFAULT_LEGEND
 from s2pipe.outputs import atomic_output, check_writable
 from s2pipe.raster import profiles
-from s2pipe.raster.classmap import apply_legend, atomic_class_map, sidecar_paths, write_sidecars
+from s2pipe.raster.maps import apply_legend, atomic_class_map, sidecar_paths, write_sidecars
 from s2pipe.synth.grid import DEFAULT_EPSG, DEFAULT_ORIGIN, PIXEL, WorldGrid, mgrs_tile
 from s2pipe.synth.landscape import Landscape, make_layers, place_in_world
 from s2pipe.synth.metadata import DEFAULT_DATE, ProductNames

@@ -18,6 +18,7 @@ from typing import Any
 from s2pipe import __version__
 from s2pipe.errors import TileError
 from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass, legend_from_list, legend_to_list
+from s2pipe.provenance import Radiometry
 from s2pipe.sentinel2.facts import BANDS, RADIOMETRY_CONVENTION
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -45,10 +46,31 @@ class ProductRecord:
     """One product of a tile set: its key, metadata, radiometry, labels report and counts."""
 
     key: str
-    info: dict[str, Any]                 # ProductInfo fields (grid, tile, date, EPSG...)
-    radiometry: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any]                 # ProductInfo fields (grid, tile, date, EPSG...), as written
+    radiometry: Radiometry = field(default_factory=Radiometry)
     labels: dict[str, Any] = field(default_factory=dict)  # what happened to the label features
     counts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name", ""))
+
+    @property
+    def tile(self) -> str:
+        return str(self.info.get("tile", ""))
+
+    @property
+    def date(self) -> str:
+        """Sensing date, YYYY-MM-DD ("" when unknown)."""
+        return str(self.info.get("sensing_time", ""))[:10]
+
+    @property
+    def epsg(self) -> int:
+        return int(self.info.get("epsg") or 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "info": self.info, "radiometry": self.radiometry.to_dict(),
+                "labels": self.labels, "counts": self.counts}
 
     def same_grid(self, grid: Any) -> bool | None:
         """Whether the product's 10 m grid is ``grid`` (None when the record does not say)."""
@@ -67,7 +89,7 @@ class TileManifest:
 
     bands: list[str]
     legend: tuple[LandCoverClass, ...]
-    radiometry: dict[str, Any]
+    radiometry: Radiometry
     tile_size: int
     tiles: list[TileRecord]
     products: list[ProductRecord] = field(default_factory=list)
@@ -90,6 +112,8 @@ class TileManifest:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["legend"] = legend_to_list(self.legend)
+        d["radiometry"] = self.radiometry.to_dict()
+        d["products"] = [p.to_dict() for p in self.products]
         return d
 
     def write(self, folder: Path) -> Path:
@@ -114,16 +138,16 @@ class TileManifest:
                                 product=str(t.get("product", "")))
                      for t in d["tiles"]]
             if "products" in d:
-                products = [ProductRecord(str(p["key"]), dict(p["info"]), dict(p.get("radiometry") or {}),
+                products = [ProductRecord(str(p["key"]), dict(p["info"]), Radiometry.from_dict(p.get("radiometry")),
                                           dict(p.get("labels") or {}), dict(p.get("counts") or {}))
                             for p in d["products"]]
             else:  # s2pipe 0.1.0: one product
-                products = [ProductRecord("", dict(d.get("product") or {}), dict(d.get("radiometry") or {}),
+                products = [ProductRecord("", dict(d.get("product") or {}), Radiometry.from_dict(d.get("radiometry")),
                                           dict(d.get("labels") or {}), dict(d.get("counts") or {}))]
             manifest = cls(
                 bands=[str(b) for b in d.get("bands", BANDS)],
                 legend=legend_from_list(d["legend"]) if "legend" in d else DEFAULT_LEGEND,
-                radiometry=dict(d.get("radiometry") or {"convention": RADIOMETRY_CONVENTION}),
+                radiometry=Radiometry.from_dict(d.get("radiometry") or {"convention": RADIOMETRY_CONVENTION}),
                 tile_size=int(d["tile_size"]), tiles=tiles,
                 products=products, resampling=d.get("resampling"),
                 options=dict(d.get("options") or {}), counts=dict(d.get("counts") or {}),

@@ -19,7 +19,7 @@ from rasterio.windows import Window
 from s2pipe.errors import OptionError
 from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass
 from s2pipe.raster import profiles
-from s2pipe.raster.classmap import apply_legend
+from s2pipe.raster.maps import apply_legend
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from s2pipe.errors import InputNotFoundError, TileError
 from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass
 from s2pipe.model.normalization import Normalization
 from s2pipe.model.unet import STRIDE
+from s2pipe.provenance import Radiometry
 from s2pipe.sentinel2.facts import BANDS, RADIOMETRY_CONVENTION
 from s2pipe.tiles.manifest import TileManifest
 
@@ -54,7 +55,7 @@ class TileSet:
     pairs: list[TilePair]
     bands: list[str]
     legend: tuple[LandCoverClass, ...]
-    radiometry: dict[str, Any]
+    radiometry: Radiometry
     source: str  # "prepare" or "study"
     tile_size: int | None = None
     notes: list[str] = field(default_factory=list)
@@ -87,16 +88,16 @@ def _merge(dirs: Sequence[Path]) -> TileSet:
     for d, s in zip(dirs[1:], sets[1:]):
         for what, mine, theirs in (("bands", s.bands, first.bands), ("legend", s.legend, first.legend),
                                    ("tile size", s.tile_size, first.tile_size),
-                                   ("radiometric convention", s.radiometry.get("convention"),
-                                    first.radiometry.get("convention"))):
+                                   ("radiometric convention", s.radiometry.convention,
+                                    first.radiometry.convention)):
             if mine != theirs:
                 raise TileError(f"{d} has another {what} than {dirs[0]} ({mine} vs {theirs}); "
                                 "train on tile folders prepared the same way")
     merged = TileSet([p for s in sets for p in s.pairs], first.bands, first.legend, first.radiometry,
                      "prepare", first.tile_size)
     if len(sets) > 1:
-        merged.radiometry = {"convention": first.radiometry.get("convention"),
-                             "tile_folders": [str(d) for d in dirs]}
+        merged.radiometry = Radiometry(convention=first.radiometry.convention,
+                                       tile_folders=tuple(str(d) for d in dirs))
     return merged
 
 
@@ -118,7 +119,7 @@ def _study_layout(images_dir: Path, labels_dir: Path) -> TileSet:
                         "images and labels pair by file name")
     pairs = [TilePair(Path(n).stem, images[n], labels[n]) for n in images]
     tileset = TileSet(pairs, list(BANDS), DEFAULT_LEGEND,
-                      {"convention": RADIOMETRY_CONVENTION, "assumed": True}, "study")
+                      Radiometry(convention=RADIOMETRY_CONVENTION, assumed=True), "study")
     tileset.notes.append("study layout: no metadata, assuming the default legend, the study's "
                          "band order and DN = 10000 * reflectance (pre-04.00 convention)")
     return tileset

@@ -1,4 +1,5 @@
-"""How a class raster carries its legend: written and read here, nowhere else.
+"""How a class raster carries its legend, in each of its forms (used by :mod:`s2pipe.raster.maps`,
+the one owner of s2pipe's rasters, and by the COG writer; nothing else imports it).
 
 A class raster (``predict``'s map, ``synth``'s truth, a label tile) is one uint8 band,
 0 = no data, 1..n the classes. Its legend travels in four forms, each for the readers
@@ -16,13 +17,11 @@ that look there:
 from __future__ import annotations
 
 import os
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass, colormap
-from s2pipe.outputs import atomic_output
 
 TAG_PREFIX = "CLASS_"
 DESCRIPTION = "land cover class (0 = no data)"
@@ -84,26 +83,6 @@ def write_sidecars(path: str | os.PathLike, legend: Sequence[LandCoverClass]) ->
     aux.write_text(_aux_xml(legend), encoding="utf-8")
     qml.write_text(qgis_style(legend), encoding="utf-8")
     return [aux, qml]
-
-
-@contextmanager
-def atomic_class_map(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path to write a class map at, with :func:`write_sidecars` beside it.
-
-    On success the sidecars are moved into place, then the map: a map that exists has its
-    sidecars. On failure nothing is left, and existing outputs are refused unless
-    ``overwrite``, the sidecars included.
-    """
-    with ExitStack() as stack:  # exits in reverse: leftovers removed, sidecars, then the map
-        map_tmp = stack.enter_context(atomic_output(path, overwrite=overwrite))
-        targets = [stack.enter_context(atomic_output(s, overwrite=overwrite))
-                   for s in sidecar_paths(path)]
-        written = sidecar_paths(map_tmp)
-        for w in written:
-            stack.callback(w.unlink, missing_ok=True)
-        yield map_tmp
-        for w, target in zip(written, targets, strict=True):
-            os.replace(w, target)
 
 
 def _aux_xml(legend: Sequence[LandCoverClass]) -> str:

@@ -1,7 +1,7 @@
 """The ``export`` engine: a checkpoint to an ONNX model, fp32 or int8, with its contract.
 
 fp32: the U-Net as ONNX (:mod:`s2pipe.model.onnx`), checked against torch on a random
-batch. int8: that fp32 graph statically quantised (:mod:`s2pipe.model.quantize`) on
+batch. int8: that fp32 graph statically quantised (:mod:`s2pipe.export.quantize`) on
 training tiles of a ``prepare`` output, then compared with the fp32 graph on its
 validation tiles; below ``min_agreement`` nothing is written.
 """
@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from s2pipe.errors import CheckpointError, OptionError
-from s2pipe.model.quantize import Agreement, Calibration
+from s2pipe.export.quantize import Agreement, Calibration
 from s2pipe.outputs import atomic_output, check_writable
 from s2pipe.prediction.options import (
     DEFAULT_CALIBRATION_TILES,
@@ -95,6 +95,7 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     """
     import torch
 
+    from s2pipe.export.quantize import class_agreement, describe, open_tiles, quantize_onnx
     from s2pipe.model.checkpoint import load_checkpoint
     from s2pipe.model.onnx import (
         FORMAT,
@@ -107,7 +108,6 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
         set_metadata,
         write_onnx,
     )
-    from s2pipe.model.quantize import class_agreement, describe, open_tiles, quantize_onnx
     from s2pipe.prediction.inference import OnnxWindowModel
 
     start = time.perf_counter()
