@@ -293,7 +293,7 @@ def evaluate(prediction: Path, reference: Path, report_dir: Path, layer: str | N
     report(result, as_json, result.files["metrics_md"].read_text() + f"\nReport: {result.report_dir}")
 
 
-from s2pipe.raster.quicklook import KINDS as QUICKLOOK_KINDS  # noqa: E402  (numpy only; valid values live once)
+from s2pipe.raster.choices import QUICKLOOK_KINDS  # noqa: E402  (plain data; valid values live once)
 
 
 def _png_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
@@ -326,8 +326,7 @@ def quicklook(image: Path, out_png: Path, kind: str, max_size: int, title: str |
     report(result, as_json, str(result.path))
 
 
-from s2pipe.raster.vectorize import DEFAULT_MIN_AREA_HA  # noqa: E402  (numpy only; values live once)
-from s2pipe.raster.vectorize import FORMATS as VECTOR_FORMATS  # noqa: E402
+from s2pipe.raster.choices import DEFAULT_MIN_AREA_HA, VECTOR_FORMATS  # noqa: E402  (plain data)
 
 
 def _vector_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
@@ -814,10 +813,9 @@ def _parse_baseline(ctx: click.Context, param: click.Parameter, value: str) -> s
     return value
 
 
-from s2pipe.sentinel2.stac import NAMINGS as STAC_NAMINGS  # noqa: E402
-from s2pipe.synth.grid import DEFAULT_EPSG, DEFAULT_ORIGIN  # noqa: E402  (numpy only; defaults live once)
-from s2pipe.synth.metadata import DEFAULT_DATE  # noqa: E402
-from s2pipe.synth.product import FORMATS as SYNTH_FORMATS  # noqa: E402
+from s2pipe.sentinel2.facts import STAC_NAMINGS  # noqa: E402
+from s2pipe.synth.defaults import DEFAULT_DATE, DEFAULT_EPSG, DEFAULT_ORIGIN  # noqa: E402
+from s2pipe.synth.defaults import FORMATS as SYNTH_FORMATS  # noqa: E402  (plain data; defaults live once)
 
 
 @cli.command()

@@ -15,21 +15,22 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence, get_args
+from typing import Sequence
 
 import numpy as np
 
 from s2pipe.errors import OptionError, RasterError
 from s2pipe.legend import DEFAULT_LEGEND, NODATA_LABEL, LandCoverClass
 from s2pipe.outputs import atomic_output
+from s2pipe.raster.choices import QUICKLOOK_KINDS, QuicklookKind
 from s2pipe.raster.maps import MapKind, open_map, read_band
 from s2pipe.raster.profiles import with_gdal_env
 from s2pipe.sentinel2.facts import BANDS
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["auto", "classes", "rgb"]
-KINDS: tuple[str, ...] = get_args(Kind)
+Kind = QuicklookKind
+KINDS = QUICKLOOK_KINDS
 TRUE_COLOUR = ("B04", "B03", "B02")  # bands of the stack (facts.BANDS order) shown as R, G, B
 STRETCH_PERCENTILES = (2.0, 98.0)
 

@@ -33,6 +33,7 @@ import numpy as np
 from s2pipe.errors import OptionError, RasterError
 from s2pipe.legend import NODATA_LABEL
 from s2pipe.outputs import atomic_output, check_writable
+from s2pipe.raster.choices import DEFAULT_MIN_AREA_HA, VECTOR_FORMATS
 from s2pipe.raster.maps import open_map, read_band
 from s2pipe.raster.polygons import georeference, sieve
 from s2pipe.raster.profiles import with_gdal_env
@@ -41,9 +42,7 @@ from s2pipe.resources import peak_rss_mb
 log = logging.getLogger(__name__)
 
 # Output formats by file extension: (OGR driver, whether it holds several layers).
-FORMATS: dict[str, tuple[str, bool]] = {".gpkg": ("GPKG", True), ".fgb": ("FlatGeobuf", False),
-                                        ".parquet": ("Parquet", False)}
-DEFAULT_MIN_AREA_HA = 0.5  # between Urban Atlas' 0.25 ha (urban) and 1 ha (rural) units
+FORMATS = VECTOR_FORMATS
 
 
 @dataclass

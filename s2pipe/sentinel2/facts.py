@@ -60,3 +60,6 @@ def has_offset(baseline: str) -> bool:
     """Whether products of ``baseline`` store DN = 10000 * reflectance + 1000."""
     number = baseline_number(baseline)
     return number is not None and number >= OFFSET_BASELINE
+
+#: The asset namings of the catalogues whose STAC Items synth writes (s2pipe reads more).
+STAC_NAMINGS: tuple[str, ...] = ("earth-search", "planetary-computer")

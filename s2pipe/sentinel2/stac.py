@@ -35,6 +35,7 @@ from s2pipe.sentinel2.facts import (
     BANDS,
     DEFAULT_OFFSET_N0400,
     QUANTIFICATION,
+    STAC_NAMINGS,
     baseline_number,
     has_offset,
 )
@@ -48,7 +49,7 @@ COMMON_NAMES: dict[str, str] = {"B01": "coastal", "B02": "blue", "B03": "green",
                                 "B05": "rededge1", "B06": "rededge2", "B07": "rededge3", "B08": "nir",
                                 "B8A": "nir08", "B09": "nir09", "B11": "swir16", "B12": "swir22", "SCL": "scl"}
 #: The naming of asset keys ``synth --format stac`` can write, by catalogue.
-NAMINGS: tuple[str, ...] = ("earth-search", "planetary-computer")
+NAMINGS = STAC_NAMINGS
 SCL_RESOLUTION = 20
 _PRODUCT_ID = re.compile(r"S2[A-D]_MSIL(?P<level>1C|2A)_(?P<time>\d{8}T\d{6})_N(?P<n>\d{4})_R\d{3}_"
                          r"T(?P<tile>\d{2}[A-Z]{3})_\d{8}T\d{6}")

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from s2pipe.errors import OptionError
+from s2pipe.synth.defaults import DEFAULT_EPSG, DEFAULT_ORIGIN
+
+__all__ = ["DEFAULT_EPSG", "DEFAULT_ORIGIN"]
 
 PIXEL = 10.0  # m: the 10 m grid of the world and of every product
 TILE_EXTENT = 109800.0  # m: the side of a Sentinel-2 tile
-DEFAULT_ORIGIN = (699960.0, 5700000.0)  # upper-left corner of T33UYS, the study's tile
-DEFAULT_EPSG = 32633
 _COLUMNS = ("ABCDEFGH", "JKLMNPQR", "STUVWXYZ")  # 100 km column letters of UTM zone sets 1, 2, 3
 _ROWS = "ABCDEFGHJKLMNPQRSTUV"  # 100 km row letters (cycle of 2000 km), offset by 5 in even zones
 _BANDS = "CDEFGHJKLMNPQRSTUVWX"  # 8-degree latitude bands from 80 S; X spans 72..84 N

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from s2pipe.sentinel2.facts import BAND_IDS, DEFAULT_OFFSET_N0400, has_offset
+from s2pipe.synth.defaults import DEFAULT_SENSING
 
 L2A_NS = "https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd"
 TL_NS = "https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-2A_Tile_Metadata.xsd"
@@ -43,9 +44,6 @@ _QI_NAMES = ("NODATA_PIXEL_PERCENTAGE", "SATURATED_DEFECTIVE_PIXEL_PERCENTAGE",
 ORBITS_PER_CYCLE, CYCLE_DAYS = 143, 10
 #: When the 05.xx reprocessing made the offset products of acquisitions before it.
 REPROCESSING = datetime(2023, 7, 14, 10, 25, 33)
-#: Sensing time of the default product (that of the study's tile); other dates keep its time of day.
-DEFAULT_SENSING = datetime(2018, 6, 7, 9, 50, 29, 24000)
-DEFAULT_DATE = DEFAULT_SENSING.date()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 
@@ -29,9 +29,10 @@ from s2pipe.legend import DEFAULT_LEGEND
 from s2pipe.outputs import atomic_output, check_writable
 from s2pipe.raster import profiles
 from s2pipe.raster.maps import apply_legend, atomic_class_map, sidecar_paths, write_sidecars
+from s2pipe.synth.defaults import DEFAULT_DATE, FORMATS, ProductFormat
 from s2pipe.synth.grid import DEFAULT_EPSG, DEFAULT_ORIGIN, PIXEL, WorldGrid, mgrs_tile
 from s2pipe.synth.landscape import Landscape, make_layers, place_in_world
-from s2pipe.synth.metadata import DEFAULT_DATE, ProductNames
+from s2pipe.synth.metadata import ProductNames
 from s2pipe.synth.safe import write_safe
 from s2pipe.synth.stac import item_id, write_stac_item
 
@@ -44,8 +45,6 @@ MIN_SIZE, MAX_SIZE = 256, 10980
 MAX_WORLD = 4 * MAX_SIZE  # px a side: a world of up to 4 x 4 tiles
 FIRST_DATE, LAST_DATE = dt.date(2017, 3, 7), dt.date(2099, 12, 31)  # from Sentinel-2B's launch on
 LABELLED_BOX = (0.09, 0.91)  # the labelled "city area": central 82% x 82% of the scene
-ProductFormat = Literal["safe", "stac"]
-FORMATS: tuple[str, ...] = ("safe", "stac")
 
 
 @dataclass
