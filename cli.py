@@ -14,8 +14,9 @@ import datetime
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -293,7 +294,7 @@ def evaluate(prediction: Path, reference: Path, report_dir: Path, layer: str | N
     report(result, as_json, result.files["metrics_md"].read_text() + f"\nReport: {result.report_dir}")
 
 
-from s2pipe.raster.choices import QUICKLOOK_KINDS  # noqa: E402  (plain data; valid values live once)
+from s2pipe.raster.choices import QUICKLOOK_KINDS, QuicklookKind  # noqa: E402  (plain data; valid values live once)
 
 
 def _png_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
@@ -313,7 +314,7 @@ def _png_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
 @click.option("--title", help="Legend title of a class map.")
 @overwrite_option
 @json_option
-def quicklook(image: Path, out_png: Path, kind: str, max_size: int, title: str | None,
+def quicklook(image: Path, out_png: Path, kind: QuicklookKind, max_size: int, title: str | None,
               overwrite: bool, as_json: bool) -> None:
     """A PNG quick-look of a class map (legend colours and legend) or a 12-band stack.
 
@@ -478,18 +479,19 @@ def export(checkpoint: Path, out: Path, precision: str, tiles_dir: Path | None, 
     \b
     s2pipe export model/best.pt --precision int8 --tiles tiles/ -o model/best.int8.onnx
     """
-    if precision == "int8" and tiles_dir is None:
-        raise click.UsageError("--precision int8 needs --tiles TILES_DIR (the prepare output "
-                               "the model was trained on)")
-    from s2pipe.export.engine import export_model
+    from s2pipe.export.engine import ExportOptions, export_model
 
-    result = export_model(checkpoint, out, precision=precision, tiles_dir=tiles_dir,
-                          calibration_tiles=calibration_tiles, seed=seed, min_agreement=min_agreement,
-                          overwrite=overwrite, progress=progress(None, "export", unit="tile"))
+    options = build(ExportOptions, precision=precision, tiles_dir=tiles_dir, calibration_tiles=calibration_tiles,
+                    seed=seed, min_agreement=min_agreement, overwrite=overwrite)
+    result = export_model(checkpoint, out, options, progress=progress(None, "export", unit="tile"))
     report(result, as_json, result.summary())
 
 
-from s2pipe.training.options import CLASS_WEIGHTS  # noqa: E402  (plain data; valid values live once)
+from s2pipe.training.options import CLASS_WEIGHTS, ClassWeights  # noqa: E402  (plain data; valid values live once)
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
 
 
 def _deprecated_workers(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
@@ -542,7 +544,7 @@ def _deprecated_workers(ctx: click.Context, param: click.Parameter, value: int |
 @json_option
 def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None, labels_dir: Path | None,
           train_size: float, num_samples: int | None, epochs: int, batch_size: int, lr: float,
-          filters: int, class_weights: str, patience: int, augment: bool, max_minutes: float | None,
+          filters: int, class_weights: ClassWeights, patience: int, augment: bool, max_minutes: float | None,
           loader_workers: int | None, old_workers: int | None, resume: Path | None, save_samples: bool,
           save_training_summary: bool,
           save_model: bool, seed: int, device: str, overwrite: bool, as_json: bool) -> None:
@@ -579,10 +581,9 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
                          progress=progress(None, "training", "batch"))
     if result.rank != 0:  # under torchrun: rank 0 reports for all
         return
-    test = result.scores.get("test") or result.scores.get("val") or result.scores["train"]
-    split = next(s for s in ("test", "val", "train") if result.scores.get(s))
+    split, score = result.headline()
     report(result, as_json, f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stop_reason}); "
-                            f"{split} OA {test['overall_accuracy']:.3f} mIoU {test['miou']:.3f}\n"
+                            f"{split} OA {_num(score.overall_accuracy)} mIoU {_num(score.miou)}\n"
                             f"{result.best_checkpoint or result.model_dir}")
 
 
@@ -641,7 +642,7 @@ def _parse_split(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
         raise click.BadParameter(f"{value!r}: give three fractions train,val,test, e.g. 0.8,0.1,0.1",
                                  ctx, param)
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 def _parse_mask(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...]:

@@ -27,8 +27,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HEAVY = ("rasterio", "torch", "matplotlib")
 

@@ -171,7 +171,7 @@ class Model:
 def models_for(precisions: list[str], ckpt: Path, tmp: Path, tiles: Path | None,
                stack: Path) -> dict[str, Model]:
     """The model file of each precision: the checkpoint, or its ONNX exports."""
-    from s2pipe.export.engine import export_model
+    from s2pipe.export.engine import ExportOptions, export_model
     from s2pipe.model.checkpoint import read_checkpoint
 
     models = {}
@@ -179,12 +179,12 @@ def models_for(precisions: list[str], ckpt: Path, tmp: Path, tiles: Path | None,
         if p == "torch-fp32":
             models[p] = Model(ckpt)
         elif p == "onnx-fp32":
-            models[p] = Model(export_model(ckpt, tmp / "model.onnx", overwrite=True).output)
+            models[p] = Model(export_model(ckpt, tmp / "model.onnx", ExportOptions(overwrite=True)).output)
         else:
             tile = read_checkpoint(ckpt).meta.tile_size
             tiles = tiles or write_calibration_tiles(tmp / "calibration", stack, tile)
-            r = export_model(ckpt, tmp / "model.int8.onnx", precision="int8", tiles_dir=tiles,
-                             min_agreement=0.0, overwrite=True)
+            r = export_model(ckpt, tmp / "model.int8.onnx",
+                             ExportOptions(precision="int8", tiles_dir=tiles, min_agreement=0.0, overwrite=True))
             models[p] = Model(r.output, r.agreement.agreement if r.agreement else None)
     return models
 

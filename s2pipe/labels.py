@@ -11,9 +11,10 @@ import json
 import logging
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -122,9 +123,9 @@ def _default_map(legend: Sequence[LandCoverClass]) -> dict[str, int]:
 def read_labels(path: str | os.PathLike, *, layer: str | None = None,
                 class_field: str | None = None,
                 class_map: str | os.PathLike | Mapping[Any, Any] | None = None,
-                grid: "Grid | None" = None,
+                grid: Grid | None = None,
                 legend: Sequence[LandCoverClass] = DEFAULT_LEGEND,
-                ) -> tuple["gpd.GeoDataFrame", LabelReport]:
+                ) -> tuple[gpd.GeoDataFrame, LabelReport]:
     """Read label polygons as a GeoDataFrame with a uint8 ``label`` column (1..8).
 
     Invalid geometries are repaired, empty and non-polygon ones dropped. Without
@@ -241,7 +242,7 @@ def _counted(counts: Mapping[str, int], limit: int = 10) -> str:
     return ", ".join(f"{k} x{v}" for k, v in items[:limit]) + more
 
 
-def in_grid(gdf: "gpd.GeoDataFrame", grid: "Grid") -> tuple["gpd.GeoDataFrame", int]:
+def in_grid(gdf: gpd.GeoDataFrame, grid: Grid) -> tuple[gpd.GeoDataFrame, int]:
     """The features reprojected to ``grid``'s CRS that overlap it, and how many do not."""
     import shapely
 
@@ -262,8 +263,8 @@ def _polygonal(g: Any) -> Any:
     return shapely.union_all(parts) if parts else None
 
 
-def rasterize_labels(gdf: "gpd.GeoDataFrame", grid: "Grid", *, all_touched: bool = False,
-                     window: "Window | None" = None) -> np.ndarray:
+def rasterize_labels(gdf: gpd.GeoDataFrame, grid: Grid, *, all_touched: bool = False,
+                     window: Window | None = None) -> np.ndarray:
     """Burn the ``label`` column onto ``grid`` (or a window of it): uint8, 0 = unlabelled.
 
     Polygons are reprojected to the grid's CRS if needed; where they overlap, the

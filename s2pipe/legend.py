@@ -8,8 +8,8 @@ checkpoint carry it, so a map is always drawn with the legend it was trained on.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
 
 NODATA_LABEL = 0
 

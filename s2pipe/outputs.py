@@ -22,9 +22,9 @@ import socket
 import threading
 import uuid
 import zlib
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Iterator
 
 from s2pipe.errors import DiskFullError, OutputError, OutputExistsError, S2PipeError
 
@@ -260,10 +260,8 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False,
         if tmp.exists() or tmp.is_symlink():
             _remove(tmp)
         for p in reversed(created):
-            try:
+            with suppress(OSError):
                 p.rmdir()
-            except OSError:
-                pass
         raise
     finally:
         with _active_lock:

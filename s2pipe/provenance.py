@@ -12,8 +12,9 @@ older one's) are kept in ``extra`` and written back unchanged.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass

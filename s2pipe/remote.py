@@ -14,9 +14,10 @@ import dataclasses
 import logging
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from s2pipe.errors import InputNotFoundError, OutputExistsError
 

@@ -203,9 +203,8 @@ def test_workers_compute_with_their_thread_count_and_report_bugs(runner):
     seven, bug = runner.map(int, [("7",), ("x",)], names=["seven", "x"])
     assert seven.value == 7 and bug.failure is not None and bug.failure.kind == "error"
     assert "ValueError" in bug.failure.error and "invalid literal" in (bug.failure.traceback or "")
-    with pytest.raises(OptionError, match="not both"):
-        with open_runner("tcp://127.0.0.1:1", 2):
-            pass
+    with pytest.raises(OptionError, match="not both"), open_runner("tcp://127.0.0.1:1", 2):
+        pass
 
 
 def test_sweep_removes_only_temporaries_of_the_outputs_and_empty_folders(tmp_path):

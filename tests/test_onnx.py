@@ -20,7 +20,7 @@ pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 's2pipe[o
 pytest.importorskip("onnx", reason="the onnx extra (pip install 's2pipe[onnx]') is not installed")
 
 from s2pipe.errors import CheckpointError, OptionError  # noqa: E402
-from s2pipe.export.engine import export_model  # noqa: E402
+from s2pipe.export.engine import ExportOptions, export_model  # noqa: E402
 from s2pipe.export.quantize import calibration_pairs  # noqa: E402
 from s2pipe.legend import legend_to_list  # noqa: E402
 from s2pipe.model.checkpoint import load_checkpoint  # noqa: E402
@@ -84,7 +84,7 @@ def fp32_onnx(trained, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def int8_onnx(trained, tiles, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("onnx8") / "model.int8.onnx"
-    export_model(trained, out, precision="int8", tiles_dir=tiles, min_agreement=0.0)
+    export_model(trained, out, ExportOptions(precision="int8", tiles_dir=tiles, min_agreement=0.0))
     return out
 
 
@@ -130,8 +130,8 @@ def test_predict_with_onnx_maps_like_the_checkpoint(scene, trained, fp32_onnx, t
 
 # ------------------------------------------------------------------ int8
 def test_int8_is_calibrated_on_recorded_train_tiles_reproducibly(trained, tiles, tmp_path):
-    runs = [export_model(trained, tmp_path / f"{name}.onnx", precision="int8", tiles_dir=tiles,
-                         calibration_tiles=3, seed=seed, min_agreement=0.0)
+    runs = [export_model(trained, tmp_path / f"{name}.onnx", ExportOptions(
+        precision="int8", tiles_dir=tiles, calibration_tiles=3, seed=seed, min_agreement=0.0))
             for name, seed in (("a", 7), ("b", 7), ("c", 8))]
     a, b, c = (r.calibration for r in runs)
     train = {p.id for p in find_tiles(tiles).split("train")}
@@ -165,7 +165,7 @@ def test_int8_below_the_agreement_threshold_is_refused(tiles, tmp_path):
     untrained = make_checkpoint(tmp_path / "random.pt")  # random weights: many near-ties
     out = tmp_path / "m.onnx"
     with pytest.raises(CheckpointError, match="agrees with fp32 on only"):
-        export_model(untrained, out, precision="int8", tiles_dir=tiles, min_agreement=0.9999)
+        export_model(untrained, out, ExportOptions(precision="int8", tiles_dir=tiles, min_agreement=0.9999))
     assert not out.exists() and not list(tmp_path.glob(".m.onnx*"))
 
 
@@ -174,9 +174,9 @@ def test_int8_needs_matching_tiles(trained, tmp_path):
 
     other = make_prepare_dir(tmp_path / "t32", size=32)  # 32 px tiles, the model reads 64
     with pytest.raises(Exception, match="32 px tiles"):
-        export_model(trained, tmp_path / "m.onnx", precision="int8", tiles_dir=other)
+        export_model(trained, tmp_path / "m.onnx", ExportOptions(precision="int8", tiles_dir=other))
     with pytest.raises(OptionError, match="--tiles"):
-        export_model(trained, tmp_path / "m.onnx", precision="int8")
+        export_model(trained, tmp_path / "m.onnx", ExportOptions(precision="int8"))
 
 
 # ------------------------------------------------------------------ command line

@@ -539,7 +539,7 @@ def test_a_read_error_mid_scene_leaves_no_output(scene, trained, tmp_path, monke
     if panel_width:  # fail in the second panel, after the first one's part files exist
         monkeypatch.setattr(s2pipe.prediction.windows, "PANEL_WIDTH", panel_width)
 
-    real_open = predict_mod._open
+    real_open = predict_mod.open_scene  # the open of the work (planning opens it first, unpatched)
 
     class Failing:
         def __init__(self, inner):
@@ -560,7 +560,7 @@ def test_a_read_error_mid_scene_leaves_no_output(scene, trained, tmp_path, monke
                 raise MissingBandError(f"{scene}: cannot be decoded; download it again")
             return self.inner.read(window)
 
-    monkeypatch.setattr(predict_mod, "_open", lambda *a: Failing(real_open(*a)))
+    monkeypatch.setattr(predict_mod, "open_scene", lambda *a: Failing(real_open(*a)))
     _fails_cleanly(["predict", scene, "--model", trained, "-o", tmp_path / "m.tif",
                     "--overlap", 16, "--probabilities", tmp_path / "p.tif"], tmp_path, "decoded")
 

@@ -115,9 +115,8 @@ def test_missing_key_unreachable_host_and_existing_output_are_one_line_errors(s3
     assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1 and "check the URL" in r.output
     from s2pipe.remote import staged_outputs
 
-    with pytest.raises(OutputExistsError):
-        with staged_outputs(uploaded["item"]):
-            pass
+    with pytest.raises(OutputExistsError), staged_outputs(uploaded["item"]):
+        pass
     monkeypatch.setenv("AWS_S3_ENDPOINT", f"127.0.0.1:{_free_port()}")
     with pytest.raises(RemoteError, match="unreachable .* AWS_S3_ENDPOINT"):
         product_info("s3://another-bucket/items/other.json")
@@ -127,11 +126,12 @@ def test_upload_failure_leaves_nothing(s3, tmp_path):
     client, _ = s3
     from s2pipe.remote import staged_outputs
 
-    with pytest.raises(RuntimeError):
-        with staged_outputs(f"s3://{BUCKET}/half/map.tif") as (local,):
-            local.write_bytes(b"partial")
-            raise RuntimeError("the job failed")
+    with pytest.raises(RuntimeError), staged_outputs(f"s3://{BUCKET}/half/map.tif") as (local,):
+        local.write_bytes(b"partial")
+        raise RuntimeError("the job failed")
     assert "Contents" not in client.list_objects_v2(Bucket=BUCKET, Prefix="half/")
-    with pytest.raises(RemoteError, match="cannot be written|access denied"):
-        with staged_outputs("s3://no-such-bucket-here/map.tif") as (local,):
-            shutil.copy(__file__, local)
+    with (
+        pytest.raises(RemoteError, match="cannot be written|access denied"),
+        staged_outputs("s3://no-such-bucket-here/map.tif") as (local,),
+    ):
+        shutil.copy(__file__, local)

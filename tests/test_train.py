@@ -60,7 +60,7 @@ def test_overfits_a_tiny_set(tmp_path):
     result = train_model(tmp_path / "m", tiles_dir=tiles,
                          options=TrainOptions(epochs=60, batch_size=2, filters=8, lr=1e-2, augment=False,
                                               save_samples=False, save_model=False))
-    assert result.scores["train"]["overall_accuracy"] >= 0.95
+    assert result.scores["train"] is not None and result.scores["train"].overall_accuracy >= 0.95
     assert result.scores["val"] is None and result.scores["test"] is None
 
 

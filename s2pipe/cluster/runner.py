@@ -22,8 +22,9 @@ import re
 import sys
 import traceback
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from distributed import Client, Future, KilledWorker, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin

@@ -10,13 +10,15 @@ the runner, then reported with its traceback); a task whose workers kept dying i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterable, Iterator, Literal, Protocol, Sequence, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from s2pipe.errors import OutputError, S2PipeError, TaskError
 
@@ -138,10 +140,8 @@ def made_folders(outputs: Iterable[str | os.PathLike]) -> list[Path]:
 def remove_if_empty(folders: Iterable[Path]) -> None:
     """Remove those of ``folders`` (deepest first) that nothing was written into."""
     for d in folders:
-        try:
+        with contextlib.suppress(OSError):
             d.rmdir()
-        except OSError:
-            pass
 
 
 def sweep_temporaries(outputs: Iterable[str | os.PathLike]) -> list[Path]:

@@ -9,8 +9,9 @@ refused, never silently dropped.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,8 +42,8 @@ def confusion_matrix(reference: np.ndarray, predicted: np.ndarray, num_classes: 
     return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def confusion_matrix_torch(reference: "torch.Tensor", predicted: "torch.Tensor",
-                           num_classes: int = 8) -> "torch.Tensor":
+def confusion_matrix_torch(reference: torch.Tensor, predicted: torch.Tensor,
+                           num_classes: int = 8) -> torch.Tensor:
     """Fast on-device confusion matrix for training (int64, same layout as above).
 
     ``reference`` holds class values 0..n (0 ignored); ``predicted`` holds class values

@@ -14,9 +14,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -33,6 +33,31 @@ from s2pipe.prediction.options import (
 log = logging.getLogger(__name__)
 
 CHECK_TOLERANCE = 1e-4  # largest |ONNX - torch| logit accepted without a warning
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How a checkpoint is exported; the options that need one another are checked here,
+    the one place (the CLI shows them as usage errors)."""
+
+    precision: Precision = "fp32"
+    tiles_dir: Path | None = None       # int8: the prepare output the model was trained on
+    calibration_tiles: int = DEFAULT_CALIBRATION_TILES
+    seed: int = 0
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    batch_size: int = 4
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISION_CHOICES:
+            raise OptionError(f"--precision {self.precision!r} is unknown; use one of {', '.join(PRECISION_CHOICES)}")
+        if self.precision == "int8" and self.tiles_dir is None:
+            raise OptionError("--precision int8 needs --tiles TILES_DIR, the prepare output the model "
+                              "was trained on (its train tiles calibrate, its val tiles check the model)")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise OptionError(f"--min-agreement {self.min_agreement} must be between 0 and 1")
+        if self.calibration_tiles < 1:
+            raise OptionError(f"--calibration-tiles {self.calibration_tiles}: give at least 1")
 
 
 @dataclass
@@ -79,17 +104,14 @@ def _max_abs_diff(model: object, onnx_path: Path, tile: int, bands: int, threads
     return float(np.abs(got - want).max())
 
 
-def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
-                 precision: Precision = "fp32", tiles_dir: str | os.PathLike | None = None,
-                 calibration_tiles: int = DEFAULT_CALIBRATION_TILES, seed: int = 0,
-                 min_agreement: float = DEFAULT_MIN_AGREEMENT, batch_size: int = 4,
-                 overwrite: bool = False,
+def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike,
+                 options: ExportOptions = ExportOptions(), *,
                  progress: Callable[[int], None] | None = None) -> ExportResult:
     """Write ``checkpoint`` (a ``.pt`` from ``train``) as an ONNX model to ``out``.
 
-    ``precision="int8"`` needs ``tiles_dir``, the ``prepare`` output the model was trained
-    on: ``calibration_tiles`` of its train tiles (drawn with ``seed``) calibrate it, and
-    its val tiles check it; if the int8 classes agree with fp32 on less than
+    ``options.precision="int8"`` needs ``tiles_dir``, the ``prepare`` output the model was
+    trained on: ``calibration_tiles`` of its train tiles (drawn with ``seed``) calibrate it,
+    and its val tiles check it; if the int8 classes agree with fp32 on less than
     ``min_agreement`` of the pixels, :class:`CheckpointError` is raised and nothing is
     written. ``progress`` is called with the number of tiles done.
     """
@@ -112,13 +134,8 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
 
     start = time.perf_counter()
     checkpoint, out = Path(checkpoint), Path(out)
-    if precision not in PRECISION_CHOICES:
-        raise OptionError(f"--precision {precision!r} is unknown; use one of {', '.join(PRECISION_CHOICES)}")
-    if precision == "int8" and tiles_dir is None:
-        raise OptionError("--precision int8 needs --tiles TILES_DIR, the prepare output the model "
-                          "was trained on (its train tiles calibrate, its val tiles check the model)")
-    if not 0.0 <= min_agreement <= 1.0:
-        raise OptionError(f"--min-agreement {min_agreement} must be between 0 and 1")
+    o = options
+    precision, tiles_dir, overwrite, min_agreement = o.precision, o.tiles_dir, o.overwrite, o.min_agreement
     check_writable(out, overwrite=overwrite)
     model, meta = load_checkpoint(checkpoint, device="cpu")
     threads = torch.get_num_threads()
@@ -135,7 +152,7 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
             assert tiles_dir is not None
             tileset = open_tiles(tiles_dir, meta)
             calibration = quantize_onnx(fp32, tmp, meta=meta, tiles_dir=tiles_dir,
-                                        count=calibration_tiles, seed=seed, progress=progress)
+                                        count=o.calibration_tiles, seed=o.seed, progress=progress)
             ref = open_onnx(fp32, threads=threads)
             # the whole contract again: the quantiser need not keep metadata_props
             set_metadata(tmp, {KEY_FORMAT: FORMAT, KEY_META: json.dumps(meta.to_dict()),
@@ -143,7 +160,7 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
             q = open_onnx(tmp, threads=threads)
             agreement = class_agreement(OnnxWindowModel(ref.session), OnnxWindowModel(q.session),
                                         meta=meta, tileset=tileset, threshold=min_agreement,
-                                        batch_size=batch_size, progress=progress)
+                                        batch_size=o.batch_size, progress=progress)
             if agreement.agreement < min_agreement:
                 raise CheckpointError(
                     f"the int8 model agrees with fp32 on only {100 * agreement.agreement:.2f}% of "

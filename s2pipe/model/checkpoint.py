@@ -57,7 +57,7 @@ class ModelMeta:
     def num_classes(self) -> int:
         return self.arch.num_classes
 
-    def with_metrics(self, metrics: dict[str, Any]) -> "ModelMeta":
+    def with_metrics(self, metrics: dict[str, Any]) -> ModelMeta:
         return replace(self, metrics=metrics)
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,7 +70,7 @@ class ModelMeta:
                 "metrics": dict(self.metrics), "s2pipe_version": self.s2pipe_version}
 
     @classmethod
-    def from_dict(cls, d: Any, where: str | os.PathLike) -> "ModelMeta":
+    def from_dict(cls, d: Any, where: str | os.PathLike) -> ModelMeta:
         """Validate ``d``; :class:`CheckpointError` names the first field that is wrong."""
         return _parse_meta(d, str(where))
 

@@ -22,7 +22,7 @@ class Normalization:
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": list(self.mean), "std": list(self.std)}
 
-    def normalizer(self, device: torch.device | str = "cpu") -> "Normalizer":
+    def normalizer(self, device: torch.device | str = "cpu") -> Normalizer:
         return Normalizer(self, torch.device(device))
 
 

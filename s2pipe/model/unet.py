@@ -27,7 +27,7 @@ class Arch:
     num_classes: int
     filters: int
 
-    def build(self) -> "UNet":
+    def build(self) -> UNet:
         return UNet(in_channels=self.in_channels, num_classes=self.num_classes, filters=self.filters)
 
 

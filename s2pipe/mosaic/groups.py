@@ -9,9 +9,9 @@ client holds one group's arrays, the workers a few more, whatever the region's s
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator, Sequence
 
 import rasterio
 from rasterio.windows import Window

@@ -9,9 +9,10 @@ the legend as :mod:`s2pipe.raster.maps` reads it).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds

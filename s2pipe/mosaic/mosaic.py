@@ -17,11 +17,12 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ class _Datasets:
                 self.all += self.local.datasets
         return self.local.datasets
 
-    def __enter__(self) -> "_Datasets":
+    def __enter__(self) -> _Datasets:
         return self
 
     def __exit__(self, *exc: object) -> None:

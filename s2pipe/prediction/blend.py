@@ -13,7 +13,7 @@ scene-wide panel gives.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -58,14 +58,14 @@ class StripAccumulator:
         self.wsum[:, px:px + t] += self.weights
         self.valid[:, px:px + t] = True if valid is None else valid
 
-    def add_seam(self, seam: "Seam", row: int, n: int, width: int) -> None:
+    def add_seam(self, seam: Seam, row: int, n: int, width: int) -> None:
         """Add the first ``width`` columns of ``seam``'s rows ``row .. row + n - 1`` (what
         the panel on the left left unfinished) at this panel's left edge."""
         self.sums[:, :n, :width] += seam.sums[:, row:row + n, :width]
         self.wsum[:n, :width] += seam.wsum[row:row + n, :width]
         self.valid[:n, :width] |= seam.valid[row:row + n, :width]
 
-    def take_seam(self, seam: "Seam", row: int, n: int) -> None:
+    def take_seam(self, seam: Seam, row: int, n: int) -> None:
         """Keep the unnormalised first ``n`` rows of the columns the next panel shares
         (from ``panel.final_stop`` on) as ``seam``'s rows ``row .. row + n - 1``."""
         px = self.panel.final_stop - self.panel.x0

@@ -8,9 +8,10 @@ or checking its offset again.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from s2pipe.cluster.tasks import TaskFailure, absolute, made_folders, remove_if_empty, sweep_temporaries
 from s2pipe.prediction.options import PredictOptions

@@ -13,9 +13,9 @@ scene's width.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class WindowGrid:
         return self.cols[-1] - self.cols[0] + self.tile
 
     @cached_property
-    def panels(self) -> list["Panel"]:
+    def panels(self) -> list[Panel]:
         """The window columns split into panels of at most ``panel_width`` px (and at
         least one window), of nearly equal numbers of windows, left to right."""
         limit = self.panel_width or PANEL_WIDTH

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
@@ -195,7 +196,7 @@ class MapWriter:
             self._ds.close()
         self._stage.unlink(missing_ok=True)
 
-    def __enter__(self) -> "MapWriter":
+    def __enter__(self) -> MapWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

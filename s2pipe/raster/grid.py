@@ -29,6 +29,6 @@ class Grid:
         return rasterio.windows.transform(window, self.transform)
 
     @classmethod
-    def of(cls, ds: Any) -> "Grid":
+    def of(cls, ds: Any) -> Grid:
         """The grid of an open rasterio dataset."""
         return cls(ds.crs, ds.transform, ds.width, ds.height)

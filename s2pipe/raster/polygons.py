@@ -9,7 +9,8 @@ vertex for vertex.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -124,7 +125,7 @@ def _corner_is_node(data: np.ndarray, nodata: set[int], xy: np.ndarray) -> np.nd
     return ((p != q).astype(np.int8) + (r != s) + (p != r) + (q != s)) >= 3
 
 
-def _canonical_polygons(geoms: np.ndarray, data: np.ndarray, nodata: set[int], transform) -> np.ndarray:
+def _canonical_polygons(geoms: np.ndarray, data: np.ndarray, nodata: set[int], transform: Any) -> np.ndarray:
     """Pixel-space polygons georeferenced, with a vertex at every turn and every node and
     nowhere else, so that neighbours share their borders vertex for vertex."""
     import shapely
@@ -159,7 +160,7 @@ def _canonical_polygons(geoms: np.ndarray, data: np.ndarray, nodata: set[int], t
     return shapely.from_ragged_array(shapely.GeometryType.POLYGON, xy, (new_ring_off, poly_off))
 
 
-def georeference(geoms: np.ndarray, data: np.ndarray, nodata: set[int], transform,
+def georeference(geoms: np.ndarray, data: np.ndarray, nodata: set[int], transform: Any,
                  progress: Callable[[int], None] | None = None) -> np.ndarray:
     """:func:`_canonical_polygons` in batches of at most ``NODE_BATCH`` pixel edges."""
     import shapely

@@ -13,9 +13,10 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from rasterio.env import Env
 

@@ -17,8 +17,9 @@ that look there:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass, colormap

@@ -24,9 +24,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -110,7 +111,7 @@ def read_class_map(path: Path) -> ClassMap:
                     nodata)
 
 
-def _write(path: Path, gdf, driver: str, *, by_class: bool, layer: str) -> list[str]:
+def _write(path: Path, gdf: Any, driver: str, *, by_class: bool, layer: str) -> list[str]:
     """Write ``gdf`` as one layer, or one layer per class; the layer names."""
     if driver == "Parquet":
         gdf.to_parquet(path)

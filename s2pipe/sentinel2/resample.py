@@ -15,7 +15,7 @@ bit, and the values are harmonised before, so baselines give identical results.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from rasterio.windows import Window

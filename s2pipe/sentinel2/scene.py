@@ -69,7 +69,7 @@ class Scene(ABC):
     def close(self) -> None:
         """Release the files."""
 
-    def __enter__(self) -> "Scene":
+    def __enter__(self) -> Scene:
         return self
 
     def __exit__(self, *exc: object) -> None:

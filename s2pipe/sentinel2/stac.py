@@ -25,7 +25,8 @@ import json
 import logging
 import os
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from s2pipe.errors import MissingBandError, SafeFormatError
 from s2pipe.provenance import OffsetCheck

@@ -82,7 +82,7 @@ class WorldGrid:
         return int(np.ceil(round((self.east - self.west) / PIXEL, 6)))
 
     @classmethod
-    def of_product(cls, origin: tuple[float, float], size: int, epsg: int) -> "WorldGrid":
+    def of_product(cls, origin: tuple[float, float], size: int, epsg: int) -> WorldGrid:
         """The product's own extent: the default world, where the product is the whole world."""
         x, y = origin
         return cls(x, y - size * PIXEL, x + size * PIXEL, y, epsg)
@@ -95,7 +95,7 @@ class WorldGrid:
         if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
             return None
         col, row = int(round(col)), int(round(row))
-        if not (0 <= row and 0 <= col and row + size <= self.height and col + size <= self.width):
+        if not (row >= 0 and col >= 0 and row + size <= self.height and col + size <= self.width):
             raise OptionError(self._outside(origin, size, epsg))
         return row, col
 

@@ -42,7 +42,7 @@ class Layers:
     cloud: np.ndarray  # uint8: cloud opacity 0..255
     shadow: np.ndarray  # bool: cloud shadow
 
-    def window(self, row: int, col: int, size: int) -> "Layers":
+    def window(self, row: int, col: int, size: int) -> Layers:
         """Views of a size x size window with its upper-left pixel at (row, col)."""
         win = (slice(row, row + size), slice(col, col + size))
         return Layers(*(a[win] for a in self._arrays()))

@@ -1,4 +1,4 @@
-"""Metadata files of a Sentinel-2 L2A SAFE product: names, MTD_MSIL2A.xml, MTD_TL.xml, manifest.safe.
+"""Metadata files of a Sentinel-2 L2A SAFE product: names, MTD_MSIL2A.xml, MTD_TL.xml.
 
 Element names, nesting and namespaces follow real ESA products (PSD 14, see
 ``shared/s2-reference``): what GDAL's SENTINEL2 driver and s2pipe read is present and
@@ -8,11 +8,9 @@ response curves of real products are left out.
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
-from typing import Sequence
 
 from s2pipe.sentinel2.facts import BAND_IDS, DEFAULT_OFFSET_N0400, has_offset
 from s2pipe.synth.defaults import DEFAULT_SENSING
@@ -61,7 +59,7 @@ class ProductNames:
     centre: str = "MTI_"
 
     @staticmethod
-    def for_product(baseline: str, *, day: date | None = None, tile: str | None = None) -> "ProductNames":
+    def for_product(baseline: str, *, day: date | None = None, tile: str | None = None) -> ProductNames:
         """The names of a product of ``baseline`` sensed on ``day`` (default 2018-06-07) in ``tile``.
 
         Sensing keeps its time of day; the datastrip, the generation and the absolute
@@ -117,7 +115,7 @@ def _num(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else repr(float(v))
 
 
-def _iso(t: datetime) -> str:
+def iso_time(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
@@ -157,8 +155,8 @@ def mtd_msil2a(names: ProductNames, image_files: Sequence[str], footprint: Seque
 <n1:Level-2A_User_Product xmlns:n1="{L2A_NS}" xmlns:xsi="{XSI_NS}" xsi:schemaLocation="{L2A_NS}">
   <n1:General_Info>
     <Product_Info>
-      <PRODUCT_START_TIME>{_iso(names.sensing)}</PRODUCT_START_TIME>
-      <PRODUCT_STOP_TIME>{_iso(names.sensing)}</PRODUCT_STOP_TIME>
+      <PRODUCT_START_TIME>{iso_time(names.sensing)}</PRODUCT_START_TIME>
+      <PRODUCT_STOP_TIME>{iso_time(names.sensing)}</PRODUCT_STOP_TIME>
       <PRODUCT_URI>{names.product}.SAFE</PRODUCT_URI>
       <PROCESSING_LEVEL>Level-2A</PROCESSING_LEVEL>
       <PRODUCT_TYPE>S2MSI2A</PRODUCT_TYPE>
@@ -169,7 +167,7 @@ def mtd_msil2a(names: ProductNames, image_files: Sequence[str], footprint: Seque
       <Datatake datatakeIdentifier="G{names.mission}_{names.sensing:%Y%m%dT%H%M%S}_{names.absolute_orbit:06d}_N{names.baseline}">
         <SPACECRAFT_NAME>Sentinel-{names.mission[1:]}</SPACECRAFT_NAME>
         <DATATAKE_TYPE>INS-NOBS</DATATAKE_TYPE>
-        <DATATAKE_SENSING_START>{_iso(names.sensing)}</DATATAKE_SENSING_START>
+        <DATATAKE_SENSING_START>{iso_time(names.sensing)}</DATATAKE_SENSING_START>
         <SENSING_ORBIT_NUMBER>{names.relative_orbit}</SENSING_ORBIT_NUMBER>
         <SENSING_ORBIT_DIRECTION>DESCENDING</SENSING_ORBIT_DIRECTION>
       </Datatake>
@@ -302,51 +300,4 @@ def mtd_tl(names: ProductNames, epsg: int, cs_name: str, ulx: float, uly: float,
 {qi}    </Pixel_Level_QI>
   </n1:Quality_Indicators_Info>
 </n1:Level-2A_Tile_ID>
-"""
-
-
-def manifest(safe_dir: Path, names: ProductNames) -> str:
-    """An XFDU ``manifest.safe`` with size and MD5 of every file already in ``safe_dir``."""
-    units, objects = [], []
-    for path in sorted(p for p in safe_dir.rglob("*") if p.is_file() and p.name != "manifest.safe"):
-        rel = path.relative_to(safe_dir).as_posix()
-        oid = path.stem if "IMG_DATA" in rel else rel.replace("/", "_").replace(".", "_")
-        mime = "text/xml" if path.suffix == ".xml" else "application/octet-stream"
-        md5 = hashlib.md5(path.read_bytes()).hexdigest()
-        units.append(f'      <xfdu:contentUnit ID="{oid}_Unit" unitType="Measurement Data Unit">\n'
-                     f'        <dataObjectPointer dataObjectID="{oid}"/>\n      </xfdu:contentUnit>\n')
-        objects.append(f'    <dataObject ID="{oid}">\n      <byteStream mimeType="{mime}" size="{path.stat().st_size}">\n'
-                       f'        <fileLocation locatorType="URL" href="./{rel}"/>\n'
-                       f'        <checksum checksumName="MD5">{md5}</checksum>\n      </byteStream>\n    </dataObject>\n')
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<xfdu:XFDU xmlns:gml="http://www.opengis.net/gml" xmlns:safe="http://www.esa.int/safe/sentinel/1.1" xmlns:xfdu="urn:ccsds:schema:xfdu:1" version="esa/safe/sentinel/1.1/sentinel-2/msi/archive_l2a_user_product">
-  <informationPackageMap>
-    <xfdu:contentUnit unitType="Product_Level-2A" textInfo="SENTINEL-2 MSI Level-2A User Product" pdiID="processing">
-{"".join(units)}    </xfdu:contentUnit>
-  </informationPackageMap>
-  <metadataSection>
-    <metadataObject ID="acquisitionPeriod" category="DMD" classification="DESCRIPTION">
-      <metadataWrap mimeType="text/xml" vocabularyName="SAFE" textInfo="Acquisition Period">
-        <xmlData>
-          <safe:acquisitionPeriod>
-            <safe:startTime>{_iso(names.sensing)}</safe:startTime>
-          </safe:acquisitionPeriod>
-        </xmlData>
-      </metadataWrap>
-    </metadataObject>
-    <metadataObject ID="platform" category="DMD" classification="DESCRIPTION">
-      <metadataWrap mimeType="text/xml" vocabularyName="SAFE" textInfo="Platform Description">
-        <xmlData>
-          <safe:platform>
-            <safe:nssdcIdentifier>{"2017-013A" if names.mission == "S2B" else "2015-028A"}</safe:nssdcIdentifier>
-            <safe:familyName>SENTINEL</safe:familyName>
-            <safe:number>{names.mission[1:]}</safe:number>
-          </safe:platform>
-        </xmlData>
-      </metadataWrap>
-    </metadataObject>
-  </metadataSection>
-  <dataObjectSection>
-{"".join(objects)}  </dataObjectSection>
-</xfdu:XFDU>
 """

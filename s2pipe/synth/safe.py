@@ -8,16 +8,17 @@ centres. Metadata comes from :mod:`s2pipe.synth.metadata` and lists exactly the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from s2pipe.raster import profiles
 from s2pipe.sentinel2.facts import BANDS, DEFAULT_OFFSET_N0400, NODATA_DN, QUANTIFICATION, SATURATED_DN, has_offset
 from s2pipe.synth.landscape import Landscape, band_reflectance
-from s2pipe.synth.metadata import ProductNames, manifest, mtd_msil2a, mtd_tl
+from s2pipe.synth.manifest import manifest
+from s2pipe.synth.metadata import ProductNames, mtd_msil2a, mtd_tl
 from s2pipe.synth.terrain import Noise
 
 log = logging.getLogger(__name__)

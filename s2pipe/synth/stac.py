@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from s2pipe.raster import profiles
 from s2pipe.sentinel2.facts import BAND_RESOLUTION, BANDS, DEFAULT_OFFSET_N0400, QUANTIFICATION, has_offset

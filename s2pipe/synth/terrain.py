@@ -9,6 +9,8 @@ Used by :mod:`s2pipe.synth.landscape`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 # Surface materials: name, SCL class, mean BOA reflectance for BANDS (June, central Europe;
@@ -243,7 +245,7 @@ def set_wetland(classes: np.ndarray, cover: np.ndarray, gain: np.ndarray, where:
     gain[where] = 1.0
 
 
-def _stripes(h: int, w: int, seed: int):
+def _stripes(h: int, w: int, seed: int) -> Iterator[tuple[int, int, np.ndarray]]:
     for k, r0 in enumerate(range(0, h, STRIPE)):
         r1 = min(h, r0 + STRIPE)
         yield r0, r1, _rng(seed, 100 + k).random((r1 - r0, w), dtype=np.float32)

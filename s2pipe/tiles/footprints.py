@@ -7,8 +7,9 @@ tile's own CRS.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from affine import Affine
 from rasterio.crs import CRS

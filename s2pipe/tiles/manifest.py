@@ -122,7 +122,7 @@ class TileManifest:
         return path
 
     @classmethod
-    def read(cls, folder: str | Path) -> "TileManifest":
+    def read(cls, folder: str | Path) -> TileManifest:
         """The manifest of a tile folder; :class:`TileError` if it is missing or malformed."""
         path = Path(folder) / MANIFEST_NAME
         if not path.is_file():

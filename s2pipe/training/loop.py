@@ -8,8 +8,8 @@ Label 0 (no data) never contributes to the loss, its gradient or the metrics.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +76,7 @@ class EpochStats:
 def run_epoch(model: nn.Module, batches: Iterable, step: Step, *,
               optimizer: torch.optim.Optimizer | None = None,
               weight: torch.Tensor | None = None,
-              scaler: "torch.amp.GradScaler | None" = None,
+              scaler: torch.amp.GradScaler | None = None,
               progress: Callable[[int], None] | None = None) -> EpochStats:
     """Train (when ``optimizer`` is given) or evaluate ``model`` over ``batches``."""
     training = optimizer is not None

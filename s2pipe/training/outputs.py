@@ -14,6 +14,7 @@ import csv
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,43 @@ log = logging.getLogger(__name__)
 RECORD_NAME = "run.json"  # written last: the folder holds a finished run when it exists
 OUTPUT_NAMES = (RECORD_NAME, "best.pt", "last.pt", "history.csv", "metrics.json", "curves.png",
                 "samples.png", "training_summary.txt")
+
+
+@dataclass(frozen=True)
+class SplitScore:
+    """The best model's accuracy on one split (None where undefined)."""
+
+    overall_accuracy: float | None
+    kappa: float | None
+    miou: float | None
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    metrics: Path
+    history: Path
+    curves: Path
+    samples: Path | None
+    summary: Path | None
+    best_epoch: int
+    epochs_run: int
+    stop_reason: str
+    minutes: float
+    device: str
+    tiles: dict[str, int]
+    scores: dict[str, SplitScore | None] = field(default_factory=dict)  # None: no tile of that split
+    record: Path | None = None  # run.json, written last: the run finished
+    rank: int = 0               # under torchrun: this process's; rank 0 reports
+
+    def headline(self) -> tuple[str, SplitScore]:
+        """The split a summary reports (test, else val, else train) and its scores."""
+        split = next(s for s in ("test", "val", "train") if self.scores.get(s) is not None)
+        score = self.scores[split]
+        assert score is not None
+        return split, score
 
 
 class TrainOutputs:
@@ -111,11 +149,10 @@ class TrainOutputs:
         if not self.main:
             return
         fields = [k for k in rows[0] if not k.endswith("_cm")]
-        with atomic_output(self.history, overwrite=True) as tmp:
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(rows)
+        with atomic_output(self.history, overwrite=True) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
 
     def save_best(self, model: nn.Module, meta: ModelMeta) -> None:
         if self.main and self.save_model:

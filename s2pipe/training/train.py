@@ -14,18 +14,18 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from s2pipe import __version__
-from s2pipe.errors import CheckpointError
 from s2pipe.evaluation.metrics import Scores, scores
-from s2pipe.model.checkpoint import Checkpoint, ModelMeta, read_checkpoint
+from s2pipe.model.checkpoint import ModelMeta, read_checkpoint
 from s2pipe.model.unet import UNet
 from s2pipe.training.dataset import (
     EpochSampler,
@@ -39,36 +39,10 @@ from s2pipe.training.dataset import (
 from s2pipe.training.distributed import DistInfo, all_sum, barrier, setup, teardown
 from s2pipe.training.loop import EpochStats, Step, run_epoch
 from s2pipe.training.options import TrainOptions, check_options
-from s2pipe.training.outputs import TrainOutputs
+from s2pipe.training.outputs import SplitScore, TrainOutputs, TrainResult
+from s2pipe.training.resume import check_resume
 
 log = logging.getLogger(__name__)
-
-#: Options a resumed run must share with the run it continues (``epochs``, the time budget,
-#: the patience and the device may change: that is what resuming is for). ``world_size``,
-#: the number of torchrun processes, sets the batch each step sees and how tiles are dealt.
-RESUME_MUST_MATCH = ("batch_size", "lr", "filters", "class_weights", "lr_patience", "lr_factor",
-                     "min_lr", "augment", "seed", "train_size", "num_samples", "world_size")
-
-
-@dataclass
-class TrainResult:
-    model_dir: Path
-    best_checkpoint: Path | None
-    last_checkpoint: Path | None
-    metrics: Path
-    history: Path
-    curves: Path
-    samples: Path | None
-    summary: Path | None
-    best_epoch: int
-    epochs_run: int
-    stop_reason: str
-    minutes: float
-    device: str
-    tiles: dict[str, int]
-    scores: dict[str, dict | None] = field(default_factory=dict)  # split -> OA, kappa, mIoU
-    record: Path | None = None  # run.json, written last: the run finished
-    rank: int = 0               # under torchrun: this process's; rank 0 reports
 
 
 @dataclass
@@ -169,27 +143,6 @@ def _load_data(tiles_dir: Any, images_dir: Any, labels_dir: Any, o: TrainOptions
     return data
 
 
-def _check_resume(ckpt: Checkpoint, path: Any, o: TrainOptions, data: Data, world_size: int = 1) -> None:
-    """Refuse a resume whose checkpoint was trained on other tiles or with other options."""
-    if not ckpt.resumable:
-        raise CheckpointError(f"{path} holds no training state; resume from MODEL_DIR/last.pt")
-    meta = ckpt.meta
-    mine = {**asdict(o), "world_size": world_size}
-    saved = meta.train_options
-    for key in RESUME_MUST_MATCH:
-        if key in saved and saved[key] != mine[key]:
-            if key == "world_size":
-                raise CheckpointError(f"{path} was trained by {saved[key]} torchrun process(es), not "
-                                      f"{mine[key]}; resume with as many (--nnodes x --nproc-per-node)")
-            flag = "--" + key.replace("_", "-")
-            raise CheckpointError(f"{path} was trained with {flag} {saved[key]}, not {mine[key]}; "
-                                  "resume with the same options")
-    if (list(meta.bands) != list(data.tileset.bands) or meta.legend != data.tileset.legend
-            or meta.tile_size != data.tile_size or saved.get("tiles", data.counts) != data.counts):
-        raise CheckpointError(f"{path} was trained on other tiles (bands, legend, tile size or "
-                              "split counts differ); resume with the same tile folder")
-
-
 class _Trainer:
     """One training run: model, optimiser and loaders built from the data, then epochs."""
 
@@ -208,7 +161,7 @@ class _Trainer:
         ckpt = read_checkpoint(resume) if resume is not None else None
         data = _load_data(tiles_dir, images_dir, labels_dir, o)
         if ckpt is not None:
-            _check_resume(ckpt, resume, o, data, info.world_size)
+            check_resume(ckpt, resume, o, data.tileset, data.tile_size, data.counts, info.world_size)
         norm = ckpt.meta.normalization if ckpt is not None else band_statistics(data.splits["train"][0])
         weights = _inverse_frequency(class_counts(data.splits["train"][1], data.num_classes)) \
             if o.class_weights == "inverse-frequency" else None
@@ -358,7 +311,7 @@ class _Trainer:
             out.dir, files["best.pt"], files["last.pt"], out.metrics, out.history, out.curves,
             files["samples.png"], files["training_summary.txt"], state.best_epoch, state.epoch,
             stop_reason, minutes, str(self.info.device), data.counts,
-            {s: None if v is None else {k: v[k] for k in ("overall_accuracy", "kappa", "miou")}
+            {s: None if v is None else SplitScore(v["overall_accuracy"], v["kappa"], v["miou"])
              for s, v in final.items()}, files["run.json"], rank=self.info.rank)
 
 

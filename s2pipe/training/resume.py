@@ -1,0 +1,39 @@
+"""What a resumed run (``train --resume MODEL_DIR/last.pt``) must share with the run it continues."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from s2pipe.errors import CheckpointError
+from s2pipe.model.checkpoint import Checkpoint
+from s2pipe.training.dataset import TileSet
+from s2pipe.training.options import TrainOptions
+
+#: Options a resumed run must share with the run it continues (``epochs``, the time budget,
+#: the patience and the device may change: that is what resuming is for). ``world_size``,
+#: the number of torchrun processes, sets the batch each step sees and how tiles are dealt.
+RESUME_MUST_MATCH = ("batch_size", "lr", "filters", "class_weights", "lr_patience", "lr_factor",
+                     "min_lr", "augment", "seed", "train_size", "num_samples", "world_size")
+
+
+def check_resume(ckpt: Checkpoint, path: Any, o: TrainOptions, tileset: TileSet, tile_size: int,
+                 counts: dict[str, int], world_size: int = 1) -> None:
+    """Refuse a resume whose checkpoint was trained on other tiles or with other options."""
+    if not ckpt.resumable:
+        raise CheckpointError(f"{path} holds no training state; resume from MODEL_DIR/last.pt")
+    meta = ckpt.meta
+    mine = {**asdict(o), "world_size": world_size}
+    saved = meta.train_options
+    for key in RESUME_MUST_MATCH:
+        if key in saved and saved[key] != mine[key]:
+            if key == "world_size":
+                raise CheckpointError(f"{path} was trained by {saved[key]} torchrun process(es), not "
+                                      f"{mine[key]}; resume with as many (--nnodes x --nproc-per-node)")
+            flag = "--" + key.replace("_", "-")
+            raise CheckpointError(f"{path} was trained with {flag} {saved[key]}, not {mine[key]}; "
+                                  "resume with the same options")
+    if (list(meta.bands) != list(tileset.bands) or meta.legend != tileset.legend
+            or meta.tile_size != tile_size or saved.get("tiles", counts) != counts):
+        raise CheckpointError(f"{path} was trained on other tiles (bands, legend, tile size or "
+                              "split counts differ); resume with the same tile folder")
