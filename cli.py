@@ -273,24 +273,34 @@ def main() -> None:
               help="A prepare output folder: only pixels of its test tiles count.")
 @click.option("--area-adjusted", is_flag=True,
               help="Add area-adjusted accuracy and class areas with 95% CIs (Olofsson et al. 2014).")
+@click.option("--before-field", help="Change maps: the reference's field of the earlier date's class "
+                                     "[default: ref_before, as s2pipe sample writes].")
+@click.option("--after-field", help="Change maps: the field of the later date's class [default: ref_after].")
 @overwrite_option
 @json_option
 def evaluate(prediction: Path, reference: Path, report_dir: Path, layer: str | None,
              class_field: str | None, class_map: Path | str | None, all_touched: bool,
-             split_from: Path | None, area_adjusted: bool, overwrite: bool, as_json: bool) -> None:
-    """Accuracy of a land-cover map against reference labels.
+             split_from: Path | None, area_adjusted: bool, before_field: str | None, after_field: str | None,
+             overwrite: bool, as_json: bool) -> None:
+    """Accuracy of a land-cover map, or of a change map, against reference labels.
 
-    Only pixels labelled in the reference and mapped (not 0) count. Prints the table of
+    Class maps: only pixels labelled in the reference and mapped (not 0) count. Prints
     overall accuracy, kappa, per-class precision/recall/F1/IoU and the confusion matrix.
+    Change maps (s2pipe change): reference points or polygons with the classes of both
+    dates; prints change/no-change accuracy, each transition's user's and producer's
+    accuracy and its area-adjusted hectares with 95% confidence intervals, using the
+    strata and weights of points drawn by 's2pipe sample'. See docs/commands/change.md.
 
     \b
     s2pipe evaluate landcover.tif --labels landcover.gpkg --split-from tiles/ -o report/
+    s2pipe evaluate change.tif --labels points_labelled.gpkg -o change_accuracy/
     """
     from s2pipe.evaluation.evaluate import evaluate_map
 
     result = evaluate_map(prediction, reference, report_dir, layer=layer, class_field=class_field,
                           class_map=class_map, all_touched=all_touched, split_from=split_from,
-                          area_adjusted=area_adjusted, overwrite=overwrite)
+                          area_adjusted=area_adjusted, before_field=before_field, after_field=after_field,
+                          overwrite=overwrite)
     report(result, as_json, result.files["metrics_md"].read_text() + f"\nReport: {result.report_dir}")
 
 
@@ -806,6 +816,97 @@ def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float
                             f"{result.peak_rss_mb:.0f} MB")
 
 
+from s2pipe.change.options import DEFAULT_MIN_CONFIDENCE, DEFAULT_MMU_HA  # noqa: E402  (plain data)
+from s2pipe.evaluation.allocation import ALLOCATIONS, Allocation  # noqa: E402  (numpy only)
+
+
+@cli.command()
+@click.argument("before", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("after", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              metavar="PATH", help="Change map (COG) to write, with its .qml and .aux.xml.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Report folder (change.json, transitions.csv, change.md, charts) [default: <map>_report].")
+@click.option("--min-confidence", type=click.FloatRange(0, 1),
+              help=f"With probabilities of both dates: a pixel whose classes differ is change only where "
+                   f"both dates are at least this sure, else uncertain (0: naive) [default: "
+                   f"{DEFAULT_MIN_CONFIDENCE}].")
+@click.option("--mmu", "mmu_ha", type=click.FloatRange(0), default=DEFAULT_MMU_HA, show_default=True,
+              help="Minimum mapping unit of change in hectares: smaller change patches keep the earlier "
+                   "class (0: keep every pixel).")
+@click.option("--crs", help="Output CRS, e.g. EPSG:32633 [default: BEFORE's grid].")
+@click.option("--resolution", type=click.FloatRange(0, min_open=True), help="Pixel size in metres [default: BEFORE's].")
+@click.option("--bounds", type=(float, float, float, float), metavar="W S E N", help="Output box in the output CRS.")
+@click.option("--clip", type=click.Path(exists=True, path_type=Path),
+              help="Polygons (any OGR format, any CRS): their box, no data outside them.")
+@overwrite_option
+@json_option
+def change(before: Path, after: Path, out: Path, report_dir: Path | None, min_confidence: float | None,
+           mmu_ha: float, crs: str | None, resolution: float | None,
+           bounds: tuple[float, float, float, float] | None, clip: Path | None, overwrite: bool,
+           as_json: bool) -> None:
+    """What changed between two maps of one legend, where, and how many hectares.
+
+    BEFORE and AFTER are class maps or probabilities (predict --probabilities P
+    --probabilities-all) of predict or mosaic, on any grids. Each pixel of the change
+    map holds its from -> to transition, or its stable class; no data where either date
+    has none (clouds). With probabilities a pixel counts as changed only where both
+    dates are confident (else: uncertain), which removes most false change. Writes the
+    transition matrix, gains, losses, net change and swap per class; for areas with
+    confidence intervals use 'sample' and 'evaluate'. See docs/commands/change.md.
+
+    \b
+    s2pipe change probs_2018.tif probs_2024.tif -o change.tif
+    """
+    from s2pipe.change.compare import change_map
+    from s2pipe.change.options import ChangeOptions
+
+    options = build(ChangeOptions, crs=crs, resolution=resolution, bounds=bounds, clip=clip,
+                    min_confidence=min_confidence, mmu_ha=mmu_ha, report=report_dir, overwrite=overwrite)
+    on_total, tick = progress_later("change", "block")
+    result = change_map(before, after, out, options, progress=tick, on_total=on_total)
+    rule = f"confidence >= {result.min_confidence:g}" if result.min_confidence else "naive"
+    human = "\n".join([f"{result.path}: {result.width}x{result.height} px in {result.crs} ({rule}, "
+                        f"MMU {result.mmu_ha:g} ha = {result.mmu_pixels} px)", result.summary.headline(),
+                        f"report: {result.report_dir}; {result.seconds:.1f} s, peak {result.peak_rss_mb:.0f} MB"])
+    report(result, as_json, human)
+
+
+@cli.command()
+@click.argument("map_path", metavar="MAP", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-n", "--points", "n", required=True, type=click.IntRange(1), help="Number of points to draw.")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              metavar="PATH", help="GeoPackage (.gpkg) of the points, with empty reference fields to fill in.")
+@click.option("--allocation", type=click.Choice(ALLOCATIONS), default="minimum", show_default=True,
+              help="Points per stratum: minimum (at least --min-per-stratum each, the rest by area), "
+                   "proportional (by area) or equal.")
+@click.option("--min-per-stratum", type=click.IntRange(2),
+              help="With --allocation minimum: points in every stratum [default: min(50, N / strata)].")
+@seed_option
+@overwrite_option
+@json_option
+def sample(map_path: Path, n: int, out: Path, allocation: Allocation, min_per_stratum: int | None, seed: int,
+           overwrite: bool, as_json: bool) -> None:
+    """A stratified random sample of a map or change map, for an analyst to label.
+
+    Strata are the map's classes, or a change map's transitions and stable classes;
+    each point records its stratum, inclusion probability and weight (Olofsson et al.
+    2014). Fill in ref_class (or ref_before and ref_after) and give the file to
+    'evaluate'. See docs/commands/change.md.
+
+    \b
+    s2pipe sample change.tif -n 600 -o points.gpkg
+    """
+    from s2pipe.evaluation.sample import draw_sample
+
+    result = draw_sample(map_path, n, out, allocation=allocation, min_per_stratum=min_per_stratum,
+                         seed=seed, overwrite=overwrite)
+    lines = [f"{s.points:6d} points  {s.area_ha:12.1f} ha  {s.name}" for s in result.strata]
+    report(result, as_json, "\n".join([*lines, f"{result.points} points in {len(result.strata)} strata "
+                                       f"({result.allocation}): {result.path}; fill in "
+                                       f"{', '.join(result.reference_fields)}"]))
+
+
 def _parse_baseline(ctx: click.Context, param: click.Parameter, value: str) -> str:
     import re
 
@@ -850,11 +951,14 @@ from s2pipe.synth.defaults import FORMATS as SYNTH_FORMATS  # noqa: E402  (plain
 @click.option("--stac-naming", type=click.Choice(STAC_NAMINGS), default="earth-search", show_default=True,
               help="With --format stac: asset keys and properties of Earth Search (blue, nir08, scl...) "
                    "or of the Planetary Computer (B02, B8A, SCL...).")
+@click.option("--changes", type=click.IntRange(0), default=0, show_default=True,
+              help="Turn the ground by change set N (urban growth, construction sites, felled forest, a new "
+                   "water body) and write change_truth.tif and changes.gpkg; 0: the world as it is.")
 @overwrite_option
 @json_option
 def synth(out_dir: Path, size: int, seed: int, baseline: str, day: datetime.datetime, origin: tuple[float, float],
           epsg: int, world: tuple[float, float, float, float] | None, world_epsg: int | None, label_epsg: int,
-          product_format: str, stac_naming: str, overwrite: bool, as_json: bool) -> None:
+          product_format: str, stac_naming: str, changes: int, overwrite: bool, as_json: bool) -> None:
     """A synthetic Sentinel-2 L2A product with land-cover labels, for demos and tests.
 
     Writes into OUT_DIR a .SAFE folder laid out like a real one (JPEG2000 bands at
@@ -869,15 +973,17 @@ def synth(out_dir: Path, size: int, seed: int, baseline: str, day: datetime.date
     s2pipe synth demo/ --size 2560 --seed 0 --baseline 05.09
     s2pipe synth region/a-0617 --size 384 --date 2018-06-17 --world 699000 5694000 707000 5701000
     s2pipe synth cloud/ --format stac --stac-naming planetary-computer --baseline 05.09
+    s2pipe synth y2024/ --size 1024 --date 2024-06-20 --changes 1   # the same ground, turned
     """
     from s2pipe.synth.product import synth_product
 
     result = synth_product(out_dir, size=size, seed=seed, baseline=baseline, date=day.date(), origin=origin,
                            epsg=epsg, world=world, world_epsg=world_epsg, label_epsg=label_epsg,
                            format=product_format, stac_naming=stac_naming,  # type: ignore[arg-type]
-                           overwrite=overwrite, progress=progress(None, "synth", unit="file"))
+                           changes=changes, overwrite=overwrite, progress=progress(None, "synth", unit="file"))
+    changed = f"\n{result.change_truth_path}\n{result.changes_path}" if result.change_truth_path else ""
     report(result, as_json, f"{result.safe_path}\n{result.labels_path} ({result.polygons} polygons)\n"
-                            f"{result.truth_path}")
+                            f"{result.truth_path}{changed}")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ class LabelReport:
     overlap_rule: str = OVERLAP_RULE
 
 
-def _key(value: Any) -> str:
+def class_key(value: Any) -> str:
     """A class value as a lookup key: 112.0 -> '112', ' Forest ' -> 'forest'."""
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
@@ -110,11 +110,11 @@ def load_class_map(source: str | os.PathLike | Mapping[Any, Any]) -> dict[str, i
         if target not in valid:
             raise LabelError(f"{where}: {k!r} maps to {v!r}, not a class value "
                              f"{min(valid)}..{max(valid)} (0 drops it); fix the class map")
-        out[_key(k)] = target
+        out[class_key(k)] = target
     return out
 
 
-def _default_map(legend: Sequence[LandCoverClass]) -> dict[str, int]:
+def default_class_map(legend: Sequence[LandCoverClass]) -> dict[str, int]:
     m = {str(c.value): c.value for c in legend}
     m.update({c.name.lower(): c.value for c in legend})
     return m
@@ -178,8 +178,8 @@ def read_labels(path: str | os.PathLike, *, layer: str | None = None,
                          class_map=None if class_map is None or isinstance(class_map, Mapping)
                          else str(class_map))
 
-    mapping = load_class_map(class_map) if class_map is not None else _default_map(legend)
-    keys = gdf[class_field].map(lambda v: None if v is None or v != v else _key(v))
+    mapping = load_class_map(class_map) if class_map is not None else default_class_map(legend)
+    keys = gdf[class_field].map(lambda v: None if v is None or v != v else class_key(v))
     labels = keys.map(lambda k: mapping.get(k) if k is not None else None)
     unmapped = labels.isna()
     if unmapped.any():

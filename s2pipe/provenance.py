@@ -1,4 +1,5 @@
-"""The radiometry record: how a raster's DNs relate to reflectance, and how that was decided.
+"""Typed records that travel with s2pipe's data: the radiometry record (how a raster's DNs
+relate to reflectance, and how that was decided) and a map's :class:`Provenance`.
 
 Every scene s2pipe reads carries one (:attr:`s2pipe.sentinel2.scene.Scene.radiometry`),
 and it travels on into everything made from the scene: the stack's and the image tiles'
@@ -12,9 +13,14 @@ older one's) are kept in ``extra`` and written back unchanged.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from s2pipe.errors import RasterError
+from s2pipe.legend import LandCoverClass, legend_from_list, legend_to_list
 
 
 @dataclass
@@ -80,3 +86,85 @@ class Radiometry:
 
     def replace(self, **changes: Any) -> Radiometry:
         return dataclasses.replace(self, **changes)
+
+
+#: The prefix of s2pipe's dataset tags.
+PREFIX = "S2PIPE_"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a map came from, written as ``S2PIPE_<FIELD>`` tags in field order (absent
+    fields left out); tags this version does not know are kept in ``extra``."""
+
+    product: str | None = None          # the product's name
+    scene: str | None = None            # the path it was read from
+    model: str | None = None
+    model_version: str | None = None    # the s2pipe version that trained the model
+    version: str | None = None          # the s2pipe version that wrote the map
+    overlap: int | None = None
+    tile_size: int | None = None
+    tta: str | None = None
+    precision: str | None = None
+    runtime: str | None = None
+    mask_clouds: bool | None = None
+    radiometry: Radiometry | None = None
+    legend: tuple[LandCoverClass, ...] | None = None
+    rule: str | None = None             # mosaic: how scenes were joined
+    feather: int | None = None
+    scenes: tuple[dict[str, Any], ...] | None = None
+    before: str | None = None           # change: the two maps compared
+    after: str | None = None
+    min_confidence: float | None = None  # change: both dates at least this sure, else uncertain
+    mmu_ha: float | None = None         # change: smaller change patches dropped
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def tags(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "extra" or v is None:
+                continue
+            if isinstance(v, Radiometry):
+                text = json.dumps(v.to_dict())
+            elif f.name == "legend":
+                text = json.dumps(legend_to_list(v))
+            elif f.name == "scenes":
+                text = json.dumps(list(v))
+            else:
+                text = str(v)
+            out[PREFIX + f.name.upper()] = text
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str], where: Path | str = "") -> Provenance:
+        """The record of a raster's dataset tags (:class:`RasterError` on a damaged one)."""
+        kw: dict[str, Any] = {}
+        extra: dict[str, str] = {}
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        for key, text in tags.items():
+            name = key[len(PREFIX):].lower() if key.startswith(PREFIX) else ""
+            if name not in types or name == "extra":
+                if key.startswith(PREFIX):
+                    extra[key] = text
+                continue
+            try:
+                if name == "radiometry":
+                    kw[name] = Radiometry.from_dict(json.loads(text))
+                elif name == "legend":
+                    kw[name] = legend_from_list(json.loads(text))
+                elif name == "scenes":
+                    kw[name] = tuple(json.loads(text))
+                elif name in ("overlap", "tile_size", "feather"):
+                    kw[name] = int(text)
+                elif name in ("min_confidence", "mmu_ha"):
+                    kw[name] = float(text)
+                elif name == "mask_clouds":
+                    kw[name] = text == "True"
+                else:
+                    kw[name] = text
+            except (ValueError, KeyError, TypeError):
+                raise RasterError(f"{where}: its {key} tag is damaged; write the map again with "
+                                  "s2pipe") from None
+        return cls(**kw, extra=extra)

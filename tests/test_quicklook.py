@@ -117,5 +117,6 @@ def test_cli_unusable_stack_is_error_without_output(tmp_path, bands):
     assert res.exit_code == 1
     assert res.output.strip().splitlines()[-1] == (
         f"Error: {src} has {bands} band(s) of uint16; "
-        "give a class map (s2pipe predict or mosaic) or a 12-band stack (s2pipe prepare --stack)")
+        "give a class map (s2pipe predict or mosaic) or a change map (s2pipe change) or a 12-band stack "
+        "(s2pipe prepare --stack)")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]

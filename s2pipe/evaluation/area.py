@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 
 from s2pipe.evaluation.metrics import nan_none
+from s2pipe.evaluation.stratified import Design
 from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass
-
-Z95 = 1.959964  # two-sided 95% normal quantile
 
 
 @dataclass
@@ -49,44 +48,33 @@ def area_adjusted_accuracy(cm: np.ndarray, map_pixels: Sequence[int], *,
     strata with fewer than two reference pixels contribute no variance (their figures are
     NaN where undefined).
     """
-    n = np.asarray(cm, dtype=np.float64).T  # rows: map class (stratum), cols: reference class
-    k = n.shape[0]
-    counts = np.asarray(map_pixels, dtype=np.float64)
+    cm = np.asarray(cm, dtype=np.int64)
+    k = cm.shape[0]
+    counts = np.asarray(map_pixels, dtype=np.int64)
     if counts.shape != (k,):
         raise ValueError(f"map_pixels must have {k} entries, got {counts.shape}")
-    total = counts.sum()
-    w = counts / total if total else np.zeros(k)
-    ni = n.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.where(ni[:, None] > 0, n / ni[:, None], 0.0)  # row proportions n_ij / n_i.
-        var_q = np.where(ni[:, None] > 1, q * (1 - q) / (ni[:, None] - 1), 0.0)
-        p = w[:, None] * q  # estimated area proportions p_ij
-        p_ref = p.sum(axis=0)  # estimated proportion of each reference class
-        users = np.where(ni > 0, np.diag(q), np.nan)
-        producers = np.diag(p) / p_ref
-        oa = float(np.trace(p))
-        var_oa = float(np.sum(w ** 2 * np.diag(var_q)))
-        n_ref = total * p_ref  # estimated pixels of each reference class
-        var_prod = np.empty(k)
-        for j in range(k):
-            others = sum(counts[i] ** 2 * var_q[i, j] for i in range(k) if i != j)
-            var_prod[j] = (counts[j] ** 2 * (1 - producers[j]) ** 2 * var_q[j, j]
-                           + producers[j] ** 2 * others) / n_ref[j] ** 2
-        se_p_ref = np.sqrt(np.sum(w[:, None] ** 2 * var_q, axis=0))
+    ref, mapped = np.nonzero(cm)  # one row per (reference, map) cell, weighted by its pixels
+    design = Design(mapped, {i: int(counts[i]) for i in range(k)}, fpc=False, freq=cm[ref, mapped])
+    total = int(counts.sum())
+    ni = cm.sum(axis=0)
+    oa = design.proportion(ref == mapped)
+    users = [design.ratio((mapped == j) & (ref == j), mapped == j) for j in range(k)]
+    producers = [design.ratio((mapped == j) & (ref == j), ref == j) for j in range(k)]
+    areas = [design.proportion(ref == j) for j in range(k)]
     names = {c.value: c.name for c in legend}
     per_class = []
     for j in range(k):
         item: dict[str, Any] = {
             "value": j + 1, "name": names.get(j + 1, f"class {j + 1}"), "map_pixels": int(counts[j]),
-            "user_accuracy": float(users[j]),
-            "user_ci95": float(Z95 * math.sqrt(var_q[j, j])) if ni[j] > 1 else math.nan,
-            "producer_accuracy": float(producers[j]), "producer_ci95": float(Z95 * math.sqrt(var_prod[j])),
-            "area_proportion": float(p_ref[j]), "area_pixels": float(n_ref[j]),
-            "area_pixels_ci95": float(Z95 * total * se_p_ref[j])}
+            "user_accuracy": users[j].value if ni[j] > 0 else math.nan,
+            "user_ci95": users[j].ci95 if ni[j] > 1 else math.nan,
+            "producer_accuracy": producers[j].value, "producer_ci95": producers[j].ci95,
+            "area_proportion": areas[j].value, "area_pixels": areas[j].value * total,
+            "area_pixels_ci95": areas[j].ci95 * total}
         if pixel_area_ha is not None:
             item["map_area_ha"] = item["map_pixels"] * pixel_area_ha
             item["area_ha"] = item["area_pixels"] * pixel_area_ha
             item["area_ha_ci95"] = item["area_pixels_ci95"] * pixel_area_ha
         per_class.append(item)
-    return AreaAdjusted(overall_accuracy=oa, overall_accuracy_ci95=Z95 * math.sqrt(var_oa),
+    return AreaAdjusted(overall_accuracy=oa.value, overall_accuracy_ci95=oa.ci95,
                         per_class=per_class)

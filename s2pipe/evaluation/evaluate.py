@@ -19,11 +19,14 @@ import numpy as np
 
 from s2pipe.errors import InputNotFoundError, LabelError, OptionError, RasterError
 from s2pipe.evaluation.area import area_adjusted_accuracy
+from s2pipe.evaluation.change import ChangeAccuracy, evaluate_change
 from s2pipe.evaluation.metrics import confusion_matrix, scores
 from s2pipe.evaluation.reference import RASTER_SUFFIXES, read_map, read_reference_raster, split_mask
 from s2pipe.evaluation.report import markdown, plot_confusion, write_csv
 from s2pipe.legend import NODATA_LABEL
 from s2pipe.outputs import atomic_output, check_writable
+from s2pipe.raster.grid import pixel_area_ha
+from s2pipe.raster.maps import open_map
 from s2pipe.raster.profiles import with_gdal_env
 
 STRIP_ROWS = 1024  # confusion matrices are counted in strips: int64, 8 bytes per pixel
@@ -53,16 +56,31 @@ def evaluate_map(prediction: str | os.PathLike, reference: str | os.PathLike,
                  report_dir: str | os.PathLike, *, layer: str | None = None,
                  class_field: str | None = None, class_map: str | os.PathLike | None = None,
                  all_touched: bool = False, split_from: str | os.PathLike | None = None,
-                 area_adjusted: bool = False, overwrite: bool = False) -> Evaluation:
+                 area_adjusted: bool = False, before_field: str | None = None, after_field: str | None = None,
+                 overwrite: bool = False) -> Evaluation | ChangeAccuracy:
     """Compare a class map with reference labels and write the report folder.
 
     ``reference`` is a label raster (suffix in :data:`RASTER_SUFFIXES`; resampled
     nearest onto the map's grid if needed) or vectors read and rasterised exactly as
     ``prepare`` does. ``split_from`` (a ``prepare`` output) keeps only its test tiles.
     ``area_adjusted`` adds Olofsson et al. (2014) estimates over the whole map's class
-    counts. Writes metrics.json, metrics.md, metrics.csv and confusion.png.
+    counts. Writes metrics.json, metrics.md, metrics.csv and confusion.png. A change map
+    (``s2pipe change``) is evaluated by :func:`s2pipe.evaluation.change.evaluate_change`
+    against reference classes of both dates (``before_field``, ``after_field``).
     """
     prediction, reference, report_dir = Path(prediction), Path(reference), Path(report_dir)
+    if open_map(prediction, ("classes", "change")).kind == "change":
+        given = [f for f, v in (("--class-field", class_field), ("--class-map", class_map),
+                                ("--split-from", split_from), ("--area-adjusted", area_adjusted),
+                                ("--all-touched", all_touched)) if v]
+        if given:
+            raise OptionError(f"{prediction} is a change map: {', '.join(given)} apply to class maps; "
+                              "give --before-field/--after-field (a change map's areas are always area-adjusted)")
+        return evaluate_change(prediction, reference, report_dir, layer=layer, before_field=before_field,
+                               after_field=after_field, overwrite=overwrite)
+    if before_field is not None or after_field is not None:
+        raise OptionError(f"{prediction} is a class map: --before-field/--after-field apply to change maps "
+                          "(s2pipe change); give --class-field")
     check_writable(report_dir, overwrite=overwrite)
     if not reference.exists():
         raise InputNotFoundError(f"{reference} does not exist; give a label raster or vector file")
@@ -119,11 +137,3 @@ def evaluate_map(prediction: str | os.PathLike, reference: str | os.PathLike,
         plot_confusion(cm, legend, tmp / names["confusion_png"])
     result.files = {k: report_dir / v for k, v in names.items()}
     return result
-
-
-def pixel_area_ha(grid: Any) -> float | None:
-    """Area of one pixel in hectares, or None when the CRS is not in metres."""
-    crs = grid.crs
-    if crs is None or not crs.is_projected or (crs.linear_units or "").lower() not in ("metre", "meter", "m"):
-        return None
-    return abs(grid.transform.a * grid.transform.e - grid.transform.b * grid.transform.d) / 10_000

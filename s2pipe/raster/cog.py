@@ -96,11 +96,15 @@ class MapWriter:
         self._ds = self._create(self._stage, 0, self.width)
         self._rows = _RowWriter(self._ds, STAGE_BLOCK)
         self._parts: dict[int, tuple[Path, _RowWriter]] = {}  # column -> its own file
+        self._descriptions = tuple(band_descriptions or ())
         if self.legend:
             apply_legend(self._ds, self.legend)
         if tags:
             self._ds.update_tags(**tags)
-        for i, text in enumerate(band_descriptions or (), start=1):
+        self._describe()
+
+    def _describe(self) -> None:
+        for i, text in enumerate(self._descriptions, start=1):
             self._ds.set_band_description(i, text)
 
     def _create(self, path: Path, col0: int, width: int) -> Any:
@@ -167,10 +171,15 @@ class MapWriter:
             path.unlink(missing_ok=True)
         self._parts = {}
 
-    def finish(self) -> Path:
-        """Write the COG at ``path`` (and its ``.aux.xml`` for class maps)."""
+    def finish(self, legend: Sequence[LandCoverClass] | None = None) -> Path:
+        """Write the COG at ``path`` (and its ``.aux.xml`` for class maps); ``legend``
+        replaces the one given at the start (a map whose classes are known at its end)."""
         if self.rows_written != self.height:
             raise ValueError(f"only {self.rows_written} of {self.height} rows were written")
+        if legend is not None:
+            self.legend = tuple(legend)
+            apply_legend(self._ds, self.legend)
+            self._describe()
         if self._parts:
             self._join_parts()
         with profiles.gdal_write_errors(self._stage):

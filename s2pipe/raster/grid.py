@@ -32,3 +32,11 @@ class Grid:
     def of(cls, ds: Any) -> Grid:
         """The grid of an open rasterio dataset."""
         return cls(ds.crs, ds.transform, ds.width, ds.height)
+
+
+def pixel_area_ha(grid: Any) -> float | None:
+    """Area of one pixel in hectares, or None when the CRS is not in metres."""
+    crs = grid.crs
+    if crs is None or not crs.is_projected or (crs.linear_units or "").lower() not in ("metre", "meter", "m"):
+        return None
+    return abs(grid.transform.a * grid.transform.e - grid.transform.b * grid.transform.d) / 10_000

@@ -13,7 +13,10 @@ s2pipe version are read the same way:
 * ``sources``: two uint8 bands, the scene that weighed most (index in ``S2PIPE_SCENES``)
   and how many scenes were valid (``mosaic --sources``);
 * ``stack``: the 12 harmonised uint16 bands, described by band name (``prepare --stack``),
-  the product and radiometry in tags.
+  the product and radiometry in tags;
+* ``change``: one uint8 band of from -> to codes (:mod:`s2pipe.raster.transitions`) of
+  two maps (``s2pipe change``), recognised by its ``S2PIPE_BEFORE`` tag; the class legend
+  in ``S2PIPE_LEGEND``, the transitions that occur as a class map's legend.
 
 Their provenance (:class:`Provenance`) is a typed record written as ``S2PIPE_*``
 dataset tags; :func:`open_map` reads any of them as a :class:`MapRaster` under one rule
@@ -23,26 +26,26 @@ a COG that appears complete or not at all.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from s2pipe.errors import InputNotFoundError, RasterError
-from s2pipe.legend import LandCoverClass, legend_from_list, legend_to_list
+from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass
 from s2pipe.outputs import atomic_output
-from s2pipe.provenance import Radiometry
+from s2pipe.provenance import Provenance, Radiometry
 from s2pipe.raster.grid import Grid
 from s2pipe.raster.style import DESCRIPTION, apply_legend, has_legend, read_legend, sidecar_paths, write_sidecars
+from s2pipe.raster.transitions import Transitions
 
-MapKind = Literal["classes", "probabilities", "confidence", "sources", "stack"]
-MAP_KINDS: tuple[MapKind, ...] = ("classes", "probabilities", "confidence", "sources", "stack")
+MapKind = Literal["classes", "probabilities", "confidence", "sources", "stack", "change"]
+MAP_KINDS: tuple[MapKind, ...] = ("classes", "probabilities", "confidence", "sources", "stack", "change")
 
 #: What each kind is, in the messages of :func:`open_map`.
 KIND_NAMES: dict[str, str] = {
@@ -51,91 +54,21 @@ KIND_NAMES: dict[str, str] = {
     "confidence": "a confidence raster (s2pipe predict --probabilities)",
     "sources": "a sources raster (s2pipe mosaic --sources)",
     "stack": "a 12-band stack (s2pipe prepare --stack)",
+    "change": "a change map (s2pipe change)",
 }
 
-PREFIX = "S2PIPE_"
 LEGEND_TAG = "S2PIPE_LEGEND"
 RADIOMETRY_TAG = "S2PIPE_RADIOMETRY"
 PRODUCT_TAG = "S2PIPE_PRODUCT"
 SCENES_TAG = "S2PIPE_SCENES"
+BEFORE_TAG = "S2PIPE_BEFORE"
+CHANGE_DESCRIPTION = "land-cover change, from -> to (0 = no data)"
 CONFIDENCE_DESCRIPTION = "P(map class)"
 SOURCES_DESCRIPTIONS = (f"scene weighing most (index in {SCENES_TAG}, 0 = none)", "scenes with a valid pixel")
 
 
 def probability_description(c: LandCoverClass) -> str:
     return f"P({c.name})"
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where a map came from, written as ``S2PIPE_<FIELD>`` tags in field order (absent
-    fields left out); tags this version does not know are kept in ``extra``."""
-
-    product: str | None = None          # the product's name
-    scene: str | None = None            # the path it was read from
-    model: str | None = None
-    model_version: str | None = None    # the s2pipe version that trained the model
-    version: str | None = None          # the s2pipe version that wrote the map
-    overlap: int | None = None
-    tile_size: int | None = None
-    tta: str | None = None
-    precision: str | None = None
-    runtime: str | None = None
-    mask_clouds: bool | None = None
-    radiometry: Radiometry | None = None
-    legend: tuple[LandCoverClass, ...] | None = None
-    rule: str | None = None             # mosaic: how scenes were joined
-    feather: int | None = None
-    scenes: tuple[dict[str, Any], ...] | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    def tags(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.name == "extra" or v is None:
-                continue
-            if isinstance(v, Radiometry):
-                text = json.dumps(v.to_dict())
-            elif f.name == "legend":
-                text = json.dumps(legend_to_list(v))
-            elif f.name == "scenes":
-                text = json.dumps(list(v))
-            else:
-                text = str(v)
-            out[PREFIX + f.name.upper()] = text
-        out.update(self.extra)
-        return out
-
-    @classmethod
-    def from_tags(cls, tags: dict[str, str], where: Path | str = "") -> Provenance:
-        """The record of a raster's dataset tags (:class:`RasterError` on a damaged one)."""
-        kw: dict[str, Any] = {}
-        extra: dict[str, str] = {}
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
-        for key, text in tags.items():
-            name = key[len(PREFIX):].lower() if key.startswith(PREFIX) else ""
-            if name not in types or name == "extra":
-                if key.startswith(PREFIX):
-                    extra[key] = text
-                continue
-            try:
-                if name == "radiometry":
-                    kw[name] = Radiometry.from_dict(json.loads(text))
-                elif name == "legend":
-                    kw[name] = legend_from_list(json.loads(text))
-                elif name == "scenes":
-                    kw[name] = tuple(json.loads(text))
-                elif name in ("overlap", "tile_size", "feather"):
-                    kw[name] = int(text)
-                elif name == "mask_clouds":
-                    kw[name] = text == "True"
-                else:
-                    kw[name] = text
-            except (ValueError, KeyError, TypeError):
-                raise RasterError(f"{where}: its {key} tag is damaged; write the map again with "
-                                  "s2pipe") from None
-        return cls(**kw, extra=extra)
 
 
 @dataclass(frozen=True)
@@ -160,6 +93,13 @@ class MapRaster:
     def legend_or(self, default: Sequence[LandCoverClass]) -> tuple[LandCoverClass, ...]:
         return self.legend if self.legend is not None else tuple(default)
 
+    @property
+    def transitions(self) -> Transitions:
+        """The codes of a change map (:class:`RasterError` for other kinds)."""
+        if self.kind != "change" or self.provenance.legend is None:
+            raise RasterError(f"{self.path} is {KIND_NAMES[self.kind]}, not {KIND_NAMES['change']}")
+        return Transitions(self.provenance.legend)
+
     def require_projected(self) -> None:
         """:class:`RasterError` unless the map's CRS is projected (areas need metres)."""
         if not self.grid.crs.is_projected:
@@ -172,6 +112,8 @@ def _kind(ds: Any) -> MapKind | None:
     desc = tuple(ds.descriptions)
     integer = np.issubdtype(dtype, np.integer)
     if count == 1 and integer:
+        if BEFORE_TAG in ds.tags():
+            return "change"
         return "confidence" if desc[0] == CONFIDENCE_DESCRIPTION else "classes"
     if count == 2 and dtype == np.uint8 and desc == SOURCES_DESCRIPTIONS:
         return "sources"
@@ -185,8 +127,8 @@ def _kind(ds: Any) -> MapKind | None:
 def _legend(ds: Any, path: Path, provenance: Provenance, kind: MapKind) -> tuple[LandCoverClass, ...] | None:
     if provenance.legend is not None and kind in ("classes", "probabilities", "confidence"):
         return provenance.legend
-    if kind == "classes" and has_legend(ds):
-        return read_legend(ds)
+    if kind in ("classes", "change") and has_legend(ds):
+        return read_legend(ds, () if kind == "change" else DEFAULT_LEGEND)
     return None
 
 
@@ -217,6 +159,9 @@ def open_map(path: str | os.PathLike, kinds: Sequence[MapKind] = ("classes",), *
             raise RasterError(f"{path} has no CRS; give a georeferenced map")
         provenance = Provenance.from_tags(ds.tags(), path)
         legend = _legend(ds, path, provenance, kind)
+        if kind == "change" and provenance.legend is None:
+            raise RasterError(f"{path} is a change map without its class legend ({LEGEND_TAG}); "
+                              "write it again with s2pipe change")
         if need_legend and legend is None:
             raise RasterError(f"{path} carries no legend; give maps written by s2pipe predict")
         if kind == "probabilities" and legend is not None and ds.count != len(legend):
@@ -267,12 +212,17 @@ def probability_layout(legend: Sequence[LandCoverClass], *, every_class: bool) -
     return Layout("confidence", 1, 0, "average", descriptions=(CONFIDENCE_DESCRIPTION,))
 
 
+def change_layout() -> Layout:
+    """A change map: its legend (the transitions that occur) is given to ``finish()``."""
+    return Layout("change", descriptions=(CHANGE_DESCRIPTION,))
+
+
 SOURCES_LAYOUT = Layout("sources", 2, None, "nearest", descriptions=SOURCES_DESCRIPTIONS)
 
 
 def map_files(path: str | os.PathLike, kind: MapKind) -> list[Path]:
     """The files one map is: itself, and for class maps its ``.aux.xml`` and ``.qml``."""
-    return [Path(path), *(sidecar_paths(path) if kind == "classes" else [])]
+    return [Path(path), *(sidecar_paths(path) if kind in ("classes", "change") else [])]
 
 
 @contextmanager
@@ -306,7 +256,7 @@ def write_map(path: str | os.PathLike, grid: Any, layout: Layout, provenance: Pr
     from s2pipe.raster.cog import MapWriter
 
     with ExitStack() as stack:  # exits in reverse: the writer closes, then the outputs are renamed
-        if layout.kind == "classes":
+        if layout.kind in ("classes", "change"):
             tmp = stack.enter_context(atomic_class_map(path, overwrite=overwrite))
         else:
             tmp = stack.enter_context(atomic_output(path, overwrite=overwrite))
@@ -336,6 +286,7 @@ def read_stack_tags(tags: dict[str, str]) -> tuple[Radiometry | None, dict[str, 
 
 
 __all__ = ["DESCRIPTION", "KIND_NAMES", "LEGEND_TAG", "MAP_KINDS", "Layout", "MapKind", "MapRaster",
-           "Provenance", "SOURCES_LAYOUT", "apply_legend", "atomic_class_map", "class_layout", "map_files",
+           "Provenance", "SOURCES_LAYOUT", "apply_legend", "atomic_class_map", "change_layout",
+           "class_layout", "map_files",
            "open_map", "probability_layout", "read_band", "read_stack_tags", "sidecar_paths", "stack_tags",
            "tile_tags", "write_map", "write_sidecars"]

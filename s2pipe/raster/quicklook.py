@@ -104,10 +104,10 @@ def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
     image = Path(image)
     if max_size < 16:
         raise OptionError(f"max_size {max_size} is too small; use at least 16 pixels")
-    accepted: dict[str, tuple[MapKind, ...]] = {"auto": ("classes", "stack"), "classes": ("classes",),
-                                                "rgb": ("stack",)}
+    accepted: dict[str, tuple[MapKind, ...]] = {"auto": ("classes", "change", "stack"),
+                                                "classes": ("classes", "change"), "rgb": ("stack",)}
     m = open_map(image, accepted[kind])
-    kind = "classes" if m.kind == "classes" else "rgb"
+    kind = "classes" if m.kind in ("classes", "change") else "rgb"
     decimation = max(1, math.ceil(max(m.grid.width, m.grid.height) / max_size))
     h, w = max(1, m.grid.height // decimation), max(1, m.grid.width // decimation)
     if kind == "classes":

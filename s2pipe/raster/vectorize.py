@@ -1,5 +1,8 @@
 """Class maps as polygons for GIS work: sieve to a minimum mapping unit, polygonise, write.
 
+A change map (``s2pipe change``) gives the polygons of its transitions only (stable
+classes and uncertain pixels left out), with fields ``from`` and ``to``.
+
 A patch is a 4-connected set of pixels of one class (diagonal neighbours are separate
 patches: an OGC polygon cannot touch itself at a point). Patches smaller than the
 minimum mapping unit are merged into the neighbour patch they share an edge with that
@@ -38,6 +41,7 @@ from s2pipe.raster.choices import DEFAULT_MIN_AREA_HA, VECTOR_FORMATS
 from s2pipe.raster.maps import open_map, read_band
 from s2pipe.raster.polygons import georeference, sieve
 from s2pipe.raster.profiles import with_gdal_env
+from s2pipe.raster.transitions import Transitions
 from s2pipe.resources import peak_rss_mb
 
 log = logging.getLogger(__name__)
@@ -93,15 +97,21 @@ class ClassMap:
     names: dict[int, str]   # class value -> name
     named: bool             # whether the names (or at least colours) came from the map
     nodata: set[int]        # values that mean no data
+    transitions: Transitions | None = None  # a change map's codes (its stable and uncertain codes: no data)
 
 
 def read_class_map(path: Path) -> ClassMap:
     """A class map in a projected CRS, read as :func:`s2pipe.raster.maps.open_map` reads every
     map (:class:`RasterError` otherwise)."""
-    m = open_map(path, ("classes",))
+    m = open_map(path, ("classes", "change"))
     m.require_projected()
     data = read_band(m)
     nodata = {NODATA_LABEL} | ({int(m.nodata)} if m.nodata is not None else set())
+    transitions = m.transitions if m.kind == "change" else None
+    if transitions is not None:  # polygons of change only
+        nodata |= {c for c in range(1, transitions.uncertain + 1) if not transitions.is_change(c)}
+        names = {c: transitions.name(c) for c in range(1, transitions.uncertain + 1)}
+        return ClassMap(data, m.grid.crs, m.grid.transform, names, True, nodata, transitions)
     if data.dtype.name not in ("uint8", "uint16", "int16", "int32"):  # the types GDAL's sieve takes
         if data.size and (data.min() < np.iinfo(np.int32).min or data.max() > np.iinfo(np.int32).max):
             raise RasterError(f"{path} holds values beyond 32-bit integers; a class map holds codes")
@@ -166,8 +176,12 @@ def vectorize_map(map_path: str | os.PathLike, out_path: str | os.PathLike, *,
     order = np.argsort(values, kind="stable")
     geoms, values = geoms[order], values[order]
     area_ha = shapely.area(geoms) / 10_000
-    gdf = gpd.GeoDataFrame({"class": values.astype(np.int32), "name": [names.get(v, str(v)) for v in values],
-                            "area_ha": area_ha}, geometry=geoms, crs=cmap.crs)
+    columns: dict[str, Any] = {"class": values.astype(np.int32), "name": [names.get(v, str(v)) for v in values]}
+    if cmap.transitions is not None:  # a change map: the classes of both dates too
+        t = cmap.transitions
+        columns["from"] = [t.classes[t.decode(int(v))[0] - 1].name for v in values]
+        columns["to"] = [t.classes[t.decode(int(v))[1] - 1].name for v in values]
+    gdf = gpd.GeoDataFrame({**columns, "area_ha": area_ha}, geometry=geoms, crs=cmap.crs)
     with atomic_output(out_path, overwrite=overwrite) as tmp:
         layers = _write(tmp, gdf, driver, by_class=by_class, layer=out_path.stem)
     classes = [ClassPolygons(int(v), names.get(int(v), str(v)), int((values == v).sum()),

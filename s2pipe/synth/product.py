@@ -19,7 +19,7 @@ import re
 import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from s2pipe.legend import DEFAULT_LEGEND
 from s2pipe.outputs import atomic_output, check_writable
 from s2pipe.raster import profiles
 from s2pipe.raster.maps import apply_legend, atomic_class_map, sidecar_paths, write_sidecars
+from s2pipe.synth.changes import CHANGE_TRUTH_NAME, CHANGES_NAME, apply_changes, before_classes, write_change_truth
 from s2pipe.synth.defaults import DEFAULT_DATE, FORMATS, ProductFormat
 from s2pipe.synth.grid import DEFAULT_EPSG, DEFAULT_ORIGIN, PIXEL, WorldGrid, mgrs_tile
 from s2pipe.synth.landscape import Landscape, make_layers, place_in_world
@@ -82,6 +83,8 @@ class SynthResult:
     nodata_percent: float = 0.0
     format: str = "safe"
     stac_naming: str | None = None
+    change_truth_path: Path | None = None  # with changes: the truth of what turned since before
+    changes_path: Path | None = None
 
 
 def write_truth(path: Path, land: Landscape, *, origin: tuple[float, float], epsg: int) -> None:
@@ -179,7 +182,7 @@ def synth_product(out_dir: str | Path, *, size: int = 2560, seed: int = 0, basel
                   date: dt.date | str = DEFAULT_DATE, origin: tuple[float, float] = DEFAULT_ORIGIN,
                   epsg: int = DEFAULT_EPSG, world: tuple[float, float, float, float] | None = None,
                   world_epsg: int | None = None, label_epsg: int = 2180, format: ProductFormat = "safe",
-                  stac_naming: str = "earth-search", overwrite: bool = False,
+                  stac_naming: str = "earth-search", changes: int = 0, overwrite: bool = False,
                   progress: Callable[[int], None] | None = None) -> SynthResult:
     """Write a synthetic L2A SAFE, ``landcover.gpkg`` and ``truth.tif`` into ``out_dir``.
 
@@ -193,8 +196,11 @@ def synth_product(out_dir: str | Path, *, size: int = 2560, seed: int = 0, basel
     clouds follow (seed, date). Building the world costs time and memory in proportion to
     its area. ``format`` "stac" writes, instead of the SAFE, a folder of COGs and their STAC
     Item with the asset keys of ``stac_naming`` (:data:`s2pipe.sentinel2.stac.NAMINGS`).
-    Nothing is left behind on failure; existing outputs are refused unless
-    ``overwrite``. ``progress`` is called once per file written.
+    ``changes`` > 0 turns patches of the ground by change set ``changes``
+    (:mod:`s2pipe.synth.changes`: the same in every product of the world that names it) and
+    writes the truth of the change, ``change_truth.tif`` and ``changes.gpkg``. Nothing is
+    left behind on failure; existing outputs are refused unless ``overwrite``.
+    ``progress`` is called once per file written.
     """
     from s2pipe.sentinel2.stac import NAMINGS
 
@@ -224,12 +230,22 @@ def synth_product(out_dir: str | Path, *, size: int = 2560, seed: int = 0, basel
         safe_path = out_dir / item_id(names.product, stac_naming)
     product_path = safe_path
     labels_path, truth_path = out_dir / LABELS_NAME, out_dir / TRUTH_NAME
-    for p in (safe_path, labels_path, truth_path, *sidecar_paths(truth_path)):
+    if changes < 0:
+        raise OptionError(f"--changes {changes}: give 0 (none) or the number of a change set")
+    change_paths: tuple[Path, ...] = (out_dir / CHANGE_TRUTH_NAME, out_dir / CHANGES_NAME) if changes else ()
+    for p in (safe_path, labels_path, truth_path, *sidecar_paths(truth_path), *change_paths,
+              *(sidecar_paths(change_paths[0]) if changes else ())):
         check_writable(p, overwrite=overwrite)
     log.info("building a %d x %d px world for a %d px product (seed %d, %s)", grid.width, grid.height, size,
              seed, day)
     sky = None if day == DEFAULT_DATE else day.toordinal()
     layers = make_layers(grid.height, grid.width, seed, sky)
+    before = None
+    if changes:
+        patches = apply_changes(layers, seed, changes)
+        world_before = replace(layers, classes=before_classes(layers, patches))
+        before = place_in_world(grid, world_before, origin=origin, size=size, epsg=epsg, seed=seed).classes
+        log.info("change set %d: %d patches turned", changes, len(patches))
     land = place_in_world(grid, layers, origin=origin, size=size, epsg=epsg, seed=seed,
                           tag=() if sky is None else (sky,))
     with ExitStack() as stack:
@@ -246,6 +262,11 @@ def synth_product(out_dir: str | Path, *, size: int = 2560, seed: int = 0, basel
             item = write_stac_item(tmp_safe, tmp_out, naming=stac_naming)
             product_path = safe_path / item.name
         write_truth(tmp_truth, land, origin=origin, epsg=epsg)
+        if before is not None:
+            tmp_change = stack.enter_context(atomic_class_map(change_paths[0], overwrite=overwrite))
+            tmp_polys = stack.enter_context(atomic_output(change_paths[1], overwrite=overwrite))
+            write_change_truth(tmp_change, tmp_polys, before, np.ascontiguousarray(land.classes),
+                               origin=origin, epsg=epsg)
         polygons = write_labels(tmp_labels, land, origin=origin, epsg=epsg, label_epsg=label_epsg)
     counts = np.bincount(land.classes.ravel(), minlength=9)
     scl = land.scl()
@@ -257,4 +278,6 @@ def synth_product(out_dir: str | Path, *, size: int = 2560, seed: int = 0, basel
                        class_pixels={c: int(counts[c]) for c in range(1, 9)},
                        cloud_percent=round(float(np.isin(scl, (8, 9)).mean() * 100), 3),
                        nodata_percent=round(float((~land.valid).mean() * 100), 3), format=format,
-                       stac_naming=stac_naming if format == "stac" else None)
+                       stac_naming=stac_naming if format == "stac" else None,
+                       change_truth_path=change_paths[0] if changes else None,
+                       changes_path=change_paths[1] if changes else None)

@@ -251,7 +251,7 @@ def _stripes(h: int, w: int, seed: int) -> Iterator[tuple[int, int, np.ndarray]]
         yield r0, r1, _rng(seed, 100 + k).random((r1 - r0, w), dtype=np.float32)
 
 
-def _blob(rng: np.random.Generator, shape: tuple[int, int], cy: float, cx: float, radius: float,
+def blob(rng: np.random.Generator, shape: tuple[int, int], cy: float, cx: float, radius: float,
           squash: float, rough: float) -> tuple[tuple[slice, slice], np.ndarray]:
     """A window around (cy, cx) and the normalised radius of a ragged ellipse in it."""
     win, wy, wx = window(shape, cy, cx, 2.2 * radius)
@@ -288,7 +288,7 @@ def build_ground(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.
     area = h * w / 1e6
     for _ in range(max(1, round(2 * area))):  # mines and dumps on the city's outskirts
         ang, dist = rng.uniform(0, 2 * np.pi), city.radius * rng.uniform(0.85, 1.25)
-        win, r = _blob(rng, shape, city.cy + dist * np.sin(ang), city.cx + dist * np.cos(ang),
+        win, r = blob(rng, shape, city.cy + dist * np.sin(ang), city.cx + dist * np.cos(ang),
                        rng.uniform(22, 60), rng.uniform(0.6, 1.4), 0.35)
         pit = r < 1.0
         terraces = np.array([M["sand"], M["bare_soil"], M["spoil"]], np.uint8)
@@ -301,7 +301,7 @@ def build_ground(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.
             ly, lx = rng.uniform(0.05, 0.95, 2) * np.array(shape)
             if np.hypot(ly - city.cy, lx - city.cx) > city.radius * 0.9:
                 break
-        win, r = _blob(rng, shape, ly, lx, rng.uniform(12, 40), rng.uniform(1.0, 1.6), 0.25)
+        win, r = blob(rng, shape, ly, lx, rng.uniform(12, 40), rng.uniform(1.0, 1.6), 0.25)
         reeds = (r >= 1.0) & (r < 1.7) & (Noise(rng, max(r.shape), 10).grid(*r.shape) > -0.3)
         set_wetland(classes[win], cover[win], gain[win], reeds, rng.random(r.shape, dtype=np.float32))
         lake = r < 1.0

@@ -1,0 +1,1 @@
+"""Change between two maps: from -> to codes, the transition matrix and its report."""

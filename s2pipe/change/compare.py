@@ -1,0 +1,206 @@
+"""The change engine: two maps (or probability rasters) of one legend -> a change map.
+
+Both maps are read block by block onto one output grid (BEFORE's, or the one the
+options describe, as ``mosaic`` builds it): class maps nearest, probabilities bilinear,
+as :func:`s2pipe.mosaic.blend.map_block` reads a mosaic's inputs. Each pixel gets the
+code of its from -> to pair (:mod:`s2pipe.raster.transitions`); no data where either
+date has none (clouds masked by ``predict --mask-clouds`` included). With probabilities
+of both dates a pixel whose classes differ counts as changed only where both winning
+classes are at least ``min_confidence`` sure, else it is *uncertain*; with class maps
+the comparison is naive. Change patches below the minimum mapping unit (4-connected,
+``mmu_ha``) keep the earlier date's class: each block is computed with a halo as wide
+as the unit, so a patch is judged whole wherever block borders cut it (a patch of fewer
+than ``k`` pixels lies within ``k - 1`` pixels of each of its pixels).
+
+Memory is a few blocks, whatever the area; the map is written as it is computed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2pipe import __version__
+from s2pipe.change.options import DEFAULT_MIN_CONFIDENCE, ChangeOptions
+from s2pipe.change.summary import ChangeSummary, summarise, write_report
+from s2pipe.errors import OptionError, RasterError
+from s2pipe.mosaic.blend import map_block
+from s2pipe.mosaic.grid import Clip, blocks, clip_mask, output_grid, parse_crs, read_clip
+from s2pipe.mosaic.inputs import MapInput, open_input
+from s2pipe.outputs import atomic_output, check_writable
+from s2pipe.provenance import Provenance
+from s2pipe.raster.grid import Grid, pixel_area_ha
+from s2pipe.raster.maps import change_layout, map_files, write_map
+from s2pipe.raster.profiles import with_gdal_env
+from s2pipe.raster.transitions import Transitions, same_classes
+from s2pipe.resources import peak_rss_mb
+
+
+@dataclass
+class ChangeResult:
+    """What :func:`change_map` wrote and found."""
+
+    path: Path
+    files: list[Path]            # the map and its sidecars
+    report_dir: Path
+    report_files: dict[str, Path]
+    before: Path
+    after: Path
+    rule: str                    # "confidence" or "naive"
+    min_confidence: float | None
+    mmu_ha: float
+    mmu_pixels: int
+    crs: str
+    width: int
+    height: int
+    resolution: float
+    summary: ChangeSummary
+    seconds: float
+    peak_rss_mb: float
+
+
+def _grid(b: MapInput, a: MapInput, o: ChangeOptions) -> tuple[Grid, Clip | None]:
+    if not o.regrid:
+        return Grid(b.crs, b.transform, b.width, b.height), None
+    crs = parse_crs(o.crs, b.crs)
+    clip = read_clip(o.clip, crs) if o.clip is not None else None
+    resolution = o.resolution if o.resolution is not None else abs(b.transform.a)
+    return output_grid([b, a], crs, resolution, o.bounds, clip), clip
+
+
+def _overlap(b: MapInput, a: MapInput, grid: Grid) -> None:
+    boxes = [m.bounds_in(grid.crs) for m in (b, a)]
+    g = grid.bounds
+    x0, y0 = max(boxes[0][0], boxes[1][0], g[0]), max(boxes[0][1], boxes[1][1], g[1])
+    x1, y1 = min(boxes[0][2], boxes[1][2], g[2]), min(boxes[0][3], boxes[1][3], g[3])
+    if not (x0 < x1 and y0 < y1):
+        raise RasterError(f"{b.path} and {a.path} do not overlap (on the output grid); "
+                          "compare two maps of the same area")
+
+
+def _classes(m: MapInput, ds: Any, grid: Grid, window: Any, lut: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Legend positions (uint8, 0 = no data) of ``m`` on ``window``, and for probabilities
+    the winning class's probability (float32 0..1)."""
+    h, w = int(window.height), int(window.width)
+    got = map_block(m, ds, grid, window, 0)
+    if got is None:
+        return np.zeros((h, w), np.uint8), (np.zeros((h, w), np.float32) if m.kind == "probabilities" else None)
+    values, weight = got
+    if m.kind == "probabilities":
+        pos = (values.argmax(axis=0) + 1).astype(np.uint8)
+        conf = values.max(axis=0).astype(np.float32) / np.float32(255.0)
+        pos[(weight <= 0) | (conf <= 0)] = 0
+        return pos, conf
+    return lut[values], None
+
+
+def _sieve(codes: np.ndarray, before: np.ndarray, t: Transitions, min_px: int) -> None:
+    """Change patches (4-connected) of fewer than ``min_px`` pixels keep ``before``'s class."""
+    from scipy import ndimage
+
+    changed = t.changed(codes)
+    labels, n = ndimage.label(changed)
+    if n == 0:
+        return
+    sizes = np.bincount(labels.ravel())
+    small = (sizes < min_px)[labels] & changed
+    codes[small] = t.encode(before[small], before[small])
+
+
+@with_gdal_env
+def change_map(before: str | os.PathLike, after: str | os.PathLike, out: str | os.PathLike,
+               options: ChangeOptions = ChangeOptions(), *, progress: Callable[[int], None] | None = None,
+               on_total: Callable[[int], None] | None = None) -> ChangeResult:
+    """Compare two maps (or probability rasters) of ``predict`` or ``mosaic`` and write the
+    change map at ``out`` (a COG with its ``.qml``/``.aux.xml``) and its report folder
+    (see :mod:`s2pipe.change.summary`); see the module docstring for the rule."""
+    import rasterio
+
+    t0 = time.perf_counter()
+    before, after, out = Path(before), Path(after), Path(out)
+    report = options.report if options.report is not None else out.with_name(f"{out.stem}_report")
+    for p in map_files(out, "change"):
+        check_writable(p, overwrite=options.overwrite)
+    check_writable(report, overwrite=options.overwrite)
+    b, a = open_input(before, 1), open_input(after, 2)
+    if not same_classes(b.legend, a.legend):
+        raise RasterError(f"{after} has another legend than {before} "
+                          f"({len(a.legend)} and {len(b.legend)} classes); compare maps of one legend")
+    both = b.kind == a.kind == "probabilities"
+    if options.min_confidence and not both:
+        which = before if b.kind != "probabilities" else after
+        raise OptionError(f"--min-confidence needs probabilities of both dates, and {which} is a class map; "
+                          "give the rasters of predict --probabilities P --probabilities-all, or leave it out")
+    threshold = (DEFAULT_MIN_CONFIDENCE if options.min_confidence is None else options.min_confidence) \
+        if both else 0.0
+    t = Transitions(b.legend)
+    grid, clip = _grid(b, a, options)
+    if not grid.crs.is_projected:
+        raise RasterError(f"{before} has no projected CRS; areas need metres: give --crs (a UTM zone)")
+    _overlap(b, a, grid)
+    px_ha = pixel_area_ha(grid)
+    if px_ha is None:
+        raise RasterError(f"the output grid's CRS ({grid.crs}) is not in metres; give --crs (a UTM zone)")
+    min_px = math.ceil(options.mmu_ha / px_ha - 1e-9) if options.mmu_ha > 0 else 0
+    halo = min_px if min_px > 1 else 0
+    lut = t.lut_positions()
+    provenance = Provenance(version=__version__, legend=t.classes, before=str(before), after=str(after),
+                            rule="confidence" if threshold > 0 else "naive",
+                            min_confidence=threshold if threshold > 0 else None, mmu_ha=options.mmu_ha,
+                            scenes=({"map": str(before), "product": b.product},
+                                    {"map": str(after), "product": a.product}))
+    windows = list(blocks(grid))
+    if on_total is not None:
+        on_total(len(windows))
+    counts = np.zeros(t.uncertain + 1, dtype=np.int64)
+    naive_changed = 0
+    with ExitStack() as stack:
+        db, da = (stack.enter_context(rasterio.open(m.path)) for m in (b, a))
+        writer = stack.enter_context(write_map(out, grid, change_layout(), provenance,
+                                               overwrite=options.overwrite))
+        report_tmp = stack.enter_context(atomic_output(report, overwrite=options.overwrite, directory=True))
+        for win in windows:
+            c0, r0 = max(0, int(win.col_off) - halo), max(0, int(win.row_off) - halo)
+            c1 = min(grid.width, int(win.col_off + win.width) + halo)
+            r1 = min(grid.height, int(win.row_off + win.height) + halo)
+            grown = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
+            pb, cb = _classes(b, db, grid, grown, lut)
+            pa, ca = _classes(a, da, grid, grown, lut)
+            inside = clip_mask(clip, grid, grown)
+            if inside is not None:
+                pb[~inside] = 0
+                pa[~inside] = 0
+            unsure = None if cb is None or ca is None or threshold <= 0 else (cb < threshold) | (ca < threshold)
+            codes = t.encode(pb, pa, unsure)
+            if min_px > 1:
+                _sieve(codes, pb, t, min_px)
+            core = (slice(int(win.row_off) - r0, int(win.row_off) - r0 + int(win.height)),
+                    slice(int(win.col_off) - c0, int(win.col_off) - c0 + int(win.width)))
+            codes = np.ascontiguousarray(codes[core])
+            naive_changed += int(np.count_nonzero((pb[core] != pa[core]) & (pb[core] > 0) & (pa[core] > 0)))
+            counts += np.bincount(codes.ravel(), minlength=t.uncertain + 1)
+            writer.write_rows(codes[None], col0=int(win.col_off))
+            if progress is not None:
+                progress(1)
+        if counts[1:].sum() == 0:
+            raise RasterError(f"{before} and {after} have no pixel with data on both dates "
+                              "(no data or clouds everywhere they overlap)")
+        writer.finish(legend=t.legend(np.flatnonzero(counts)))
+        summary = summarise(t, counts, px_ha, naive_changed)
+        report_files = write_report(report_tmp, summary, writer.path, title=f"{before.name} -> {after.name}")
+    return ChangeResult(path=out, files=map_files(out, "change"), report_dir=report,
+                        report_files={k: report / v.name for k, v in report_files.items()},
+                        before=before, after=after, rule=provenance.rule or "naive",
+                        min_confidence=provenance.min_confidence, mmu_ha=options.mmu_ha, mmu_pixels=min_px,
+                        crs=grid.crs.to_string(), width=grid.width, height=grid.height,
+                        resolution=abs(grid.transform.a), summary=summary,
+                        seconds=round(time.perf_counter() - t0, 2), peak_rss_mb=round(peak_rss_mb(), 1))

@@ -1,0 +1,159 @@
+"""A stratified random sample of a map's pixels, for an analyst to label (Olofsson et al. 2014).
+
+Strata are the values of the map: a class map's classes, or a change map's transitions,
+stable classes and "uncertain". Allocation of the ``n`` points:
+
+* ``proportional``: to each stratum's area (rare strata get few points, so their
+  accuracy is poorly known);
+* ``equal``: the same number in every stratum;
+* ``minimum`` (the default, as the paper recommends for rare change): at least
+  ``min_per_stratum`` in every stratum (default ``min(50, n // strata)``), the rest in
+  proportion to area.
+
+Every stratum gets at least 2 points (one cannot estimate a variance from one) and at
+most its pixels. Points lie at pixel centres, drawn without replacement in two passes
+over the map (a count, then the draw), block by block: memory is a block and the points.
+Each point records its stratum, the stratum's pixels and sample size, its inclusion
+probability and weight, and empty reference fields (``ref_class``, or ``ref_before``
+and ``ref_after`` for a change map) that ``evaluate`` reads once they are filled in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from s2pipe.errors import OptionError, RasterError
+from s2pipe.evaluation.allocation import ALLOCATIONS, Allocation, allocate
+from s2pipe.outputs import atomic_output, check_writable
+from s2pipe.raster.grid import pixel_area_ha
+from s2pipe.raster.maps import MapRaster, open_map, read_band
+from s2pipe.raster.profiles import with_gdal_env
+
+log = logging.getLogger(__name__)
+
+ROWS = 1024  # rows read at a time
+
+
+@dataclass(frozen=True)
+class Stratum:
+    value: int
+    name: str
+    pixels: int
+    area_ha: float
+    points: int
+
+
+@dataclass
+class Sample:
+    """What :func:`draw_sample` wrote."""
+
+    path: Path
+    map: Path
+    kind: str
+    points: int
+    allocation: str
+    seed: int
+    crs: str
+    strata: list[Stratum]
+    reference_fields: list[str]
+
+
+def _names(m: MapRaster) -> dict[int, str]:
+    return {c.value: c.name for c in (m.legend or ())}
+
+
+def _counts(m: MapRaster) -> np.ndarray:
+    import rasterio
+
+    counts = np.zeros(1, dtype=np.int64)
+    for r0 in range(0, m.grid.height, ROWS):
+        block = read_band(m, window=rasterio.windows.Window(0, r0, m.grid.width, min(ROWS, m.grid.height - r0)))
+        c = np.bincount(block.ravel().astype(np.int64))
+        if len(c) > len(counts):
+            counts = np.pad(counts, (0, len(c) - len(counts)))
+        counts[:len(c)] += c
+    return counts
+
+
+@with_gdal_env
+def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
+                allocation: Allocation = "minimum", min_per_stratum: int | None = None, seed: int = 0,
+                overwrite: bool = False) -> Sample:
+    """Draw ``n`` points from the map (class or change map) at ``map_path`` into the
+    GeoPackage ``out``; see the module docstring."""
+    import geopandas as gpd
+    import rasterio
+
+    map_path, out = Path(map_path), Path(out)
+    if allocation not in ALLOCATIONS:
+        raise OptionError(f"--allocation {allocation}: choose one of {', '.join(ALLOCATIONS)}")
+    if n < 1:
+        raise OptionError(f"-n {n}: give a positive number of points")
+    if out.suffix.lower() != ".gpkg":
+        raise OptionError(f"{out}: the sample is written as a GeoPackage (.gpkg)")
+    check_writable(out, overwrite=overwrite)
+    m = open_map(map_path, ("classes", "change"))
+    m.require_projected()
+    counts = _counts(m)
+    nodata = {0} | ({int(m.nodata)} if m.nodata is not None else set())
+    values = np.array([v for v in np.flatnonzero(counts) if v not in nodata], dtype=np.int64)
+    if len(values) == 0:
+        raise RasterError(f"{map_path} has no pixel with data to sample")
+    sizes = counts[values]
+    per = allocate(sizes, n, allocation, min_per_stratum)
+    rng = np.random.default_rng(seed)
+    wanted = {int(v): np.sort(rng.choice(int(s), int(k), replace=False)) for v, s, k in zip(values, sizes, per)}
+    seen = dict.fromkeys(wanted, 0)
+    rows, cols, strata = [], [], []
+    for r0 in range(0, m.grid.height, ROWS):
+        h = min(ROWS, m.grid.height - r0)
+        block = read_band(m, window=rasterio.windows.Window(0, r0, m.grid.width, h)).ravel()
+        for v, ranks in wanted.items():
+            where = np.flatnonzero(block == v)
+            lo, hi = np.searchsorted(ranks, [seen[v], seen[v] + len(where)])
+            picked = where[ranks[lo:hi] - seen[v]]
+            rows.append(r0 + picked // m.grid.width)
+            cols.append(picked % m.grid.width)
+            strata.append(np.full(len(picked), v))
+            seen[v] += len(where)
+    r, c, s = np.concatenate(rows), np.concatenate(cols), np.concatenate(strata)
+    order = np.lexsort((c, r))
+    r, c, s = r[order], c[order], s[order]
+    xs, ys = rasterio.transform.xy(m.grid.transform, r, c)
+    names = _names(m)
+    size_of = dict(zip(values.tolist(), sizes.tolist()))
+    points_of = dict(zip(values.tolist(), per.tolist()))
+    columns: dict[str, object] = {
+        "point_id": np.arange(1, len(s) + 1), "stratum": s.astype(np.int32),
+        "stratum_name": [names.get(int(v), str(v)) for v in s],
+        "stratum_pixels": np.array([size_of[int(v)] for v in s], dtype=np.int64),
+        "stratum_points": np.array([points_of[int(v)] for v in s], dtype=np.int32),
+        "inclusion_probability": np.array([points_of[int(v)] / size_of[int(v)] for v in s]),
+        "weight": np.array([size_of[int(v)] / points_of[int(v)] for v in s]),
+        "map": map_path.name}
+    if m.kind == "change":
+        t = m.transitions
+        before, after = t.before_after(s)
+        columns["map_before"] = [t.classes[b - 1].name if b else "" for b in before]
+        columns["map_after"] = [t.classes[a - 1].name if a else "" for a in after]
+        ref_fields = ["ref_before", "ref_after"]
+    else:
+        ref_fields = ["ref_class"]
+    for f in ref_fields:
+        columns[f] = np.full(len(s), np.nan)  # for the analyst: a class value or name
+    gdf = gpd.GeoDataFrame(columns, geometry=gpd.points_from_xy(xs, ys), crs=m.grid.crs)
+    for f in ref_fields:
+        gdf[f] = gdf[f].astype("Int32")
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        gdf.to_file(tmp, driver="GPKG", layer="sample", engine="pyogrio")
+    px_ha = pixel_area_ha(m.grid) or 0.0
+    strata_out = [Stratum(int(v), names.get(int(v), str(v)), int(size_of[int(v)]),
+                          round(size_of[int(v)] * px_ha, 4), int(points_of[int(v)])) for v in values]
+    log.info("sampled %d points in %d strata of %s", len(s), len(values), map_path)
+    return Sample(path=out, map=map_path, kind=m.kind, points=int(len(s)), allocation=allocation, seed=seed,
+                  crs=m.grid.crs.to_string(), strata=strata_out, reference_fields=ref_fields)
