@@ -180,7 +180,8 @@ def test_cli_exit_codes_and_messages(tmp_path):
     floats = _plain(tmp_path / "float.tif", _patchy(), dtype="float32")
     res = runner.invoke(cli, ["vectorize", str(floats), "-o", str(tmp_path / "f.gpkg")])
     assert res.exit_code == 1 and res.output.strip().splitlines() == [
-        f"Error: {floats} has 1 band(s) of float32; give a class map (s2pipe predict or mosaic) or a change map (s2pipe change)"]
+        f"Error: {floats} has 1 band(s) of float32; give a class map (s2pipe predict or mosaic) "
+        "or a change map (s2pipe change)"]
     assert not (tmp_path / "f.gpkg").exists()
     assert runner.invoke(cli, ["vectorize", str(src), "-o", str(tmp_path / "o.shp")]).exit_code == 2
     fgb = str(tmp_path / "o.fgb")

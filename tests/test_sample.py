@@ -1,0 +1,146 @@
+"""s2pipe sample and the area-adjusted evaluation of change maps (Olofsson et al. 2014)."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from test_change import GRID, T, two_dates
+
+from cli import cli
+from s2pipe.change.compare import change_map
+from s2pipe.change.options import ChangeOptions
+from s2pipe.errors import OptionError
+from s2pipe.evaluation.allocation import allocate
+from s2pipe.evaluation.change import evaluate_change
+from s2pipe.evaluation.sample import draw_sample
+from s2pipe.evaluation.stratified import Design
+
+
+def test_allocation():
+    pixels = np.array([100_000, 5_000, 300, 40])
+    for how in ("minimum", "proportional", "equal"):
+        got = allocate(pixels, 200, how)
+        assert got.sum() == 200 and (got >= 2).all() and (got <= pixels).all(), (how, got)
+    got = allocate(pixels, 200, "minimum")
+    assert got[-1] == 40 and got[1:3].min() >= 50                       # rare strata get their 50 (or all)
+    got = allocate(pixels, 200, "minimum", 20)
+    assert got[1:].min() >= 20 and got[0] > 100                         # the rest by area
+    assert allocate(pixels, 200, "proportional").tolist()[2:] == [2, 2]    # at least 2 for a variance
+    with pytest.raises(OptionError, match="need at least 8 points"):
+        allocate(pixels, 5, "equal")
+
+
+def test_stratified_estimators_match_a_census():
+    """With every unit sampled (fpc), the estimates are the truth with zero variance."""
+    strata = np.repeat([1, 2, 3], [50, 30, 20])
+    y = np.r_[np.ones(10), np.zeros(40), np.ones(30), np.zeros(20)]
+    d = Design(strata, {1: 50, 2: 30, 3: 20})
+    assert d.proportion(y).value == pytest.approx(0.4) and d.proportion(y).se == 0.0
+    assert d.ratio(y * (strata == 1), strata == 1).value == pytest.approx(0.2)
+
+
+@pytest.fixture
+def change(tmp_path):
+    b, a, before, truth_after, _ = two_dates(tmp_path)
+    r = change_map(b, a, tmp_path / "change.tif", ChangeOptions(mmu_ha=0))
+    return r, before, truth_after
+
+
+def _label(points, before, after, out):
+    g = gpd.read_file(points)
+    with rasterio.open(points.parent / "change.tif") as ds:
+        rows, cols = rasterio.transform.rowcol(ds.transform, g.geometry.x.values, g.geometry.y.values)
+    g["ref_before"], g["ref_after"] = before[rows, cols].astype(int), after[rows, cols].astype(int)
+    g.to_file(out, driver="GPKG")
+    return out
+
+
+def test_sample_draws_its_strata(change, tmp_path):
+    r, before, truth = change
+    s = draw_sample(r.path, 120, tmp_path / "points.gpkg", seed=3)
+    g = gpd.read_file(s.path)
+    assert len(g) == 120 == s.points and s.reference_fields == ["ref_before", "ref_after"]
+    with rasterio.open(r.path) as ds:
+        codes = ds.read(1)
+        rows, cols = rasterio.transform.rowcol(ds.transform, g.geometry.x.values, g.geometry.y.values)
+    assert (codes[rows, cols] == g["stratum"].values).all()          # each point on its stratum
+    for st in s.strata:
+        pts = g[g["stratum"] == st.value]
+        assert len(pts) == st.points and st.pixels == int((codes == st.value).sum())
+        assert np.allclose(pts["inclusion_probability"], st.points / st.pixels)
+    assert set(g["map_after"][g["stratum"] == T.code(1, 5)]) == {"Urban fabric"}
+    again = gpd.read_file(draw_sample(r.path, 120, tmp_path / "again.gpkg", seed=3).path)
+    assert again.geometry.equals(g.geometry)                         # the seed fixes the draw
+
+
+def test_perfect_analyst_gives_the_true_areas(change, tmp_path):
+    r, before, truth = change
+    s = draw_sample(r.path, 200, tmp_path / "points.gpkg", seed=1)
+    labelled = _label(s.path, before, truth, tmp_path / "labelled.gpkg")
+    e = evaluate_change(r.path, labelled, tmp_path / "acc")
+    assert e.design == "sample" and e.units == 200
+    urban = next(c for c in e.per_code if c["code"] == T.code(1, 5))
+    assert urban["user_accuracy"]["value"] == 1.0 and urban["area_ha"]["value"] == pytest.approx(16.0, abs=0.5)
+    # the mapped false change (fields -> industrial, unsure) is found to be no change
+    assert e.change["user_accuracy"]["value"] == 1.0
+    assert sorted(p.name for p in (tmp_path / "acc").iterdir()) == ["metrics.json", "metrics.md", "transitions.csv"]
+
+
+def test_intervals_cover_the_truth(change, tmp_path):
+    """Over 20 seeds, the 95% interval of the change area covers the truth at least 17 times."""
+    r, before, truth = change
+    true_change = int(((before != truth) & (before > 0)).sum()) * 0.01
+    covered = 0
+    for seed in range(20):
+        s = draw_sample(r.path, 150, tmp_path / f"p{seed}.gpkg", seed=seed)
+        e = evaluate_change(r.path, _label(s.path, before, truth, tmp_path / f"l{seed}.gpkg"), tmp_path / f"e{seed}")
+        est = e.change["area_ha"]
+        covered += abs(est["value"] - true_change) <= est["ci95"] + 1e-9
+    assert covered >= 17, covered
+
+
+def test_evaluate_change_bad_input(change, tmp_path):
+    r, before, truth = change
+    s = draw_sample(r.path, 60, tmp_path / "points.gpkg")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["evaluate", str(r.path), "--labels", str(s.path), "-o", str(tmp_path / "e")])
+    assert res.exit_code == 1 and res.output.strip().splitlines()[-1] == (
+        f"Error: {s.path}: no feature has both reference classes ('ref_before', 'ref_after'); label the points first")
+    g = gpd.read_file(s.path).drop(columns=["ref_before", "ref_after"])
+    g.to_file(tmp_path / "bare.gpkg", driver="GPKG")
+    res = runner.invoke(cli, ["evaluate", str(r.path), "--labels", str(tmp_path / "bare.gpkg"), "-o",
+                              str(tmp_path / "e")])
+    assert res.exit_code == 1 and "has no reference class of the earlier date: give --before-field" in res.output
+    res = runner.invoke(cli, ["evaluate", str(r.path), "--labels", str(s.path), "--area-adjusted", "-o",
+                              str(tmp_path / "e")])
+    assert res.exit_code == 1 and res.output.strip().splitlines()[-1].startswith(
+        f"Error: {r.path} is a change map: --area-adjusted apply to class maps")
+    classes = tmp_path / "cls.tif"
+    from test_change import write_classes
+    write_classes(classes, before)
+    res = runner.invoke(cli, ["evaluate", str(classes), "--labels", str(s.path), "--before-field", "x", "-o",
+                              str(tmp_path / "e")])
+    assert res.exit_code == 1 and "is a class map: --before-field/--after-field apply to change maps" in res.output
+    res = runner.invoke(cli, ["sample", str(r.path), "-n", "1", "-o", str(tmp_path / "few.gpkg")])
+    assert res.exit_code == 1 and "need at least" in res.output
+    assert not (tmp_path / "e").exists() and not (tmp_path / "few.gpkg").exists()
+
+
+def test_sample_cli_and_vectorize_of_a_change_map(change, tmp_path):
+    r, *_ = change
+    res = CliRunner().invoke(cli, ["sample", str(r.path), "-n", "80", "-o", str(tmp_path / "s.gpkg"),
+                                   "--allocation", "equal"])
+    assert res.exit_code == 0, res.output
+    assert "80 points in 5 strata (equal)" in res.output
+    res = CliRunner().invoke(cli, ["vectorize", str(r.path), "-o", str(tmp_path / "v.gpkg"), "--min-area", "0"])
+    assert res.exit_code == 0, res.output
+    v = gpd.read_file(tmp_path / "v.gpkg")
+    assert {"from", "to", "area_ha"} <= set(v.columns)
+    urban = v[v["class"] == T.code(1, 5)]
+    assert len(urban) == 1 and urban["area_ha"].iloc[0] == pytest.approx(16.0)
+    assert set(v["to"]) <= {"Urban fabric", "Industrial, commercial and transport units", "Mine, dump and "
+                            "construction sites"}
+    assert GRID.crs == v.crs
