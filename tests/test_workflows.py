@@ -165,8 +165,46 @@ def test_cluster_script_starts_a_local_cluster_maps_a_region_and_stops_it(tmp_pa
     assert res.returncode == 0 and res.stderr.count("skipped") == 5, res.stderr[-2000:]
 
 
+def test_change_script_maps_change_samples_it_and_evaluates_the_labelled_sample(tmp_path):
+    """Two dates of one synthetic world, the later one turned (synth --changes): the change
+    map, its report, the sample; then the sample labelled from the synthetic truth (the
+    analyst) and a re-run that only evaluates."""
+    import geopandas as gpd
+    import rasterio
+
+    from s2pipe.synth.product import synth_product
+
+    a = synth_product(tmp_path / "a", size=384, date="2018-06-07")
+    b = synth_product(tmp_path / "b", size=384, date="2024-06-20", changes=1)
+    (tmp_path / "before.txt").write_text(f"{a.safe_path}\n")
+    (tmp_path / "after.txt").write_text(f"{b.safe_path}\n")
+    knobs = {"TILE_SIZE": "64", "EPOCHS": "1", "FILTERS": "2", "BATCH_SIZE": "8", "OVERLAP": "16",
+             "DEVICE": "cpu", "SAMPLE_SIZE": "60", "LABELS_AFTER": str(b.labels_path)}
+    run = tmp_path / "run"
+    res = _run("change.sh", tmp_path / "before.txt", tmp_path / "after.txt", a.labels_path, run, **knobs)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for name in ("tiles_before/prepare.json", "tiles_after/prepare.json", "model/best.pt", "change.tif",
+                 "change.qml", "change_report/change.json", "change_report/transitions.png", "sample.gpkg",
+                 "change.gpkg"):
+        assert (run / name).is_file(), name
+    assert "re-run with REFERENCE=" in res.stdout and not (run / "accuracy").exists()
+    points = gpd.read_file(run / "sample.gpkg")
+    with rasterio.open(a.truth_path) as ta, rasterio.open(b.truth_path) as tb:
+        rows, cols = rasterio.transform.rowcol(ta.transform, points.geometry.x.values, points.geometry.y.values)
+        points["ref_before"], points["ref_after"] = ta.read(1)[rows, cols], tb.read(1)[rows, cols]
+    points = points[(points["ref_before"] > 0) & (points["ref_after"] > 0)]
+    points.to_file(tmp_path / "labelled.gpkg", driver="GPKG")
+    res = _run("change.sh", tmp_path / "before.txt", tmp_path / "after.txt", a.labels_path, run,
+               REFERENCE=str(tmp_path / "labelled.gpkg"), **knobs)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stderr.count("exists, skipped") == 8 and "change: evaluate -> " in res.stderr
+    accuracy = json.loads((run / "accuracy" / "metrics.json").read_text())
+    assert accuracy["design"] == "sample" and accuracy["units"] == len(points)
+
+
 @pytest.mark.parametrize("script, args", [("scene.sh", ["a", "b"]), ("many-scenes.sh", ["model.pt", "out"]),
-                                          ("region.sh", ["list.txt"]), ("cluster.sh", ["list.txt", "l"])])
+                                          ("region.sh", ["list.txt"]), ("cluster.sh", ["list.txt", "l"]),
+                                          ("change.sh", ["a.txt", "b.txt", "l"])])
 def test_scripts_usage_errors_exit_2(script, args, tmp_path):
     res = _run(script, *args)
     assert res.returncode == 2 and "usage:" in res.stderr
