@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-from test_change import GRID, T, two_dates
 
 from cli import cli
 from s2pipe.change.compare import change_map
@@ -17,6 +16,8 @@ from s2pipe.evaluation.allocation import allocate
 from s2pipe.evaluation.change import evaluate_change
 from s2pipe.evaluation.sample import draw_sample
 from s2pipe.evaluation.stratified import Design
+
+from test_change import GRID, T, two_dates
 
 
 def test_allocation():
