@@ -199,21 +199,23 @@ def main() -> None:
     ap.add_argument("--filters", type=int, default=16)
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--points", type=int, default=400)
-    ap.add_argument("--full", action="store_true")
+    ap.add_argument("--full", action="store_true", help="also the full-size scale run")
+    ap.add_argument("--only-full", action="store_true", help="only the full-size scale run")
     ap.add_argument("--full-size", type=int, default=10980)
     args = ap.parse_args()
     work = args.workdir
     (work / "cov").mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"load_before": os.getloadavg()[0], "cpus": os.cpu_count(), "size_px": args.size,
                               "epochs": args.epochs}
-    maps = _world(work, args.size, args.epochs, args.filters)
-    truth = _read(work / "b" / "change_truth.tif")
-    result["rules"] = _rules(work, maps, truth)
-    from s2pipe.change.options import DEFAULT_MIN_CONFIDENCE, DEFAULT_MMU_HA
+    if not args.only_full:
+        maps = _world(work, args.size, args.epochs, args.filters)
+        truth = _read(work / "b" / "change_truth.tif")
+        result["rules"] = _rules(work, maps, truth)
+        from s2pipe.change.options import DEFAULT_MIN_CONFIDENCE, DEFAULT_MMU_HA
 
-    default = work / f"change_conf{DEFAULT_MIN_CONFIDENCE}_mmu{DEFAULT_MMU_HA}.tif"
-    result["coverage"] = _coverage(work, default, truth, args.seeds, args.points)
-    if args.full:
+        default = work / f"change_conf{DEFAULT_MIN_CONFIDENCE}_mmu{DEFAULT_MMU_HA}.tif"
+        result["coverage"] = _coverage(work, default, truth, args.seeds, args.points)
+    if args.full or args.only_full:
         result["scale"] = _scale(work, args.full_size)
     result["load_after"] = os.getloadavg()[0]
     print(json.dumps(result))

@@ -145,3 +145,19 @@ def test_sample_cli_and_vectorize_of_a_change_map(change, tmp_path):
     assert set(v["to"]) <= {"Urban fabric", "Industrial, commercial and transport units", "Mine, dump and "
                             "construction sites"}
     assert GRID.crs == v.crs
+
+
+def test_polygon_reference_is_taken_as_map_strata(change, tmp_path):
+    """Polygons of both dates' classes: every labelled pixel a unit, strata the map's codes."""
+    import shapely
+
+    r, before, truth = change
+    x0, y0 = GRID.transform.c, GRID.transform.f
+    box = shapely.box(x0 + 300, y0 - 1450, x0 + 900, y0 - 950)        # rows 95..145, cols 30..90
+    gdf = gpd.GeoDataFrame({"ref_before": [1], "ref_after": [5]}, geometry=[box], crs=GRID.crs)
+    gdf.to_file(tmp_path / "poly.gpkg", driver="GPKG")
+    e = evaluate_change(r.path, tmp_path / "poly.gpkg", tmp_path / "acc")
+    assert e.design == "map strata" and e.units == 50 * 60
+    urban = next(c for c in e.per_code if c["code"] == T.code(1, 5))
+    assert urban["user_accuracy"]["value"] == 1.0                     # every mapped urban pixel is urban
+    assert 0 < urban["producer_accuracy"]["value"] < 1                # the box holds more than the patch
