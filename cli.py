@@ -780,13 +780,16 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
               help="Pixels over which a map's weight rises from its edge and no data (clouds) to 1.")
 @click.option("--sources", type=ProductType(must_exist=False),
               help="Also write which scene weighed most at each pixel, and how many were valid.")
+@click.option("--probabilities", type=ProductType(must_exist=False),
+              help="Also write the blended class probabilities (of probability inputs), e.g. for "
+                   "'s2pipe change'.")
 @cluster_options
 @overwrite_option
 @json_option
 def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float,
            bounds: tuple[float, float, float, float] | None, clip: Path | None, feather: int,
-           sources: Path | None, scheduler: str | None, local_workers: int | None, overwrite: bool,
-           as_json: bool) -> None:
+           sources: Path | None, probabilities: Path | None, scheduler: str | None, local_workers: int | None,
+           overwrite: bool, as_json: bool) -> None:
     """Join per-scene maps of 'predict' into one seamless map on one grid.
 
     Give the probabilities of 'predict --probabilities P --probabilities-all': where
@@ -805,7 +808,7 @@ def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float
     from s2pipe.mosaic.options import MosaicOptions
 
     options = build(MosaicOptions, crs=crs, resolution=resolution, bounds=bounds, clip=clip, feather=feather,
-                    sources=sources, overwrite=overwrite)
+                    sources=sources, probabilities=probabilities, overwrite=overwrite)
     runner = cluster_runner(scheduler, local_workers)
     on_total, tick = progress_later("mosaic", "block" if runner is None else "block group")
     result = mosaic_maps(maps, out, options, progress=tick, on_total=on_total, runner=runner)

@@ -27,7 +27,7 @@ from s2pipe.mosaic.mosaic import mosaic_maps
 from s2pipe.mosaic.options import MosaicOptions
 from s2pipe.raster.cog import MapWriter
 from s2pipe.raster.grid import Grid
-from s2pipe.raster.maps import apply_legend
+from s2pipe.raster.maps import apply_legend, open_map
 
 UTM33, UTM34 = CRS.from_epsg(32633), CRS.from_epsg(32634)
 X0, Y0 = 699960.0, 5700000.0  # upper-left corner of scene A (zone 33)
@@ -225,3 +225,24 @@ def test_bad_inputs_are_one_line_and_leave_nothing(scenes, tmp_path):
     res = CliRunner().invoke(cli, ["mosaic", str(scenes["a"]), "-o", str(out)])
     assert res.exit_code == 1 and "already exists" in res.output and out.read_text() == "keep me"
     assert not (tmp_path / "m.qml").exists()
+
+
+def test_blended_probabilities_are_written_for_change(scenes, tmp_path):
+    """--probabilities: the blended probabilities, a probability raster whose argmax is the map."""
+    r = mosaic_maps([scenes["a"], scenes["b"]], tmp_path / "m.tif",
+                    MosaicOptions(probabilities=tmp_path / "p.tif"))
+    assert r.probabilities == tmp_path / "p.tif"
+    m = read(tmp_path / "m.tif")[0][0]
+    cls, _ = _argmax(tmp_path / "p.tif")
+    assert (cls == m).mean() >= 0.999 and ((cls == 0) == (m == 0)).all()
+    a, _ = read(scenes["a"])
+    p, _ = read(tmp_path / "p.tif")
+    inner = p[:, :90, :90].astype(int) - a[:, :90, :90]   # only A there: its probabilities
+    assert np.abs(inner).max() <= 1
+    assert open_map(tmp_path / "p.tif", ("probabilities",)).legend is not None
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    cls_map = write_classes(bad / "c.tif", np.ones((10, 10), np.uint8), UTM33, from_origin(X0, Y0, 10, 10))
+    _fails([cls_map, "-o", bad / "m.tif", "--probabilities", bad / "p.tif"], bad,
+           "--probabilities blends class probabilities")
+    assert sorted(p.name for p in bad.iterdir()) == ["c.tif"]

@@ -6,9 +6,8 @@
 # Usage: bash workflows/change.sh BEFORE.txt AFTER.txt LABELS OUT_DIR
 #   BEFORE.txt, AFTER.txt  the products of each date, one per line (as prepare --products)
 #   LABELS                 label polygons of the earlier date (LABELS_AFTER: of the later)
-# The change map compares one raster per date: the probabilities of the date's product
-# when it has one (the confidence rule applies), else the mosaic of its products (class
-# maps: naive comparison, with the minimum mapping unit).
+# The change map compares the class probabilities of each date: of the date's product, or
+# blended by mosaic from its products (tiles, zones, dates of one season).
 # Accuracy needs a reference: label OUT_DIR/sample.gpkg (fields ref_before, ref_after) and
 # re-run with REFERENCE=that file. Re-running skips the steps whose outputs exist;
 # FORCE=1 redoes every step with --overwrite.
@@ -80,10 +79,10 @@ map_date() {
   done
   if [[ $# -eq 1 ]]; then
     date_map="$out/$date/probabilities/$name.tif"
-  else
+  else  # the mosaic is renamed into place after its probabilities: existing means both are
     step mosaic "$out/$date/landcover.tif" "$s2pipe" mosaic "$out/$date"/probabilities/*.tif \
-      -o "$out/$date/landcover.tif"
-    date_map="$out/$date/landcover.tif"
+      -o "$out/$date/landcover.tif" --probabilities "$out/$date/landcover_probabilities.tif"
+    date_map="$out/$date/landcover_probabilities.tif"
   fi
 }
 map_date before "${before_products[@]}"

@@ -39,6 +39,7 @@ class BlockResult:
     classes: np.ndarray      # uint8 (h, w), 0 = no data
     source: np.ndarray       # uint8 (h, w): 1-based index of the map weighing most, 0 = none
     count: np.ndarray        # uint8 (h, w): maps with a valid pixel there
+    probabilities: np.ndarray | None = None  # uint8 (n, h, w), 255 = 1, all 0 = no data
 
 
 def feather_weights(valid: np.ndarray, feather: int) -> np.ndarray:
@@ -139,8 +140,9 @@ def map_block(m: MapInput, ds: Any, grid: Grid, window: Window, feather: int) ->
 
 
 def mosaic_block(inputs: Sequence[MapInput], datasets: Sequence[Any], grid: Grid, window: Window,
-                 feather: int, clip_mask: np.ndarray | None = None) -> BlockResult:
-    """Blend every map that covers ``window`` into its classes (see the module docstring)."""
+                 feather: int, clip_mask: np.ndarray | None = None, *, probabilities: bool = False) -> BlockResult:
+    """Blend every map that covers ``window`` into its classes (see the module docstring);
+    with ``probabilities`` (probability inputs) also the blended probabilities."""
     h, w = int(window.height), int(window.width)
     n = len(inputs[0].legend)
     sums = np.zeros((n, h, w), dtype=np.float32) if inputs[0].kind == "probabilities" else None
@@ -173,8 +175,15 @@ def mosaic_block(inputs: Sequence[MapInput], datasets: Sequence[Any], grid: Grid
     if sums is not None and values_of != list(range(1, n + 1)):  # legend values not 1..n
         lut = np.array([0, *values_of], dtype=np.uint8)
         classes = lut[classes]
+    blended = None
+    if probabilities and sums is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            blended = np.where(total > 0, np.rint(sums / np.maximum(total, 1e-12)), 0).clip(0, 255).astype(np.uint8)
+        blended[:, (total > 0) & (blended.max(axis=0) == 0)] = 1  # data, however unsure, is not no data
     if clip_mask is not None:
         classes[~clip_mask] = 0
         source[~clip_mask] = 0
         count[~clip_mask] = 0
-    return BlockResult(window, classes, source, count)
+        if blended is not None:
+            blended[:, ~clip_mask] = 0
+    return BlockResult(window, classes, source, count, blended)

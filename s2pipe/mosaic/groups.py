@@ -35,6 +35,7 @@ class MosaicJob:
     grid: Grid
     feather: int
     clip: Clip | None
+    probabilities: bool = False  # send the blended probabilities back too
 
 
 def block_groups(work: Sequence[Window], size: int = GROUP_BLOCKS) -> list[list[Window]]:
@@ -71,8 +72,8 @@ def mosaic_group(job: MosaicJob, windows: list[Window]) -> list[BlockResult]:
     with gdal_env(), ExitStack() as stack:
         inputs = _reaching(job, windows)
         datasets = [stack.enter_context(rasterio.open(m.path)) for m in inputs]
-        return [mosaic_block(inputs, datasets, job.grid, w, job.feather, clip_mask(job.clip, job.grid, w))
-                for w in windows]
+        return [mosaic_block(inputs, datasets, job.grid, w, job.feather, clip_mask(job.clip, job.grid, w),
+                             probabilities=job.probabilities) for w in windows]
 
 
 def blocks_on(runner: Runner, job: MosaicJob, work: Sequence[Window],

@@ -34,7 +34,7 @@ from s2pipe.mosaic.groups import MosaicJob, block_groups, blocks_on
 from s2pipe.mosaic.inputs import MapInput, open_inputs
 from s2pipe.mosaic.options import MosaicOptions
 from s2pipe.outputs import check_writable
-from s2pipe.raster.maps import SOURCES_LAYOUT, Provenance, class_layout, map_files, write_map
+from s2pipe.raster.maps import SOURCES_LAYOUT, Provenance, class_layout, map_files, probability_layout, write_map
 from s2pipe.raster.profiles import gdal_env
 from s2pipe.resources import peak_rss_mb
 
@@ -88,6 +88,7 @@ class MosaicResult:
 
     output: Path
     sources: Path | None
+    probabilities: Path | None
     crs: str
     width: int
     height: int
@@ -117,12 +118,13 @@ def mosaic_maps(maps: Sequence[str | os.PathLike], out: str | os.PathLike,
     ``on_total`` then); they must reach the maps by the same paths."""
     from s2pipe.remote import staged_outputs, with_urls
 
-    sources = options.sources
-    with staged_outputs(out, sources, overwrite=options.overwrite) as (local_out, local_sources):
+    sources, probs = options.sources, options.probabilities
+    with staged_outputs(out, sources, probs, overwrite=options.overwrite) as (local_out, local_sources, local_probs):
         result = _mosaic_local(maps, Path(local_out),
-                               replace(options, sources=None if local_sources is None else Path(local_sources)),
+                               replace(options, sources=None if local_sources is None else Path(local_sources),
+                                       probabilities=None if local_probs is None else Path(local_probs)),
                                progress, on_total, runner)
-    return with_urls(result, (out, sources), (local_out, local_sources))
+    return with_urls(result, (out, sources, probs), (local_out, local_sources, local_probs))
 
 
 def _mosaic_local(maps: Sequence[str | os.PathLike], out: Path, o: MosaicOptions,
@@ -130,9 +132,10 @@ def _mosaic_local(maps: Sequence[str | os.PathLike], out: Path, o: MosaicOptions
                   runner: Runner | None) -> MosaicResult:
     t0 = time.perf_counter()
     sources, overwrite, feather, resolution = o.sources, o.overwrite, o.feather, o.resolution
-    targets = [*map_files(out, "classes"), *([Path(sources)] if sources else [])]
+    targets = [*map_files(out, "classes"), *([Path(sources)] if sources else []),
+               *([Path(o.probabilities)] if o.probabilities else [])]
     if len(set(map(os.path.abspath, targets))) != len(targets):
-        raise OptionError("--sources must be another file than the map")
+        raise OptionError("--sources and --probabilities must be other files than the map and each other")
     for t in targets:
         check_writable(t, overwrite=overwrite)
     inputs = open_inputs(maps)
@@ -140,6 +143,9 @@ def _mosaic_local(maps: Sequence[str | os.PathLike], out: Path, o: MosaicOptions
     clip_polys = read_clip(o.clip, out_crs) if o.clip is not None else None
     grid = output_grid(inputs, out_crs, resolution, o.bounds, clip_polys)
     rule = "probabilities" if inputs[0].kind == "probabilities" else "classes"
+    if o.probabilities is not None and rule != "probabilities":
+        raise OptionError("--probabilities blends class probabilities: give the probabilities of "
+                          "predict --probabilities P --probabilities-all, not class maps")
     work = list(blocks(grid, BLOCK))
     if on_total is not None:
         on_total(len(work) if runner is None else len(block_groups(work)))
@@ -150,34 +156,45 @@ def _mosaic_local(maps: Sequence[str | os.PathLike], out: Path, o: MosaicOptions
         opened = stack.enter_context(_Datasets(inputs)) if runner is None else None
         writer = stack.enter_context(write_map(out, grid, class_layout(inputs[0].legend), made,
                                                overwrite=overwrite))
-        src_writer = None
+        src_writer = prob_writer = None
         if sources is not None:
             src_writer = stack.enter_context(write_map(sources, grid, SOURCES_LAYOUT, made, overwrite=overwrite))
+        if o.probabilities is not None:
+            prob_writer = stack.enter_context(write_map(
+                o.probabilities, grid, probability_layout(inputs[0].legend, every_class=True),
+                replace(made, legend=inputs[0].legend), overwrite=overwrite))
 
         def compute(window: Any) -> Any:
             assert opened is not None
             return mosaic_block(inputs, opened.mine(), grid, window, feather,
-                                clip_mask(clip_polys, grid, window))
+                                clip_mask(clip_polys, grid, window), probabilities=prob_writer is not None)
 
         if runner is None:
             pool = stack.enter_context(ThreadPoolExecutor(max_workers=THREADS))
             done = _in_order(pool, compute, work, ahead=2 * THREADS)
         else:
-            done = blocks_on(runner, MosaicJob(inputs, grid, feather, clip_polys), work, progress)
+            done = blocks_on(runner, MosaicJob(inputs, grid, feather, clip_polys, prob_writer is not None), work,
+                             progress)
         for block in done:
             window = block.window
             counts += np.bincount(block.classes.ravel(), minlength=256)
             writer.write_rows(block.classes, int(window.col_off))
             if src_writer is not None:
                 src_writer.write_rows(np.stack([block.source, block.count]), int(window.col_off))
+            if prob_writer is not None:
+                assert block.probabilities is not None
+                prob_writer.write_rows(block.probabilities, int(window.col_off))
             if progress is not None and runner is None:
                 progress(1)
         writer.finish()
         if src_writer is not None:
             src_writer.finish()
+        if prob_writer is not None:
+            prob_writer.finish()
     legend = inputs[0].legend
     return MosaicResult(
-        output=out, sources=Path(sources) if sources else None, crs=grid.crs.to_string(),
+        output=out, sources=Path(sources) if sources else None,
+        probabilities=Path(o.probabilities) if o.probabilities else None, crs=grid.crs.to_string(),
         width=grid.width, height=grid.height, resolution=resolution, rule=rule,
         scenes=[{"index": m.index, "product": m.product, "map": str(m.path)} for m in inputs],
         blocks=len(work), seconds=round(time.perf_counter() - t0, 2), peak_rss_mb=round(peak_rss_mb(), 1),

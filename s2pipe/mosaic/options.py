@@ -14,7 +14,8 @@ DEFAULT_FEATHER = 100  # px: width of the ramp from a scene's edge and no data
 class MosaicOptions:
     """The output grid (``crs``, default the first map's; ``resolution`` m; ``bounds`` W S E N
     in that CRS, or ``clip``'s polygons, or the union of the maps), the feathering, the
-    optional sources raster and whether outputs may be replaced. The options that exclude
+    optional sources raster, the optional blended probabilities (of probability inputs:
+    what ``change`` needs for its confidence rule) and whether outputs may be replaced. The options that exclude
     each other are checked here, the one place."""
 
     crs: str | None = None
@@ -23,6 +24,7 @@ class MosaicOptions:
     clip: Path | None = None
     feather: int = DEFAULT_FEATHER
     sources: Path | None = None
+    probabilities: Path | None = None
     overwrite: bool = False
 
     def __post_init__(self) -> None:
