@@ -885,11 +885,14 @@ def change(before: Path, after: Path, out: Path, report_dir: Path | None, min_co
                    "proportional (by area) or equal.")
 @click.option("--min-per-stratum", type=click.IntRange(2),
               help="With --allocation minimum: points in every stratum [default: min(50, N / strata)].")
+@click.option("--buffer", type=click.IntRange(0), default=2, show_default=True,
+              help="Change maps: stable pixels within this many pixels of change are strata of their own "
+                   "(where omitted change lies); 0: none.")
 @seed_option
 @overwrite_option
 @json_option
-def sample(map_path: Path, n: int, out: Path, allocation: Allocation, min_per_stratum: int | None, seed: int,
-           overwrite: bool, as_json: bool) -> None:
+def sample(map_path: Path, n: int, out: Path, allocation: Allocation, min_per_stratum: int | None, buffer: int,
+           seed: int, overwrite: bool, as_json: bool) -> None:
     """A stratified random sample of a map or change map, for an analyst to label.
 
     Strata are the map's classes, or a change map's transitions and stable classes;
@@ -903,7 +906,7 @@ def sample(map_path: Path, n: int, out: Path, allocation: Allocation, min_per_st
     from s2pipe.evaluation.sample import draw_sample
 
     result = draw_sample(map_path, n, out, allocation=allocation, min_per_stratum=min_per_stratum,
-                         seed=seed, overwrite=overwrite)
+                         buffer=buffer, seed=seed, overwrite=overwrite)
     lines = [f"{s.points:6d} points  {s.area_ha:12.1f} ha  {s.name}" for s in result.strata]
     report(result, as_json, "\n".join([*lines, f"{result.points} points in {len(result.strata)} strata "
                                        f"({result.allocation}): {result.path}; fill in "

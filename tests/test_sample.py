@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from s2pipe.change.options import ChangeOptions
 from s2pipe.errors import OptionError
 from s2pipe.evaluation.allocation import allocate
 from s2pipe.evaluation.change import evaluate_change
-from s2pipe.evaluation.sample import draw_sample
+from s2pipe.evaluation.sample import BUFFER, draw_sample, map_code
 from s2pipe.evaluation.stratified import Design
 
 from test_change import GRID, T, two_dates
@@ -67,11 +69,16 @@ def test_sample_draws_its_strata(change, tmp_path):
     with rasterio.open(r.path) as ds:
         codes = ds.read(1)
         rows, cols = rasterio.transform.rowcol(ds.transform, g.geometry.x.values, g.geometry.y.values)
-    assert (codes[rows, cols] == g["stratum"].values).all()          # each point on its stratum
+    assert (codes[rows, cols] == map_code(g["stratum"].values)).all()   # each point on its stratum's code
     for st in s.strata:
         pts = g[g["stratum"] == st.value]
-        assert len(pts) == st.points and st.pixels == int((codes == st.value).sum())
-        assert np.allclose(pts["inclusion_probability"], st.points / st.pixels)
+        assert len(pts) == st.points and np.allclose(pts["inclusion_probability"], st.points / st.pixels)
+    pixels = {st.value: st.pixels for st in s.strata}
+    for code in np.unique(codes[codes > 0]):                          # a code = its stratum + its buffer
+        assert pixels.get(int(code), 0) + pixels.get(BUFFER + int(code), 0) == int((codes == code).sum())
+    buffers = [st for st in s.strata if st.value > BUFFER]
+    assert buffers and all(st.name.endswith("within 2 px of change") for st in buffers)
+    assert {st.value - BUFFER for st in buffers} <= {T.code(1, 1), T.code(2, 2)}
     assert set(g["map_after"][g["stratum"] == T.code(1, 5)]) == {"Urban fabric"}
     again = gpd.read_file(draw_sample(r.path, 120, tmp_path / "again.gpkg", seed=3).path)
     assert again.geometry.equals(g.geometry)                         # the seed fixes the draw
@@ -133,9 +140,11 @@ def test_evaluate_change_bad_input(change, tmp_path):
 def test_sample_cli_and_vectorize_of_a_change_map(change, tmp_path):
     r, *_ = change
     res = CliRunner().invoke(cli, ["sample", str(r.path), "-n", "80", "-o", str(tmp_path / "s.gpkg"),
-                                   "--allocation", "equal"])
+                                   "--allocation", "equal", "--buffer", "0", "--json"])
     assert res.exit_code == 0, res.output
-    assert "80 points in 5 strata (equal)" in res.output
+    d = json.loads(res.output)
+    assert d["points"] == 80 and d["buffer"] == 0 and len(d["strata"]) == 5   # 1, 1->5, 2->7, 10, uncertain
+    assert all(st["points"] == st["pixels"] or st["points"] >= 16 for st in d["strata"])  # 80 / 5, or all 9 px
     res = CliRunner().invoke(cli, ["vectorize", str(r.path), "-o", str(tmp_path / "v.gpkg"), "--min-area", "0"])
     assert res.exit_code == 0, res.output
     v = gpd.read_file(tmp_path / "v.gpkg")

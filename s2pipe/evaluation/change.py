@@ -5,11 +5,12 @@ The reference is points or polygons whose fields name the class before and after
 values or legend names). Each labelled point (or pixel of a polygon) is a sample unit
 whose reference transition is compared with the map's code there.
 
-Strata: points drawn by ``s2pipe sample`` from this map carry their stratum and its
-size, and the estimates are those of that stratified random sample (with the
-finite-population correction). Other references (polygons, hand-placed points) are
-taken as if they were a random sample within each of the map's codes, weighted by the
-codes' mapped areas, as ``evaluate --area-adjusted`` does for class maps: a
+Strata: points drawn by ``s2pipe sample`` from this map carry their stratum (a code of
+the map, or a buffer stratum of stable pixels near change) and its size, and the
+estimates are those of that stratified random sample (with the finite-population
+correction; strata that are not the map's codes are handled as Stehman 2014 shows).
+Other references (polygons, hand-placed points) are taken as if they were a random
+sample within each of the map's codes, weighted by the codes' mapped areas, as ``evaluate --area-adjusted`` does for class maps: a
 reasonable summary, but without a probability sample the intervals are not a
 guarantee, and the report says so.
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from s2pipe.errors import InputNotFoundError, LabelError
 from s2pipe.evaluation.metrics import nan_none
+from s2pipe.evaluation.sample import map_code
 from s2pipe.evaluation.stratified import Design, Estimate
 from s2pipe.labels import class_key, default_class_map
 from s2pipe.outputs import atomic_output, check_writable
@@ -167,7 +169,7 @@ def evaluate_change(change_map: str | os.PathLike, reference: str | os.PathLike,
     sampled = {"stratum", "stratum_pixels"} <= set(gdf.columns) and (gdf.geom_type == "Point").all()
     if sampled:
         strata = gdf["stratum"].to_numpy()[feature].astype(np.int64)
-        differ = keep & (strata != codes)
+        differ = keep & (map_code(strata) != codes)
         if differ.any():
             raise LabelError(f"{reference}: {int(differ.sum())} of {int(keep.sum())} points lie on another code "
                              f"than their stratum: they were drawn from another map; evaluate the map they were "
@@ -185,6 +187,9 @@ def evaluate_change(change_map: str | os.PathLike, reference: str | os.PathLike,
     if len(codes) == 0:
         raise LabelError(f"no labelled feature of {reference} lies on data of {change_map}; check that they overlap")
     ref = t.encode(ub, ua).astype(np.int64)
+    mapped: dict[int, int] = {}  # pixels of each map code (a buffer stratum counts for its code)
+    for k, v in design.sizes.items():
+        mapped[int(map_code(np.array(k)))] = mapped.get(int(map_code(np.array(k))), 0) + v
     px_ha = pixel_area_ha(m.grid) or 0.0
     area_ha = design.total * px_ha
     map_changed, ref_changed = t.changed(codes), ub != ua
@@ -192,16 +197,16 @@ def evaluate_change(change_map: str | os.PathLike, reference: str | os.PathLike,
     change = {"accuracy": _est(design.proportion(map_changed == ref_changed)),
               "user_accuracy": _est(design.ratio(both, map_changed)),
               "producer_accuracy": _est(design.ratio(both, ref_changed)),
-              "mapped_ha": nan_none(sum(v for k, v in design.sizes.items() if t.is_change(k)) * px_ha),
+              "mapped_ha": nan_none(sum(v for k, v in mapped.items() if t.is_change(k)) * px_ha),
               "area_ha": _est(design.proportion(ref_changed), area_ha)}
     per_code = []
-    for code in sorted(set(design.sizes) | set(ref.tolist())):
+    for code in sorted(set(mapped) | set(ref.tolist())):
         hit = (codes == code) & (ref == code)
         per_code.append({"code": int(code), "name": t.name(int(code)), "change": t.is_change(int(code)),
                          "map_units": int((codes == code).sum()), "reference_units": int((ref == code).sum()),
                          "user_accuracy": _est(design.ratio(hit, codes == code)),
                          "producer_accuracy": _est(design.ratio(hit, ref == code)),
-                         "mapped_ha": nan_none(design.sizes.get(code, 0) * px_ha),
+                         "mapped_ha": nan_none(mapped.get(code, 0) * px_ha),
                          "area_ha": _est(design.proportion(ref == code), area_ha)})
     result = ChangeAccuracy(report_dir=report_dir, files={}, change_map=change_map, reference=reference,
                             design=kind, units=int(len(codes)), unlabelled=unlabelled,

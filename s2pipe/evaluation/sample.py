@@ -10,6 +10,11 @@ stable classes and "uncertain". Allocation of the ``n`` points:
   ``min_per_stratum`` in every stratum (default ``min(50, n // strata)``), the rest in
   proportion to area.
 
+For a change map, stable pixels within ``buffer`` pixels (default 2) of change or
+uncertain pixels form *buffer strata* of their own, one per stable class (Olofsson et
+al. 2014 recommend such a buffer: the map's omissions of change lie mostly next to the
+change it did map), so that they are sampled apart from the large unchanged areas.
+
 Every stratum gets at least 2 points (one cannot estimate a variance from one) and at
 most its pixels. Points lie at pixel centres, drawn without replacement in two passes
 over the map (a count, then the draw), block by block: memory is a block and the points.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +41,11 @@ from s2pipe.raster.maps import MapRaster, open_map, read_band
 from s2pipe.raster.profiles import with_gdal_env
 
 log = logging.getLogger(__name__)
+
+#: Buffer strata: stable pixels of a change map near change (``BUFFER + code``), where the
+#: map's omissions of change gather (change patch edges, uncertain neighbours).
+BUFFER = 1000
+DEFAULT_BUFFER = 2  # px
 
 ROWS = 1024  # rows read at a time
 
@@ -61,18 +72,47 @@ class Sample:
     crs: str
     strata: list[Stratum]
     reference_fields: list[str]
+    buffer: int = 0
 
 
-def _names(m: MapRaster) -> dict[int, str]:
-    return {c.value: c.name for c in (m.legend or ())}
+def _names(m: MapRaster, buffer: int) -> dict[int, str]:
+    names = {c.value: c.name for c in (m.legend or ())}
+    if m.kind == "change" and buffer > 0:
+        t = m.transitions
+        names.update({BUFFER + c: f"{t.name(c)}, within {buffer} px of change"
+                      for c in range(1, t.n * t.n + 1) if not t.is_change(c)})
+    return names
 
 
-def _counts(m: MapRaster) -> np.ndarray:
+def map_code(stratum: np.ndarray) -> np.ndarray:
+    """The map's value at a point of ``stratum`` (a buffer stratum lies on its stable code)."""
+    return np.where(stratum > BUFFER, stratum - BUFFER, stratum)
+
+
+def _strata(m: MapRaster, buffer: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, strata) of each block of rows: the map's values, and for a change map
+    with ``buffer`` its stable pixels within ``buffer`` pixels of change or uncertain
+    pixels moved to their buffer stratum (``BUFFER + code``)."""
     import rasterio
+    from scipy import ndimage
 
+    g = m.grid
+    near = m.kind == "change" and buffer > 0
+    for r0 in range(0, g.height, ROWS):
+        h = min(ROWS, g.height - r0)
+        a0, a1 = (max(0, r0 - buffer), min(g.height, r0 + h + buffer)) if near else (r0, r0 + h)
+        block = read_band(m, window=rasterio.windows.Window(0, a0, g.width, a1 - a0)).astype(np.int32)
+        if near:
+            t = m.transitions
+            hot = t.changed(block) | (block == t.uncertain)
+            grown = ndimage.binary_dilation(hot, np.ones((2 * buffer + 1, 2 * buffer + 1), bool))
+            block = np.where(grown & ~hot & (block > 0), block + BUFFER, block)
+        yield r0, block[r0 - a0:r0 - a0 + h]
+
+
+def _counts(m: MapRaster, buffer: int) -> np.ndarray:
     counts = np.zeros(1, dtype=np.int64)
-    for r0 in range(0, m.grid.height, ROWS):
-        block = read_band(m, window=rasterio.windows.Window(0, r0, m.grid.width, min(ROWS, m.grid.height - r0)))
+    for _, block in _strata(m, buffer):
         c = np.bincount(block.ravel().astype(np.int64))
         if len(c) > len(counts):
             counts = np.pad(counts, (0, len(c) - len(counts)))
@@ -83,7 +123,7 @@ def _counts(m: MapRaster) -> np.ndarray:
 @with_gdal_env
 def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
                 allocation: Allocation = "minimum", min_per_stratum: int | None = None, seed: int = 0,
-                overwrite: bool = False) -> Sample:
+                buffer: int = DEFAULT_BUFFER, overwrite: bool = False) -> Sample:
     """Draw ``n`` points from the map (class or change map) at ``map_path`` into the
     GeoPackage ``out``; see the module docstring."""
     import geopandas as gpd
@@ -94,12 +134,14 @@ def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
         raise OptionError(f"--allocation {allocation}: choose one of {', '.join(ALLOCATIONS)}")
     if n < 1:
         raise OptionError(f"-n {n}: give a positive number of points")
+    if buffer < 0:
+        raise OptionError(f"--buffer {buffer}: give 0 (none) or more pixels")
     if out.suffix.lower() != ".gpkg":
         raise OptionError(f"{out}: the sample is written as a GeoPackage (.gpkg)")
     check_writable(out, overwrite=overwrite)
     m = open_map(map_path, ("classes", "change"))
     m.require_projected()
-    counts = _counts(m)
+    counts = _counts(m, buffer)
     nodata = {0} | ({int(m.nodata)} if m.nodata is not None else set())
     values = np.array([v for v in np.flatnonzero(counts) if v not in nodata], dtype=np.int64)
     if len(values) == 0:
@@ -110,9 +152,8 @@ def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
     wanted = {int(v): np.sort(rng.choice(int(s), int(k), replace=False)) for v, s, k in zip(values, sizes, per)}
     seen = dict.fromkeys(wanted, 0)
     rows, cols, strata = [], [], []
-    for r0 in range(0, m.grid.height, ROWS):
-        h = min(ROWS, m.grid.height - r0)
-        block = read_band(m, window=rasterio.windows.Window(0, r0, m.grid.width, h)).ravel()
+    for r0, block2d in _strata(m, buffer):
+        block = block2d.ravel()
         for v, ranks in wanted.items():
             where = np.flatnonzero(block == v)
             lo, hi = np.searchsorted(ranks, [seen[v], seen[v] + len(where)])
@@ -125,7 +166,7 @@ def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
     order = np.lexsort((c, r))
     r, c, s = r[order], c[order], s[order]
     xs, ys = rasterio.transform.xy(m.grid.transform, r, c)
-    names = _names(m)
+    names = _names(m, buffer)
     size_of = dict(zip(values.tolist(), sizes.tolist()))
     points_of = dict(zip(values.tolist(), per.tolist()))
     columns: dict[str, object] = {
@@ -138,7 +179,7 @@ def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
         "map": map_path.name}
     if m.kind == "change":
         t = m.transitions
-        before, after = t.before_after(s)
+        before, after = t.before_after(map_code(s))
         columns["map_before"] = [t.classes[b - 1].name if b else "" for b in before]
         columns["map_after"] = [t.classes[a - 1].name if a else "" for a in after]
         ref_fields = ["ref_before", "ref_after"]
@@ -156,4 +197,5 @@ def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
                           round(size_of[int(v)] * px_ha, 4), int(points_of[int(v)])) for v in values]
     log.info("sampled %d points in %d strata of %s", len(s), len(values), map_path)
     return Sample(path=out, map=map_path, kind=m.kind, points=int(len(s)), allocation=allocation, seed=seed,
-                  crs=m.grid.crs.to_string(), strata=strata_out, reference_fields=ref_fields)
+                  crs=m.grid.crs.to_string(), strata=strata_out, reference_fields=ref_fields,
+                  buffer=buffer if m.kind == "change" else 0)
