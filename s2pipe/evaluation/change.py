@@ -10,9 +10,9 @@ the map, or a buffer stratum of stable pixels near change) and its size, and the
 estimates are those of that stratified random sample (with the finite-population
 correction; strata that are not the map's codes are handled as Stehman 2014 shows).
 Other references (polygons, hand-placed points) are taken as if they were a random
-sample within each of the map's codes, weighted by the codes' mapped areas, as ``evaluate --area-adjusted`` does for class maps: a
-reasonable summary, but without a probability sample the intervals are not a
-guarantee, and the report says so.
+sample within each of the map's codes, weighted by the codes' mapped areas, as
+``evaluate --area-adjusted`` does for class maps: a reasonable summary, but without a
+probability sample the intervals are not a guarantee, and the report says so.
 
 Reported (:mod:`s2pipe.evaluation.stratified`): overall accuracy, change/no-change
 accuracy (uncertain pixels count as "no change claimed"), user's and producer's
