@@ -884,7 +884,7 @@ def change(before: Path, after: Path, out: Path, report_dir: Path | None, min_co
               help="Points per stratum: minimum (at least --min-per-stratum each, the rest by area), "
                    "proportional (by area) or equal.")
 @click.option("--min-per-stratum", type=click.IntRange(2),
-              help="With --allocation minimum: points in every stratum [default: min(50, N / strata)].")
+              help="With --allocation minimum: points in every stratum [default: min(50, N / (2 x strata))].")
 @click.option("--buffer", type=click.IntRange(0), default=2, show_default=True,
               help="Change maps: stable pixels within this many pixels of change are strata of their own "
                    "(where omitted change lies); 0: none.")

@@ -28,6 +28,8 @@ def test_allocation():
         got = allocate(pixels, 200, how)
         assert got.sum() == 200 and (got >= 2).all() and (got <= pixels).all(), (how, got)
     got = allocate(pixels, 200, "minimum")
+    assert got[1:].min() >= 25 and got[0] >= 100                        # 200 / (2 x 4) each, half by area
+    got = allocate(pixels, 400, "minimum")
     assert got[-1] == 40 and got[1:3].min() >= 50                       # rare strata get their 50 (or all)
     got = allocate(pixels, 200, "minimum", 20)
     assert got[1:].min() >= 20 and got[0] > 100                         # the rest by area
@@ -170,3 +172,17 @@ def test_polygon_reference_is_taken_as_map_strata(change, tmp_path):
     urban = next(c for c in e.per_code if c["code"] == T.code(1, 5))
     assert urban["user_accuracy"]["value"] == 1.0                     # every mapped urban pixel is urban
     assert 0 < urban["producer_accuracy"]["value"] < 1                # the box holds more than the patch
+
+
+def test_small_transitions_pool_into_one_stratum(change, tmp_path):
+    from s2pipe.evaluation.sample import POOLED, _pooled
+    from s2pipe.raster.maps import open_map
+
+    r, before, truth = change
+    m = open_map(r.path, ("change",))
+    counts = np.zeros(T.uncertain + 1, np.int64)
+    counts[[T.code(1, 1), T.code(1, 5), T.code(1, 7), T.code(2, 7), T.code(2, 4)]] = [10**6, 5000, 20, 10, 3000]
+    assert _pooled(m, counts) == {T.code(1, 7), T.code(2, 7)}          # each under 1% of the 8030 px of change
+    counts[T.code(2, 7)] = 0
+    assert _pooled(m, counts) == set()                                 # one small transition stays itself
+    assert POOLED < 1000

@@ -27,7 +27,7 @@ def allocate(pixels: np.ndarray, n: int, allocation: Allocation, min_per_stratum
     elif allocation == "proportional":
         base = n * pixels / pixels.sum()
     else:
-        m = min(50, n // h) if min_per_stratum is None else min_per_stratum
+        m = min(50, n // (2 * h)) if min_per_stratum is None else min_per_stratum
         if m * h > n:
             raise OptionError(f"--min-per-stratum {m} x {h} strata is more than -n {n}")
         base = np.full(h, float(m)) + (n - m * h) * pixels / pixels.sum()

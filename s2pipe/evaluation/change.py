@@ -33,7 +33,7 @@ import numpy as np
 
 from s2pipe.errors import InputNotFoundError, LabelError
 from s2pipe.evaluation.metrics import nan_none
-from s2pipe.evaluation.sample import map_code
+from s2pipe.evaluation.sample import POOLED, map_code
 from s2pipe.evaluation.stratified import Design, Estimate
 from s2pipe.labels import class_key, default_class_map
 from s2pipe.outputs import atomic_output, check_writable
@@ -169,7 +169,8 @@ def evaluate_change(change_map: str | os.PathLike, reference: str | os.PathLike,
     sampled = {"stratum", "stratum_pixels"} <= set(gdf.columns) and (gdf.geom_type == "Point").all()
     if sampled:
         strata = gdf["stratum"].to_numpy()[feature].astype(np.int64)
-        differ = keep & (map_code(strata) != codes)
+        pooled = (strata == POOLED) & t.changed(codes)
+        differ = keep & (map_code(strata) != codes) & ~pooled
         if differ.any():
             raise LabelError(f"{reference}: {int(differ.sum())} of {int(keep.sum())} points lie on another code "
                              f"than their stratum: they were drawn from another map; evaluate the map they were "
@@ -188,8 +189,11 @@ def evaluate_change(change_map: str | os.PathLike, reference: str | os.PathLike,
         raise LabelError(f"no labelled feature of {reference} lies on data of {change_map}; check that they overlap")
     ref = t.encode(ub, ua).astype(np.int64)
     mapped: dict[int, int] = {}  # pixels of each map code (a buffer stratum counts for its code)
-    for k, v in design.sizes.items():
-        mapped[int(map_code(np.array(k)))] = mapped.get(int(map_code(np.array(k))), 0) + v
+    if kind == "sample":  # the map's own counts: a pooled stratum holds several codes
+        counts = _code_counts(m)
+        mapped = {int(c): int(counts[c]) for c in np.flatnonzero(counts) if c > 0}
+    else:
+        mapped = dict(design.sizes)
     px_ha = pixel_area_ha(m.grid) or 0.0
     area_ha = design.total * px_ha
     map_changed, ref_changed = t.changed(codes), ub != ua

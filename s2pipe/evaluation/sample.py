@@ -7,8 +7,8 @@ stable classes and "uncertain". Allocation of the ``n`` points:
   accuracy is poorly known);
 * ``equal``: the same number in every stratum;
 * ``minimum`` (the default, as the paper recommends for rare change): at least
-  ``min_per_stratum`` in every stratum (default ``min(50, n // strata)``), the rest in
-  proportion to area.
+  ``min_per_stratum`` in every stratum (default ``min(50, n // (2 * strata))``: at
+  least half the points go by area), the rest in proportion to area.
 
 For a change map, stable pixels within ``buffer`` pixels (default 2) of change or
 uncertain pixels form *buffer strata* of their own, one per stable class (Olofsson et
@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 #: map's omissions of change gather (change patch edges, uncertain neighbours).
 BUFFER = 1000
 DEFAULT_BUFFER = 2  # px
+#: Transitions under this share of the mapped change pool into one stratum, so that a
+#: weak map's many specks of spurious change do not each take points from the large strata.
+POOL_SHARE = 0.01
+POOLED = 999
+POOLED_NAME = "Other transitions (each under 1% of the mapped change), pooled"
 
 ROWS = 1024  # rows read at a time
 
@@ -85,8 +90,21 @@ def _names(m: MapRaster, buffer: int) -> dict[int, str]:
 
 
 def map_code(stratum: np.ndarray) -> np.ndarray:
-    """The map's value at a point of ``stratum`` (a buffer stratum lies on its stable code)."""
+    """The map's value at a point of ``stratum`` (a buffer stratum lies on its stable code;
+    the pooled stratum on one of its small transitions: :data:`POOLED` is kept)."""
     return np.where(stratum > BUFFER, stratum - BUFFER, stratum)
+
+
+def _pooled(m: MapRaster, counts: np.ndarray) -> set[int]:
+    """The transitions of a change map too small to be strata of their own (under
+    :data:`POOL_SHARE` of the mapped change): they share the stratum :data:`POOLED`."""
+    if m.kind != "change":
+        return set()
+    t = m.transitions
+    change = [c for c in range(1, min(len(counts), t.n * t.n + 1)) if t.is_change(c) and counts[c]]
+    total = sum(int(counts[c]) for c in change)
+    small = {c for c in change if counts[c] < POOL_SHARE * total}
+    return small if len(small) > 1 else set()
 
 
 def _strata(m: MapRaster, buffer: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -142,6 +160,11 @@ def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
     m = open_map(map_path, ("classes", "change"))
     m.require_projected()
     counts = _counts(m, buffer)
+    pooled = _pooled(m, counts)
+    if pooled:
+        counts = np.pad(counts, (0, max(0, POOLED + 1 - len(counts))))
+        counts[POOLED] = sum(int(counts[c]) for c in pooled)
+        counts[sorted(pooled)] = 0
     nodata = {0} | ({int(m.nodata)} if m.nodata is not None else set())
     values = np.array([v for v in np.flatnonzero(counts) if v not in nodata], dtype=np.int64)
     if len(values) == 0:
@@ -152,8 +175,11 @@ def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
     wanted = {int(v): np.sort(rng.choice(int(s), int(k), replace=False)) for v, s, k in zip(values, sizes, per)}
     seen = dict.fromkeys(wanted, 0)
     rows, cols, strata = [], [], []
+    pool = np.array(sorted(pooled), dtype=np.int32)
     for r0, block2d in _strata(m, buffer):
         block = block2d.ravel()
+        if len(pool):
+            block = np.where(np.isin(block, pool), POOLED, block)
         for v, ranks in wanted.items():
             where = np.flatnonzero(block == v)
             lo, hi = np.searchsorted(ranks, [seen[v], seen[v] + len(where)])
@@ -166,7 +192,7 @@ def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
     order = np.lexsort((c, r))
     r, c, s = r[order], c[order], s[order]
     xs, ys = rasterio.transform.xy(m.grid.transform, r, c)
-    names = _names(m, buffer)
+    names = {**_names(m, buffer), POOLED: POOLED_NAME}
     size_of = dict(zip(values.tolist(), sizes.tolist()))
     points_of = dict(zip(values.tolist(), per.tolist()))
     columns: dict[str, object] = {
