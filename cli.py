@@ -880,9 +880,10 @@ def change(before: Path, after: Path, out: Path, report_dir: Path | None, min_co
 @click.option("-n", "--points", "n", required=True, type=click.IntRange(1), help="Number of points to draw.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               metavar="PATH", help="GeoPackage (.gpkg) of the points, with empty reference fields to fill in.")
-@click.option("--allocation", type=click.Choice(ALLOCATIONS), default="minimum", show_default=True,
-              help="Points per stratum: minimum (at least --min-per-stratum each, the rest by area), "
-                   "proportional (by area) or equal.")
+@click.option("--allocation", type=click.Choice(ALLOCATIONS), default="auto", show_default=True,
+              help="Points per stratum: neyman (by area times the anticipated spread of change: the default "
+                   "for change maps), minimum (at least --min-per-stratum each, the rest by area: the default "
+                   "for class maps), proportional (by area) or equal.")
 @click.option("--min-per-stratum", type=click.IntRange(2),
               help="With --allocation minimum: points in every stratum [default: min(50, N / (2 x strata))].")
 @click.option("--buffer", type=click.IntRange(0), default=2, show_default=True,

@@ -34,6 +34,8 @@ def test_allocation():
     got = allocate(pixels, 200, "minimum", 20)
     assert got[1:].min() >= 20 and got[0] > 100                         # the rest by area
     assert allocate(pixels, 200, "proportional").tolist()[2:] == [2, 2]    # at least 2 for a variance
+    got = allocate(pixels, 200, "neyman", spread=np.array([0.1, 0.46, 0.46, 0.46]))
+    assert got.sum() == 200 and got.tolist() == allocate(pixels * [0.1, 0.46, 0.46, 0.46], 200, "proportional").tolist()
     with pytest.raises(OptionError, match="need at least 8 points"):
         allocate(pixels, 5, "equal")
 

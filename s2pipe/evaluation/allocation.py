@@ -8,13 +8,19 @@ import numpy as np
 
 from s2pipe.errors import OptionError
 
-Allocation = Literal["minimum", "proportional", "equal"]
+Allocation = Literal["auto", "neyman", "minimum", "proportional", "equal"]
 ALLOCATIONS: tuple[str, ...] = get_args(Allocation)
 MIN_POINTS = 2  # per stratum: one point gives no variance
 
 
-def allocate(pixels: np.ndarray, n: int, allocation: Allocation, min_per_stratum: int | None = None) -> np.ndarray:
-    """Points per stratum (sum ``n``, largest remainders), each in ``MIN_POINTS..pixels``."""
+def allocate(pixels: np.ndarray, n: int, allocation: Allocation, min_per_stratum: int | None = None,
+             spread: np.ndarray | None = None) -> np.ndarray:
+    """Points per stratum (sum ``n``, largest remainders), each in ``MIN_POINTS..pixels``.
+
+    ``neyman`` shares them in proportion to ``pixels * spread`` (Neyman's optimal
+    allocation; ``spread`` the anticipated standard deviation of the quantity estimated
+    in each stratum, e.g. ``sqrt(p (1 - p))`` of an anticipated share ``p`` of change).
+    """
     pixels = np.asarray(pixels, dtype=np.int64)
     h = len(pixels)
     floor = np.minimum(pixels, MIN_POINTS)
@@ -26,6 +32,11 @@ def allocate(pixels: np.ndarray, n: int, allocation: Allocation, min_per_stratum
         base = np.full(h, n / h)
     elif allocation == "proportional":
         base = n * pixels / pixels.sum()
+    elif allocation == "neyman":
+        if spread is None or len(spread) != h:
+            raise ValueError("neyman allocation needs the anticipated spread of every stratum")
+        weight = pixels * np.asarray(spread, dtype=np.float64)
+        base = n * weight / weight.sum()
     else:
         m = min(50, n // (2 * h)) if min_per_stratum is None else min_per_stratum
         if m * h > n:

@@ -6,7 +6,12 @@ stable classes and "uncertain". Allocation of the ``n`` points:
 * ``proportional``: to each stratum's area (rare strata get few points, so their
   accuracy is poorly known);
 * ``equal``: the same number in every stratum;
-* ``minimum`` (the default, as the paper recommends for rare change): at least
+* ``neyman`` (the default for change maps, ``auto``): in proportion to each stratum's
+  pixels times the anticipated spread of change in it (a mapped transition 70% change,
+  uncertain 30%, a buffer stratum 5%, stable far from change 1%): Neyman's optimal
+  allocation for the area of change, which puts most points where omitted change can
+  hide; measured to give the intervals their coverage (``bench/bench_change.py``);
+* ``minimum`` (the default for class maps, as the paper recommends for rare classes): at least
   ``min_per_stratum`` in every stratum (default ``min(50, n // (2 * strata))``: at
   least half the points go by area), the rest in proportion to area.
 
@@ -128,6 +133,28 @@ def _strata(m: MapRaster, buffer: int) -> Iterator[tuple[int, np.ndarray]]:
         yield r0, block[r0 - a0:r0 - a0 + h]
 
 
+#: Anticipated shares of true change (Neyman allocation): in a mapped transition, among
+#: uncertain pixels, in a buffer stratum, and in a stable class far from change.
+ANTICIPATED = {"transition": 0.7, "uncertain": 0.3, "buffer": 0.05, "stable": 0.01}
+
+
+def _spread(m: MapRaster, values: np.ndarray) -> np.ndarray:
+    """sqrt(p (1 - p)) of each stratum's anticipated share of change (:data:`ANTICIPATED`)."""
+    if m.kind != "change":
+        raise OptionError("--allocation neyman anticipates change: give a change map, or another allocation")
+    t = m.transitions
+
+    def share(v: int) -> float:
+        if v == POOLED or (v <= t.n * t.n and t.is_change(v)):
+            return ANTICIPATED["transition"]
+        if v == t.uncertain:
+            return ANTICIPATED["uncertain"]
+        return ANTICIPATED["buffer"] if v > BUFFER else ANTICIPATED["stable"]
+
+    p = np.array([share(int(v)) for v in values])
+    return np.sqrt(p * (1 - p))
+
+
 def _counts(m: MapRaster, buffer: int) -> np.ndarray:
     counts = np.zeros(1, dtype=np.int64)
     for _, block in _strata(m, buffer):
@@ -140,7 +167,7 @@ def _counts(m: MapRaster, buffer: int) -> np.ndarray:
 
 @with_gdal_env
 def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
-                allocation: Allocation = "minimum", min_per_stratum: int | None = None, seed: int = 0,
+                allocation: Allocation = "auto", min_per_stratum: int | None = None, seed: int = 0,
                 buffer: int = DEFAULT_BUFFER, overwrite: bool = False) -> Sample:
     """Draw ``n`` points from the map (class or change map) at ``map_path`` into the
     GeoPackage ``out``; see the module docstring."""
@@ -170,7 +197,8 @@ def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
     if len(values) == 0:
         raise RasterError(f"{map_path} has no pixel with data to sample")
     sizes = counts[values]
-    per = allocate(sizes, n, allocation, min_per_stratum)
+    how: Allocation = allocation if allocation != "auto" else ("neyman" if m.kind == "change" else "minimum")
+    per = allocate(sizes, n, how, min_per_stratum, _spread(m, values) if how == "neyman" else None)
     rng = np.random.default_rng(seed)
     wanted = {int(v): np.sort(rng.choice(int(s), int(k), replace=False)) for v, s, k in zip(values, sizes, per)}
     seen = dict.fromkeys(wanted, 0)
@@ -222,6 +250,6 @@ def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
     strata_out = [Stratum(int(v), names.get(int(v), str(v)), int(size_of[int(v)]),
                           round(size_of[int(v)] * px_ha, 4), int(points_of[int(v)])) for v in values]
     log.info("sampled %d points in %d strata of %s", len(s), len(values), map_path)
-    return Sample(path=out, map=map_path, kind=m.kind, points=int(len(s)), allocation=allocation, seed=seed,
+    return Sample(path=out, map=map_path, kind=m.kind, points=int(len(s)), allocation=how, seed=seed,
                   crs=m.grid.crs.to_string(), strata=strata_out, reference_fields=ref_fields,
                   buffer=buffer if m.kind == "change" else 0)
