@@ -278,6 +278,97 @@ def test_real_full_disk_predict_and_stack(synth_n0208, stack, model, tmp_path, t
                   f"cannot write {tmpfs / 'stack.tif'}: no space")
 
 
+def _mosaic_inputs(root: Path) -> list[Path]:
+    from rasterio.transform import from_origin
+
+    from test_mosaic import UTM33, X0, Y0, scene_probs, write_probs
+
+    root.mkdir(exist_ok=True)
+    ta, tb = from_origin(X0, Y0, 10, 10), from_origin(X0 + 1000, Y0 - 1000, 10, 10)
+    return [write_probs(root / "a.tif", scene_probs(UTM33, ta, 700, 700, 1), UTM33, ta, "A"),
+            write_probs(root / "b.tif", scene_probs(UTM33, tb, 700, 700, 2), UTM33, tb, "B")]
+
+
+def test_real_full_disk_in_the_cog_copy_fails_the_mosaic(tmp_path, tmpfs, monkeypatch):
+    """Issue 22: libtiff's write failures reached only stderr; mosaic exited 0 with a map that
+    could not be read. The disk is filled so that the staging file fits and the COG does not."""
+    import shutil
+
+    import s2pipe.raster.cog as cog
+
+    probs = _mosaic_inputs(tmp_path / "probs")
+    sizes: dict[str, int] = {}
+    real_copy = cog.rasterio.shutil.copy
+
+    def copy(src, dst, **kw):
+        sizes["stage"] = Path(src).stat().st_size
+        real_copy(src, dst, **kw)
+        sizes["cog"] = Path(dst).stat().st_size
+    monkeypatch.setattr("s2pipe.raster.cog.rasterio.shutil.copy", copy)
+    assert invoke(["mosaic", *probs, "-o", tmp_path / "ok.tif"])[0] == 0
+    monkeypatch.undo()
+    page = 4096
+    room = -(-sizes["stage"] // page) * page + sizes["cog"] // 2
+    (tmpfs / "filler").write_bytes(b"\0" * (shutil.disk_usage(tmpfs).free - room))
+    res = subprocess.run([sys.executable, str(ROOT / "cli.py"), "-q", "mosaic", *map(str, probs),
+                          "-o", str(tmpfs / "region.tif")], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 1 and res.stderr.strip().splitlines() == [res.stderr.strip()], res.stderr
+    assert res.stderr.startswith(f"Error: cannot write {tmpfs / 'region.tif'}: no space left"), res.stderr
+    assert sorted(p.name for p in tmpfs.iterdir()) == ["filler"]
+
+
+def test_a_map_truncated_after_a_quiet_write_is_caught_before_the_rename(tmp_path, monkeypatch):
+    """Whatever the writer failed to say, a map is read back before it is renamed into place."""
+    import s2pipe.raster.cog as cog
+
+    probs = _mosaic_inputs(tmp_path / "probs")
+    real_copy = cog.rasterio.shutil.copy
+
+    def copy(src, dst, **kw):  # the bytes of the last blocks never reached the disk
+        real_copy(src, dst, **kw)
+        with open(dst, "r+b") as f:
+            f.truncate(Path(dst).stat().st_size * 2 // 3)
+    monkeypatch.setattr("s2pipe.raster.cog.rasterio.shutil.copy", copy)
+    out = tmp_path / "out"
+    out.mkdir()
+    fails_cleanly(["mosaic", *probs, "-o", out / "region.tif", "--sources", out / "src.tif"], out,
+                  f"cannot write {out / 'region.tif'}: Input/output error (block")
+
+
+def test_mosaic_of_a_map_in_an_engineering_crs_is_one_line(tmp_path):
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from test_mosaic import UTM33, X0, Y0, scene_probs, write_probs
+
+    site = CRS.from_wkt('LOCAL_CS["site grid",LOCAL_DATUM["site",0],UNIT["metre",1],'
+                        'AXIS["Easting",EAST],AXIS["Northing",NORTH]]')
+    t = from_origin(X0, Y0, 10, 10)
+    good = write_probs(tmp_path / "good.tif", scene_probs(UTM33, t, 40, 40, 1), UTM33, t, "A")
+    local = write_probs(tmp_path / "site.tif", scene_probs(UTM33, t, 40, 40, 2), site, t, "B")
+    out = tmp_path / "out"
+    out.mkdir()
+    for maps in ([good, local], [local, good], [local]):
+        fails_cleanly(["mosaic", *maps, "-o", out / "m.tif"], out, f"{local} is in LOCAL_CS \"site grid\"",
+                      "engineering")
+
+
+def test_an_unknown_crs_is_one_line_without_proj_noise(tmp_path):
+    from rasterio.transform import from_origin
+
+    from test_mosaic import UTM33, X0, Y0, scene_probs, write_probs
+
+    t = from_origin(X0, Y0, 10, 10)
+    good = write_probs(tmp_path / "good.tif", scene_probs(UTM33, t, 40, 40, 1), UTM33, t, "A")
+    res = subprocess.run([sys.executable, str(ROOT / "cli.py"), "mosaic", str(good), "-o", str(tmp_path / "m.tif"),
+                          "--crs", "EPSG:999999"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 1 and res.stderr.strip().splitlines() == [
+        "Error: --crs EPSG:999999: not a CRS GDAL knows; give e.g. EPSG:32633"], res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.tif"]
+
+
 # ---------------------------------------------------------------- interruptions
 _SLOW_PREDICT = """
 import sys, time

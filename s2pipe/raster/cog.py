@@ -193,6 +193,7 @@ class MapWriter:
         with profiles.gdal_write_errors(self.path):
             rasterio.shutil.copy(self._stage, self.path, **profiles.COG,
                                  OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE")
+        profiles.verify_written(self.path)  # a write libtiff failed quietly fails here
         self.close()
         if self.legend:
             write_sidecars(self.path, self.legend)

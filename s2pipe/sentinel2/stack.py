@@ -111,4 +111,5 @@ def write_stack(scene: Scene, path: str | os.PathLike, *, rows: int = 256,
             dst.write(scene.read(w), window=w)
             if progress is not None:
                 progress(int(w.height))
+    profiles.verify_written(path)
     return Path(path)
