@@ -612,8 +612,11 @@ def _info_text(info: Any) -> str:
         lines.append(f"Offset source:  {info.radiometry_metadata['source']}")
     for band, path in info.band_files.items():
         state = "MISSING" if band in info.missing_bands else "ok"
-        lines.append(f"  {band:4s} {state:8s} {path}")
-    lines.append(f"SCL:            {info.scl_file or 'MISSING (no cloud masking)'}")
+        asset = f"  asset {info.assets[band]}" if band in info.assets else ""
+        coarser = "  coarser than native: resampled" if band in info.coarser_bands else ""
+        lines.append(f"  {band:4s} {state:8s} {path}{asset}{coarser}")
+    scl_asset = f"  asset {info.assets['SCL']}" if "SCL" in info.assets else ""
+    lines.append(f"SCL:            {info.scl_file or 'MISSING (no cloud masking)'}{scl_asset}")
     if info.missing_bands:
         lines.append(f"Missing bands {', '.join(info.missing_bands)}: prepare/predict will refuse "
                      "this product.")
