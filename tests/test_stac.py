@@ -16,10 +16,10 @@ from click.testing import CliRunner
 
 from cli import cli
 from s2pipe.errors import MissingBandError, SafeFormatError
+from s2pipe.sentinel2.assets import COMMON_NAMES
 from s2pipe.sentinel2.facts import BAND_RESOLUTION, BANDS
 from s2pipe.sentinel2.metadata import read_product_metadata
 from s2pipe.sentinel2.reader import ReadOptions, open_scene, product_info
-from s2pipe.sentinel2.assets import COMMON_NAMES
 from s2pipe.synth.stac import write_stac_item
 
 
@@ -252,11 +252,14 @@ def test_assets_are_chosen_by_band_and_resolution_not_by_key_order(synth_n0509, 
     info = product_info(path)
     assert info.band_files["B02"].endswith("_B02_10m.tif") and not info.coarser_bands
     assert info.scl_file is not None and info.scl_file.endswith("_SCL_20m.tif")
+    assert info.assets["B02"] == "B02 (10 m)" and info.assets["SCL"].startswith("SCL-20m")
+    r = CliRunner().invoke(cli, ["info", str(path)])
+    assert r.exit_code == 0 and "asset B02 (10 m)" in r.output and "asset SCL-20m" in r.output, r.output
     ref = _safe_pixels(synth_n0509.safe_path)
     with open_scene(path) as scene, open_scene(synth_n0509.safe_path) as safe:
         assert scene.scl_masked == safe.scl_masked != ()
         np.testing.assert_array_equal(scene.read(), safe.read())
-    with open_scene(path, mask_scl=()) as scene:
+    with open_scene(path, ReadOptions(mask_scl=())) as scene:
         np.testing.assert_array_equal(scene.read(), ref)
 
 
@@ -266,9 +269,9 @@ def test_bands_offered_only_coarser_are_read_resampled_and_noted(synth_n0509, co
     twenty = [b for b in BANDS if BAND_RESOLUTION[b] == 20]
     assert info.coarser_bands == {b: 60 for b in twenty}
     ref = _safe_pixels(synth_n0509.safe_path)
-    with caplog.at_level("WARNING"), open_scene(path, mask_scl=()) as scene:
+    with caplog.at_level("WARNING"), open_scene(path, ReadOptions(mask_scl=())) as scene:
         got = scene.read()
-        assert scene.radiometry["coarser_bands"] == {b: 60 for b in twenty}
+        assert scene.radiometry.coarser_bands == {b: 60 for b in twenty}
         assert scene.info.coarser_bands == {b: 60 for b in twenty}
     assert "B05 at 60 m" in caplog.text and "resampled" in caplog.text
     valid = (got > 0).all(axis=0) & (ref > 0).all(axis=0)

@@ -186,10 +186,9 @@ def open_safe(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int],
             sources.append(_open_band(info.band_files[band], band, grid))
         if info.scl_file:
             scl = _open_band(info.scl_file, "SCL", grid)
-        elif mask_scl:
-            if checked is None:  # said once, when the product is first opened
-                log.warning("%s: no scene classification (SCL) in the product: clouds, shadows and "
-                            "no-data pixels are NOT masked", info.path)
+        elif mask_scl and checked is None:  # said once, when the product is first opened
+            log.warning("%s: no scene classification (SCL) in the product: clouds, shadows and "
+                        "no-data pixels are NOT masked", info.path)
         coarser = {b: round(s.transform.a) for b, s in zip(BANDS, sources)
                    if round(s.transform.a) > BAND_RESOLUTION[b]}
         if coarser and checked is None:

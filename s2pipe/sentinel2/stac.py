@@ -33,6 +33,7 @@ from typing import Any
 from s2pipe.errors import MissingBandError, SafeFormatError
 from s2pipe.provenance import OffsetCheck
 from s2pipe.remote import gdal_path, is_url, read_bytes
+from s2pipe.sentinel2.assets import asset_keys, find_asset
 from s2pipe.sentinel2.facts import (
     BAND_RESOLUTION,
     BANDS,
@@ -42,7 +43,6 @@ from s2pipe.sentinel2.facts import (
     baseline_number,
     has_offset,
 )
-from s2pipe.sentinel2.assets import asset_keys, find_asset
 from s2pipe.sentinel2.metadata import ProductInfo
 from s2pipe.sentinel2.safe import SafeScene, open_safe
 
