@@ -131,7 +131,7 @@ def test_many_scenes_continues_past_failures(demo, tmp_path):
     assert "skipped" not in res.stderr and (maps / "stack.tif").stat().st_mtime_ns != stamp
 
 
-@pytest.mark.parametrize("script", ["many-scenes.sh", "region.sh", "cluster.sh"])
+@pytest.mark.parametrize("script", ["many-scenes.sh", "region.sh", "cluster.sh", "change.sh"])
 def test_two_products_of_one_name_are_refused_before_anything_is_mapped(script, tmp_path):
     """Issue 22: a corrupt copy of a product was skipped as "exists" and reported mapped."""
     good, copy = tmp_path / "a" / "S2B_MSIL2A_X.SAFE", tmp_path / "b" / "S2B_MSIL2A_X.SAFE"
@@ -140,6 +140,10 @@ def test_two_products_of_one_name_are_refused_before_anything_is_mapped(script, 
     out = tmp_path / "out"
     if script == "many-scenes.sh":
         res = _run(script, tmp_path / "best.pt", out, good, copy)
+    elif script == "change.sh":
+        (tmp_path / "before.txt").write_text(f"{good}\n{copy}\n")
+        (tmp_path / "after.txt").write_text(f"{good}\n")
+        res = _run(script, tmp_path / "before.txt", tmp_path / "after.txt", tmp_path / "labels.gpkg", out)
     else:
         listing = tmp_path / "products.txt"
         listing.write_text(f"{good}\n{copy}\n")
