@@ -167,6 +167,28 @@ def test_prepare_full_disk_writing_tiles(synth_n0208, tmp_path, monkeypatch, dis
                   f"cannot write {tmp_path / 'tiles'}: no space left")
 
 
+def test_a_tile_cut_short_after_a_quiet_write_fails_prepare(synth_n0208, tmp_path, monkeypatch):
+    """Issue 22: every GeoTIFF writer (tiles, stacks, truths, maps) reads its file back before
+    the rename (``profiles.written``), not only predict's and mosaic's COGs."""
+    from contextlib import contextmanager
+
+    import s2pipe.raster.profiles as profiles
+
+    real = profiles.gdal_write_errors
+
+    @contextmanager
+    def cut_short(path):  # libtiff said nothing; the file's last bytes never reached the disk
+        with real(path):
+            yield
+        if "image" in str(path) and Path(path).exists():
+            with open(path, "r+b") as f:
+                f.truncate(Path(path).stat().st_size // 2)
+    monkeypatch.setattr(profiles, "gdal_write_errors", cut_short)
+    line = fails_cleanly(["prepare", synth_n0208.safe_path, "--labels", synth_n0208.labels_path,
+                          "-o", tmp_path / "tiles", "--tile-size", 128], tmp_path, "cannot write", "Input/output error")
+    assert "tiles" in line
+
+
 def test_synth_full_disk_in_the_jpeg2000_encoder(tmp_path, monkeypatch, disk_full):
     monkeypatch.setattr("s2pipe.synth.safe._Writer._jp2", failing(gdal_failure("compress tile failed"), 5))
     line = fails_cleanly(["synth", tmp_path / "demo", "--size", 256], tmp_path, "no space left on the device")

@@ -182,6 +182,17 @@ def gdal_write_errors(path: str | os.PathLike) -> Iterator[None]:
         raise OSError(code, f"{os.strerror(code)} ({found[0]})", str(Path(path)))
 
 
+@contextmanager
+def written(path: str | os.PathLike) -> Iterator[None]:
+    """Wrap the whole writing of the GeoTIFF at ``path`` (its closing included): GDAL's and
+    libtiff's failures raise as in :func:`gdal_write_errors`, and the file is then read back
+    (:func:`verify_written`), the check every writer makes before its output is renamed
+    into place."""
+    with gdal_write_errors(path):
+        yield
+    verify_written(path)
+
+
 def gdal_reason(exc: BaseException) -> str:
     """What GDAL said behind a rasterio error: rasterio's own message often only says
     "See previous exception for details", an exception the user never sees."""
