@@ -189,6 +189,22 @@ def test_a_tile_cut_short_after_a_quiet_write_fails_prepare(synth_n0208, tmp_pat
     assert "tiles" in line
 
 
+def test_a_preset_that_maps_none_of_the_codes_says_so(synth_n0208, tmp_path):
+    """Issue 22: ``--class-map corine`` on Urban Atlas codes said "no usable polygon feature";
+    the cause was a WARNING that -q hides. The Error line names it and a few values."""
+    import geopandas as gpd
+    import shapely
+
+    ua = tmp_path / "ua.gpkg"
+    gpd.GeoDataFrame({"code": ["11100", "21000", "31000", "21000"]}, geometry=[shapely.box(0, 0, 10, 10)] * 4,
+                     crs="EPSG:32633").to_file(ua, engine="pyogrio")
+    line = fails_cleanly(["-q", "prepare", synth_n0208.safe_path, "--labels", ua, "--class-field", "code",
+                          "--class-map", "corine", "-o", tmp_path / "tiles"], tmp_path,
+                         f"{ua}: no value of field 'code' is mapped to a class by the class map corine",
+                         "4 not in it (values 21000 x2, 11100 x1, 31000 x1)", "check --class-field and --class-map")
+    assert "no usable polygon" not in line
+
+
 def test_synth_full_disk_in_the_jpeg2000_encoder(tmp_path, monkeypatch, disk_full):
     monkeypatch.setattr("s2pipe.synth.safe._Writer._jp2", failing(gdal_failure("compress tile failed"), 5))
     line = fails_cleanly(["synth", tmp_path / "demo", "--size", 256], tmp_path, "no space left on the device")
