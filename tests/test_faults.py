@@ -578,3 +578,28 @@ def test_stale_temporaries_of_dead_processes_only(tmp_path):
     removed = remove_stale_temporaries(tmp_path / "m.tif")
     assert sorted(p.name for p in removed) == sorted(n for n, stale in names.items() if stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n, stale in names.items() if not stale)
+
+
+class _Crafted:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_a_crafted_pickle_is_refused_in_one_line_even_with_q(protocol, tmp_path):
+    """Issue 22: torch's two-line pickle-protocol UserWarning came before the Error line."""
+    import pickle
+
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"format": "x", "model": _Crafted(marker)}, protocol=protocol))
+    res = subprocess.run([sys.executable, str(ROOT / "cli.py"), "-q", "export", str(evil), "-o",
+                          str(tmp_path / "m.onnx")], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.splitlines() == [
+        f"Error: {evil} is not a readable s2pipe checkpoint (UnpicklingError); retrain or pass another file"]
+    assert not marker.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["evil.pt"]
