@@ -316,6 +316,21 @@ def test_real_full_disk_predict_and_stack(synth_n0208, stack, model, tmp_path, t
                   f"cannot write {tmpfs / 'stack.tif'}: no space")
 
 
+def test_real_full_disk_predict_with_probabilities_is_one_line_on_stderr(stack, model, tmp_path, tmpfs):
+    """Issue 22: libtiff's _tiffWriteProc / _tiffSeekProc printed up to 6 lines before the
+    Error line (C code writing to fd 2: a subprocess, not CliRunner, sees them)."""
+    import shutil
+
+    (tmpfs / "filler").write_bytes(b"\0" * (shutil.disk_usage(tmpfs).free - 64 * 1024))
+    res = subprocess.run([sys.executable, str(ROOT / "cli.py"), "-q", "predict", str(stack), "--model", str(model),
+                          "-o", str(tmpfs / "m.tif"), "--probabilities", str(tmpfs / "p.tif"), "--probabilities-all",
+                          "--overlap", "16"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.stderr.startswith("Error: cannot write ") and "no space" in res.stderr, res.stderr
+    assert "_tiff" not in res.stderr and sorted(p.name for p in tmpfs.iterdir()) == ["filler"]
+
+
 def _mosaic_inputs(root: Path) -> list[Path]:
     from rasterio.transform import from_origin
 
