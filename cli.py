@@ -400,7 +400,7 @@ from s2pipe.prediction.options import (  # noqa: E402  (plain data; valid values
 @click.option("--model", "model_path", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Checkpoint written by 's2pipe train' (best.pt), or an ONNX model from 's2pipe export'.")
-@click.option("-o", "--output", "out", required=True, type=ProductType(must_exist=False),
+@click.option("-o", "--output", "out", required=True, type=ProductType(must_exist=False), metavar="PATH",
               help="Map GeoTIFF to write; with several scenes a folder for <product name>.tif. "
                    "May be an s3://... URL (written locally, uploaded when complete).")
 @click.option("--overlap", type=click.IntRange(0), default=64, show_default=True,
@@ -612,8 +612,11 @@ def _info_text(info: Any) -> str:
         lines.append(f"Offset source:  {info.radiometry_metadata['source']}")
     for band, path in info.band_files.items():
         state = "MISSING" if band in info.missing_bands else "ok"
-        lines.append(f"  {band:4s} {state:8s} {path}")
-    lines.append(f"SCL:            {info.scl_file or 'MISSING (no cloud masking)'}")
+        asset = f"  asset {info.assets[band]}" if band in info.assets else ""
+        coarser = "  coarser than native: resampled" if band in info.coarser_bands else ""
+        lines.append(f"  {band:4s} {state:8s} {path}{asset}{coarser}")
+    scl_asset = f"  asset {info.assets['SCL']}" if "SCL" in info.assets else ""
+    lines.append(f"SCL:            {info.scl_file or 'MISSING (no cloud masking)'}{scl_asset}")
     if info.missing_bands:
         lines.append(f"Missing bands {', '.join(info.missing_bands)}: prepare/predict will refuse "
                      "this product.")
@@ -767,7 +770,7 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
 @cli.command()
 @click.argument("maps", metavar="MAP...", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", "out", required=True, type=ProductType(must_exist=False),
+@click.option("-o", "--output", "out", required=True, type=ProductType(must_exist=False), metavar="PATH",
               help="Mosaic GeoTIFF (COG) to write; may be an s3://... URL (uploaded when complete).")
 @click.option("--crs", help="Output CRS, e.g. EPSG:32633 [default: the first map's].")
 @click.option("--resolution", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,

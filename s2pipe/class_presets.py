@@ -2,7 +2,7 @@
 
 Each preset is a CSV shipped in ``s2pipe/data/class_maps/`` (``code,class,name``): the
 product's codes, the s2pipe class each becomes, and the product's own class name. Class
-0 marks a code the preset knows but cannot map (Urban Atlas 92000 "not interpreted",
+0 marks a code the preset knows but cannot map (Urban Atlas 91000/92000 "no data",
 CORINE 999 "NODATA"): features with it are dropped and counted, never guessed. The
 tables are printed in ``docs/class-presets.md``.
 """

@@ -199,6 +199,15 @@ def read_labels(path: str | os.PathLike, *, layer: str | None = None,
         log.info("%s: %d features of values the class map drops (%s)", p, int(dropped.sum()),
                  _counted(report.dropped_by_class_map))
     keep = ~unmapped & ~dropped
+    if len(gdf) and not keep.any():  # the cause, not "no usable polygon": no value is mapped to a class
+        which = f"class map {report.class_map}" if report.class_map else "class map"
+        parts = [f"{int(unmapped.sum())} not in it (values {_counted(report.unmapped_counts, 5)})"
+                 if unmapped.any() else "",
+                 f"{int(dropped.sum())} of values it drops ({_counted(report.dropped_by_class_map, 5)})"
+                 if dropped.any() else ""]
+        raise LabelError(f"{p}: no value of field {class_field!r} is mapped to a class by the {which}: "
+                         f"of {len(gdf)} features, {'; '.join(x for x in parts if x)}; check --class-field "
+                         "and --class-map")
     gdf = gpd.GeoDataFrame({LABEL_COLUMN: labels[keep].astype(np.uint8)},
                            geometry=gdf.geometry[keep].values, crs=gdf.crs)
 

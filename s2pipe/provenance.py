@@ -52,6 +52,8 @@ class Radiometry:
     metadata: dict[str, Any] | None = None         # what a catalogue stated (STAC Items)
     assumed: bool | None = None                    # a stack without s2pipe's tag
     tile_folders: tuple[str, ...] | None = None    # a model trained on several tile folders
+    unmasked: str | None = None                    # why no pixel was masked by scene class
+    coarser_bands: dict[str, int] | None = None    # band -> metres, read coarser than native
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,6 +88,10 @@ class Radiometry:
 
     def replace(self, **changes: Any) -> Radiometry:
         return dataclasses.replace(self, **changes)
+
+
+#: :attr:`Radiometry.unmasked` of a scene that was to be masked but has no SCL.
+UNMASKED_NO_SCL = "no scene classification (SCL) in the product: clouds, shadows and no-data not masked"
 
 
 #: The prefix of s2pipe's dataset tags.

@@ -42,6 +42,31 @@ def test_urban_atlas_codes_and_unmappable_ones():
     assert set(ua.values()) == {0} | {c.value for c in DEFAULT_LEGEND}
 
 
+#: The nomenclatures, line by line: CORINE's 44 level-3 codes; Urban Atlas 2012/2018 (Mapping
+#: Guide v6.3 and the 2012/2018 data, which also carry 25000) and the 2006-only codes.
+CLC_LEVEL3 = [
+    "111", "112", "121", "122", "123", "124", "131", "132", "133", "141", "142", "211", "212",
+    "213", "221", "222", "223", "231", "241", "242", "243", "244", "311", "312", "313", "321",
+    "322", "323", "324", "331", "332", "333", "334", "335", "411", "412", "421", "422", "423",
+    "511", "512", "521", "522", "523"
+]
+UA_2012_2018 = [
+    "11100", "11210", "11220", "11230", "11240", "11300", "12100", "12210", "12220", "12230",
+    "12300", "12400", "13100", "13300", "13400", "14100", "14200", "21000", "22000", "23000",
+    "24000", "25000", "31000", "32000", "33000", "40000", "50000", "91000", "92000"
+]
+UA_2006_ONLY = ("20000", "30000")
+
+
+def test_presets_list_every_code_of_their_nomenclatures_and_no_other():
+    """Issue 22: Urban Atlas 25000 (orchards at the fringe of urban classes) was missing."""
+    clc, ua = load_preset("corine").classes, load_preset("urban-atlas").classes
+    assert sorted(clc) == sorted([*CLC_LEVEL3, "990", "995", "999"])
+    assert sorted(ua) == sorted([*UA_2012_2018, *UA_2006_ONLY])
+    assert ua["25000"] == 1 and ua["30000"] == 2 and ua["20000"] == 0  # 2006's forests; its mixed class
+    assert load_preset("urban-atlas").names["92000"] == "No data (Missing imagery)"
+
+
 def test_load_class_map_by_preset_name_is_case_insensitive():
     assert load_class_map("Urban-Atlas") == load_preset("urban-atlas").classes
     assert set(PRESETS) == {"corine", "urban-atlas"}

@@ -24,6 +24,14 @@ def test_help_lists_commands():
     assert "Usage:" in result.output
 
 
+def test_outputs_show_an_output_metavar_in_help():
+    """Issue 22: ``-o, --output PRODUCT`` (the input type's name) in predict and mosaic."""
+    for command in ("predict", "mosaic"):
+        result = CliRunner().invoke(cli, [command, "--help"])
+        assert result.exit_code == 0 and "-o, --output PATH" in result.output, result.output
+        assert "--output PRODUCT" not in result.output
+
+
 def test_unknown_command_is_usage_error():
     result = CliRunner().invoke(cli, ["no-such-command"])
     assert result.exit_code == 2

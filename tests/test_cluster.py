@@ -265,3 +265,37 @@ def test_prepare_products_on_the_cluster_as_in_process(runner, synth_n0208, synt
                       runner=runner)
     assert not (tmp_path / "bad").exists()
     _no_temporaries(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def safe_and_broken(tmp_path_factory):
+    """A small synthetic SAFE and a copy of it (another folder, another date) without its
+    B11 file: a product that fails when it is opened, at planning (issue 22)."""
+    from s2pipe.synth.product import synth_product
+
+    root = tmp_path_factory.mktemp("safes")
+    good = synth_product(root / "good", size=256, seed=3).safe_path
+    other = synth_product(root / "other", size=256, seed=3, date="2018-06-17").safe_path
+    for b11 in other.rglob("*B11_20m.jp2"):
+        b11.unlink()
+    return good, other
+
+
+@pytest.mark.parametrize("how", ["--workers", "--scheduler"])
+def test_a_product_missing_a_band_is_listed_and_the_good_one_mapped(how, runner, inputs, safe_and_broken, tmp_path):
+    """Issue 22: ``predict S1 BROKEN --scheduler ...`` (BROKEN lacks B11) exited 1 before any
+    scene was mapped. One rule for in-process, --workers and --scheduler runs: the bad product
+    is listed, the good one is mapped, exit 1 (some scenes failed)."""
+    _, _, model = inputs
+    good, broken = safe_and_broken
+    cluster = ["--workers", "2"] if how == "--workers" else ["--scheduler", runner.client.scheduler.address]
+    res = CliRunner().invoke(cli, ["predict", str(good), str(broken), "--model", str(model), "-o",
+                                   str(tmp_path / "maps"), "--overlap", "16", "--device", "cpu", *cluster])
+    assert res.exit_code == 1, res.output
+    assert [line for line in res.stderr.splitlines() if "Dask dashboard" not in line] == [  # named once
+        f"Error: {broken}: band file(s) missing: B11 ({next(broken.rglob('R20m'))}/"
+        f"T33UYS_20180617T095029_B11_20m.jp2), nor a file of that name elsewhere in the product; the product "
+        "is incomplete, download it again", "Error: 1 of 2 scenes failed; the others are done"], res.stderr
+    name = good.name.removesuffix(".SAFE")
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [f"{name}.qml", f"{name}.tif",
+                                                                      f"{name}.tif.aux.xml"]

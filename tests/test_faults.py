@@ -167,6 +167,44 @@ def test_prepare_full_disk_writing_tiles(synth_n0208, tmp_path, monkeypatch, dis
                   f"cannot write {tmp_path / 'tiles'}: no space left")
 
 
+def test_a_tile_cut_short_after_a_quiet_write_fails_prepare(synth_n0208, tmp_path, monkeypatch):
+    """Issue 22: every GeoTIFF writer (tiles, stacks, truths, maps) reads its file back before
+    the rename (``profiles.written``), not only predict's and mosaic's COGs."""
+    from contextlib import contextmanager
+
+    import s2pipe.raster.profiles as profiles
+
+    real = profiles.gdal_write_errors
+
+    @contextmanager
+    def cut_short(path):  # libtiff said nothing; the file's last bytes never reached the disk
+        with real(path):
+            yield
+        if "image" in str(path) and Path(path).exists():
+            with open(path, "r+b") as f:
+                f.truncate(Path(path).stat().st_size // 2)
+    monkeypatch.setattr(profiles, "gdal_write_errors", cut_short)
+    line = fails_cleanly(["prepare", synth_n0208.safe_path, "--labels", synth_n0208.labels_path,
+                          "-o", tmp_path / "tiles", "--tile-size", 128], tmp_path, "cannot write", "Input/output error")
+    assert "tiles" in line
+
+
+def test_a_preset_that_maps_none_of_the_codes_says_so(synth_n0208, tmp_path):
+    """Issue 22: ``--class-map corine`` on Urban Atlas codes said "no usable polygon feature";
+    the cause was a WARNING that -q hides. The Error line names it and a few values."""
+    import geopandas as gpd
+    import shapely
+
+    ua = tmp_path / "ua.gpkg"
+    gpd.GeoDataFrame({"code": ["11100", "21000", "31000", "21000"]}, geometry=[shapely.box(0, 0, 10, 10)] * 4,
+                     crs="EPSG:32633").to_file(ua, engine="pyogrio")
+    line = fails_cleanly(["-q", "prepare", synth_n0208.safe_path, "--labels", ua, "--class-field", "code",
+                          "--class-map", "corine", "-o", tmp_path / "tiles"], tmp_path,
+                         f"{ua}: no value of field 'code' is mapped to a class by the class map corine",
+                         "4 not in it (values 21000 x2, 11100 x1, 31000 x1)", "check --class-field and --class-map")
+    assert "no usable polygon" not in line
+
+
 def test_synth_full_disk_in_the_jpeg2000_encoder(tmp_path, monkeypatch, disk_full):
     monkeypatch.setattr("s2pipe.synth.safe._Writer._jp2", failing(gdal_failure("compress tile failed"), 5))
     line = fails_cleanly(["synth", tmp_path / "demo", "--size", 256], tmp_path, "no space left on the device")
@@ -276,6 +314,112 @@ def test_real_full_disk_predict_and_stack(synth_n0208, stack, model, tmp_path, t
     fails_cleanly(["prepare", synth_n0208.safe_path, "--labels", synth_n0208.labels_path, "-o", tmp_path / "t",
                    "--tile-size", 128, "--stack", tmpfs / "stack.tif"], tmp_path,
                   f"cannot write {tmpfs / 'stack.tif'}: no space")
+
+
+def test_real_full_disk_predict_with_probabilities_is_one_line_on_stderr(stack, model, tmp_path, tmpfs):
+    """Issue 22: libtiff's _tiffWriteProc / _tiffSeekProc printed up to 6 lines before the
+    Error line (C code writing to fd 2: a subprocess, not CliRunner, sees them)."""
+    import shutil
+
+    (tmpfs / "filler").write_bytes(b"\0" * (shutil.disk_usage(tmpfs).free - 64 * 1024))
+    res = subprocess.run([sys.executable, str(ROOT / "cli.py"), "-q", "predict", str(stack), "--model", str(model),
+                          "-o", str(tmpfs / "m.tif"), "--probabilities", str(tmpfs / "p.tif"), "--probabilities-all",
+                          "--overlap", "16"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.stderr.startswith("Error: cannot write ") and "no space" in res.stderr, res.stderr
+    assert "_tiff" not in res.stderr and sorted(p.name for p in tmpfs.iterdir()) == ["filler"]
+
+
+def _mosaic_inputs(root: Path) -> list[Path]:
+    from rasterio.transform import from_origin
+
+    from test_mosaic import UTM33, X0, Y0, scene_probs, write_probs
+
+    root.mkdir(exist_ok=True)
+    ta, tb = from_origin(X0, Y0, 10, 10), from_origin(X0 + 1000, Y0 - 1000, 10, 10)
+    return [write_probs(root / "a.tif", scene_probs(UTM33, ta, 700, 700, 1), UTM33, ta, "A"),
+            write_probs(root / "b.tif", scene_probs(UTM33, tb, 700, 700, 2), UTM33, tb, "B")]
+
+
+def test_real_full_disk_in_the_cog_copy_fails_the_mosaic(tmp_path, tmpfs, monkeypatch):
+    """Issue 22: libtiff's write failures reached only stderr; mosaic exited 0 with a map that
+    could not be read. The disk is filled so that the staging file fits and the COG does not."""
+    import shutil
+
+    import s2pipe.raster.cog as cog
+
+    probs = _mosaic_inputs(tmp_path / "probs")
+    sizes: dict[str, int] = {}
+    real_copy = cog.rasterio.shutil.copy
+
+    def copy(src, dst, **kw):
+        sizes["stage"] = Path(src).stat().st_size
+        real_copy(src, dst, **kw)
+        sizes["cog"] = Path(dst).stat().st_size
+    monkeypatch.setattr("s2pipe.raster.cog.rasterio.shutil.copy", copy)
+    assert invoke(["mosaic", *probs, "-o", tmp_path / "ok.tif"])[0] == 0
+    monkeypatch.undo()
+    page = 4096
+    room = -(-sizes["stage"] // page) * page + sizes["cog"] // 2
+    (tmpfs / "filler").write_bytes(b"\0" * (shutil.disk_usage(tmpfs).free - room))
+    res = subprocess.run([sys.executable, str(ROOT / "cli.py"), "-q", "mosaic", *map(str, probs),
+                          "-o", str(tmpfs / "region.tif")], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 1 and res.stderr.strip().splitlines() == [res.stderr.strip()], res.stderr
+    assert res.stderr.startswith(f"Error: cannot write {tmpfs / 'region.tif'}: no space left"), res.stderr
+    assert sorted(p.name for p in tmpfs.iterdir()) == ["filler"]
+
+
+def test_a_map_truncated_after_a_quiet_write_is_caught_before_the_rename(tmp_path, monkeypatch):
+    """Whatever the writer failed to say, a map is read back before it is renamed into place."""
+    import s2pipe.raster.cog as cog
+
+    probs = _mosaic_inputs(tmp_path / "probs")
+    real_copy = cog.rasterio.shutil.copy
+
+    def copy(src, dst, **kw):  # the bytes of the last blocks never reached the disk
+        real_copy(src, dst, **kw)
+        with open(dst, "r+b") as f:
+            f.truncate(Path(dst).stat().st_size * 2 // 3)
+    monkeypatch.setattr("s2pipe.raster.cog.rasterio.shutil.copy", copy)
+    out = tmp_path / "out"
+    out.mkdir()
+    fails_cleanly(["mosaic", *probs, "-o", out / "region.tif", "--sources", out / "src.tif"], out,
+                  f"cannot write {out / 'region.tif'}: Input/output error (block")
+
+
+def test_mosaic_of_a_map_in_an_engineering_crs_is_one_line(tmp_path):
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from test_mosaic import UTM33, X0, Y0, scene_probs, write_probs
+
+    site = CRS.from_wkt('LOCAL_CS["site grid",LOCAL_DATUM["site",0],UNIT["metre",1],'
+                        'AXIS["Easting",EAST],AXIS["Northing",NORTH]]')
+    t = from_origin(X0, Y0, 10, 10)
+    good = write_probs(tmp_path / "good.tif", scene_probs(UTM33, t, 40, 40, 1), UTM33, t, "A")
+    local = write_probs(tmp_path / "site.tif", scene_probs(UTM33, t, 40, 40, 2), site, t, "B")
+    out = tmp_path / "out"
+    out.mkdir()
+    for maps in ([good, local], [local, good], [local]):
+        fails_cleanly(["mosaic", *maps, "-o", out / "m.tif"], out, f"{local} is in LOCAL_CS \"site grid\"",
+                      "engineering")
+
+
+def test_an_unknown_crs_is_one_line_without_proj_noise(tmp_path):
+    from rasterio.transform import from_origin
+
+    from test_mosaic import UTM33, X0, Y0, scene_probs, write_probs
+
+    t = from_origin(X0, Y0, 10, 10)
+    good = write_probs(tmp_path / "good.tif", scene_probs(UTM33, t, 40, 40, 1), UTM33, t, "A")
+    res = subprocess.run([sys.executable, str(ROOT / "cli.py"), "mosaic", str(good), "-o", str(tmp_path / "m.tif"),
+                          "--crs", "EPSG:999999"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 1 and res.stderr.strip().splitlines() == [
+        "Error: --crs EPSG:999999: not a CRS GDAL knows; give e.g. EPSG:32633"], res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.tif"]
 
 
 # ---------------------------------------------------------------- interruptions
@@ -449,3 +593,28 @@ def test_stale_temporaries_of_dead_processes_only(tmp_path):
     removed = remove_stale_temporaries(tmp_path / "m.tif")
     assert sorted(p.name for p in removed) == sorted(n for n, stale in names.items() if stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n, stale in names.items() if not stale)
+
+
+class _Crafted:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_a_crafted_pickle_is_refused_in_one_line_even_with_q(protocol, tmp_path):
+    """Issue 22: torch's two-line pickle-protocol UserWarning came before the Error line."""
+    import pickle
+
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"format": "x", "model": _Crafted(marker)}, protocol=protocol))
+    res = subprocess.run([sys.executable, str(ROOT / "cli.py"), "-q", "export", str(evil), "-o",
+                          str(tmp_path / "m.onnx")], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.splitlines() == [
+        f"Error: {evil} is not a readable s2pipe checkpoint (UnpicklingError); retrain or pass another file"]
+    assert not marker.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["evil.pt"]

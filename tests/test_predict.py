@@ -601,3 +601,25 @@ def test_peak_memory_does_not_grow_with_the_scene(trained, tmp_path):
     with rasterio.open(tmp_path / "large_map.tif") as dst:
         assert dst.overviews(1) == [2, 4, 8, 16]
         assert set(np.unique(dst.read(1, out_shape=(512, 256)))) <= set(range(9))
+
+
+def test_scenes_of_one_tile_and_date_into_one_folder_never_collide(synth_n0208, synth_n0509, tmp_path):
+    """Issue 22: two scenes of one tile and date (a reprocessing: N0208 and N0509 of one take;
+    or one product given from two copies) predicted into one folder. Distinct products keep
+    their distinct product names; copies of one product name get _1, _2 in the order given."""
+    import os
+
+    model = make_checkpoint(tmp_path / "m.pt")
+    copy = tmp_path / "copy" / synth_n0208.safe_path.name
+    copy.parent.mkdir()
+    os.symlink(synth_n0208.safe_path, copy)
+    res = CliRunner().invoke(cli, ["predict", str(synth_n0208.safe_path), str(synth_n0509.safe_path), str(copy),
+                                   "--model", str(model), "-o", str(tmp_path / "maps"), "--overlap", "16",
+                                   "--device", "cpu", "--json"])
+    assert res.exit_code == 0, res.output
+    a, b = (p.safe_path.name.removesuffix(".SAFE") for p in (synth_n0208, synth_n0509))
+    assert a != b and a[:26] == b[:26]  # one tile and sensing time, two processing baselines
+    assert sorted(p.name for p in (tmp_path / "maps").glob("*.tif")) == sorted([f"{a}_1.tif", f"{a}_2.tif",
+                                                                                f"{b}.tif"])
+    with rasterio.open(tmp_path / "maps" / f"{a}_2.tif") as ds:
+        assert ds.tags()["S2PIPE_SCENE"] == str(copy)

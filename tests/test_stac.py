@@ -16,10 +16,10 @@ from click.testing import CliRunner
 
 from cli import cli
 from s2pipe.errors import MissingBandError, SafeFormatError
+from s2pipe.sentinel2.assets import COMMON_NAMES
 from s2pipe.sentinel2.facts import BAND_RESOLUTION, BANDS
 from s2pipe.sentinel2.metadata import read_product_metadata
 from s2pipe.sentinel2.reader import ReadOptions, open_scene, product_info
-from s2pipe.sentinel2.stac import COMMON_NAMES
 from s2pipe.synth.stac import write_stac_item
 
 
@@ -203,3 +203,96 @@ def test_cli_synth_stac_then_info(tmp_path):
     assert not list(item.parent.glob(".safe-*")) and not list(item.parent.glob("*.jp2"))
     r = CliRunner().invoke(cli, ["info", str(item)])
     assert r.exit_code == 0 and "02.08" in r.output and "B8A" in r.output
+
+
+def _pc_2021(cog_item: Path, out: Path, *, coarse: bool = False, scl_key: str | None = "SCL-20m",
+             shift: float = 0.0) -> Path:
+    """A Planetary Computer item of 2021 (STAC 1.0.0-beta.2): a 10 m band also offered as
+    ``B02_20m`` and ``B02_60m`` (listed first), SCL as ``SCL-20m``; with ``coarse`` the 20 m
+    bands only at 60 m (files made here, ``shift`` metres off the tile's grid)."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    src = json.loads(cog_item.read_text())
+    assets: dict = {}
+    for key, asset in src["assets"].items():
+        asset = dict(asset, href=str(cog_item.parent / asset["href"]))
+        if key == "SCL":
+            if scl_key is not None:
+                assets[scl_key] = {k: v for k, v in asset.items() if k != "gsd"}
+            continue
+        if BAND_RESOLUTION.get(key) == 10:
+            for res in (60, 20):
+                assets[f"{key}_{res}m"] = {"href": "does-not-exist.tif", "type": asset["type"], "gsd": res,
+                                           "roles": ["data"], "eo:bands": [{"name": key}]}
+        if coarse and BAND_RESOLUTION.get(key) == 20:
+            with rasterio.open(asset["href"]) as ds:
+                w, h = -(-ds.width * 20 // 60), -(-ds.height * 20 // 60)
+                t = ds.transform
+                t60 = rasterio.Affine(60, 0, t.c + shift, 0, -60, t.f)
+                arr = np.zeros((h, w), dtype="uint16")
+                reproject(ds.read(1), arr, src_transform=t, src_crs=ds.crs, dst_transform=t60, dst_crs=ds.crs,
+                          resampling=Resampling.average, src_nodata=0, dst_nodata=0)
+                path = out / f"{key}_60m.tif"
+                out.mkdir(parents=True, exist_ok=True)
+                with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint16",
+                                   crs=ds.crs, transform=t60, nodata=0) as dst:
+                    dst.write(arr, 1)
+            key, asset = f"{key}_60m", {**asset, "href": str(path), "gsd": 60, "proj:shape": [h, w],
+                                        "proj:transform": list(t60)[:6]}
+        assets[key] = asset
+    item = dict(src, stac_version="1.0.0-beta.2", assets=assets)
+    out.mkdir(parents=True, exist_ok=True)
+    return _write(out / "item.json", item)
+
+
+def test_assets_are_chosen_by_band_and_resolution_not_by_key_order(synth_n0509, cogs, tmp_path):
+    """Issue 22: B02 under B02, B02_20m and B02_60m, SCL under SCL-20m (2021 Planetary Computer)."""
+    path = _pc_2021(cogs["planetary-computer"], tmp_path)
+    info = product_info(path)
+    assert info.band_files["B02"].endswith("_B02_10m.tif") and not info.coarser_bands
+    assert info.scl_file is not None and info.scl_file.endswith("_SCL_20m.tif")
+    assert info.assets["B02"] == "B02 (10 m)" and info.assets["SCL"].startswith("SCL-20m")
+    r = CliRunner().invoke(cli, ["info", str(path)])
+    assert r.exit_code == 0 and "asset B02 (10 m)" in r.output and "asset SCL-20m" in r.output, r.output
+    ref = _safe_pixels(synth_n0509.safe_path)
+    with open_scene(path) as scene, open_scene(synth_n0509.safe_path) as safe:
+        assert scene.scl_masked == safe.scl_masked != ()
+        np.testing.assert_array_equal(scene.read(), safe.read())
+    with open_scene(path, ReadOptions(mask_scl=())) as scene:
+        np.testing.assert_array_equal(scene.read(), ref)
+
+
+def test_bands_offered_only_coarser_are_read_resampled_and_noted(synth_n0509, cogs, tmp_path, caplog):
+    path = _pc_2021(cogs["planetary-computer"], tmp_path / "coarse", coarse=True)
+    info = product_info(path)
+    twenty = [b for b in BANDS if BAND_RESOLUTION[b] == 20]
+    assert info.coarser_bands == {b: 60 for b in twenty}
+    ref = _safe_pixels(synth_n0509.safe_path)
+    with caplog.at_level("WARNING"), open_scene(path, ReadOptions(mask_scl=())) as scene:
+        got = scene.read()
+        assert scene.radiometry.coarser_bands == {b: 60 for b in twenty}
+        assert scene.info.coarser_bands == {b: 60 for b in twenty}
+    assert "B05 at 60 m" in caplog.text and "resampled" in caplog.text
+    valid = (got > 0).all(axis=0) & (ref > 0).all(axis=0)
+    assert valid.mean() > 0.9
+    for i, b in enumerate(BANDS):
+        if BAND_RESOLUTION[b] == 20:  # the same ground, blurred
+            assert np.corrcoef(got[i][valid], ref[i][valid])[0, 1] > 0.8, b
+        else:
+            np.testing.assert_array_equal(got[i][valid], ref[i][valid])
+    bad = _pc_2021(cogs["planetary-computer"], tmp_path / "shifted", coarse=True, shift=60.0)
+    with pytest.raises(MissingBandError, match="B05 is .* at 60 m, expected .* does not belong"):
+        open_scene(bad)
+
+
+def test_an_unmasked_scene_says_so_and_its_tiles_record_it(synth_n0509, cogs, tmp_path):
+    path = _pc_2021(cogs["planetary-computer"], tmp_path / "item", scl_key=None)
+    out = tmp_path / "tiles"
+    r = CliRunner().invoke(cli, ["prepare", str(path), "--labels", str(synth_n0509.labels_path), "-o", str(out),
+                                 "--tile-size", "128"])
+    assert r.exit_code == 0, r.output
+    assert "no scene classification (SCL) in the product: clouds, shadows and no-data pixels are NOT masked" \
+        in r.output
+    record = json.loads((out / "prepare.json").read_text())
+    assert "(SCL)" in json.dumps(record) and "unmasked" in json.dumps(record)

@@ -119,16 +119,40 @@ def test_many_scenes_continues_past_failures(demo, tmp_path):
     assert res.stdout.split() == [str(maps / "stack.tif")]
 
     listing = tmp_path / "scenes.txt"  # comments, blank lines and blanks around paths are ignored
-    listing.write_text(f"# products to map\n{out / 'stack.tif'}\n\n  {out / 'stack.tif'}  # again\n")
+    listing.write_text(f"# products to map\n\n  {out / 'stack.tif'}  # the stack\n")
     res = _run("many-scenes.sh", out / "model" / "best.pt", maps, listing, **env)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert res.stderr.count("stack: ") == 2 and res.stderr.count("exists, skipped") == 2  # done before
-    assert "2 of 2 scenes mapped" in res.stderr
+    assert res.stderr.count("stack: ") == 1 and res.stderr.count("exists, skipped") == 1  # done before
+    assert "1 of 1 scenes mapped" in res.stderr
 
     stamp = (maps / "stack.tif").stat().st_mtime_ns
     res = _run("many-scenes.sh", out / "model" / "best.pt", maps, out / "stack.tif", **env, FORCE="1")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "skipped" not in res.stderr and (maps / "stack.tif").stat().st_mtime_ns != stamp
+
+
+@pytest.mark.parametrize("script", ["many-scenes.sh", "region.sh", "cluster.sh", "change.sh"])
+def test_two_products_of_one_name_are_refused_before_anything_is_mapped(script, tmp_path):
+    """Issue 22: a corrupt copy of a product was skipped as "exists" and reported mapped."""
+    good, copy = tmp_path / "a" / "S2B_MSIL2A_X.SAFE", tmp_path / "b" / "S2B_MSIL2A_X.SAFE"
+    good.mkdir(parents=True)
+    copy.mkdir(parents=True)
+    out = tmp_path / "out"
+    if script == "many-scenes.sh":
+        res = _run(script, tmp_path / "best.pt", out, good, copy)
+    elif script == "change.sh":
+        (tmp_path / "before.txt").write_text(f"{good}\n{copy}\n")
+        (tmp_path / "after.txt").write_text(f"{good}\n")
+        res = _run(script, tmp_path / "before.txt", tmp_path / "after.txt", tmp_path / "labels.gpkg", out)
+    else:
+        listing = tmp_path / "products.txt"
+        listing.write_text(f"{good}\n{copy}\n")
+        res = _run(script, listing, tmp_path / "labels.gpkg", out)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines()[-1].endswith(
+        f"{good} and {copy} would both be mapped to S2B_MSIL2A_X.tif; list each product once "
+        "(copies of one product go to separate runs, with another OUT_DIR)"), res.stderr
+    assert not out.exists()
 
 
 def test_region_script_maps_two_dates_into_one_mosaic(tmp_path):

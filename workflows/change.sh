@@ -51,6 +51,8 @@ if [[ ${#before_products[@]} -eq 0 || ${#after_products[@]} -eq 0 ]]; then
   echo "change: $before_list and $after_list must each list a product" >&2
   exit 2
 fi
+unique_names "${before_products[@]}"  # each date's maps share a folder
+unique_names "${after_products[@]}"
 train_opts=()
 [[ -n "$MAX_MINUTES" ]] && train_opts+=(--max-minutes "$MAX_MINUTES")
 predict_opts=()
@@ -72,7 +74,7 @@ map_date() {
   shift
   mkdir -p "$out/$date/maps" "$out/$date/probabilities"
   for p in "$@"; do
-    name="$(basename "$p")"; name="${name%.zip}"; name="${name%.SAFE}"; name="${name%.xml}"
+    name="$(product_name "$p")"
     step predict "$out/$date/maps/$name.tif" "$s2pipe" predict "$p" --model "$out/model/best.pt" \
       -o "$out/$date/maps/$name.tif" --probabilities "$out/$date/probabilities/$name.tif" --probabilities-all \
       --overlap "$OVERLAP" --device "$DEVICE" "${predict_opts[@]}"

@@ -45,6 +45,7 @@ if [[ ${#products[@]} -eq 0 ]]; then
   echo "$tag: $list lists no product" >&2
   exit 2
 fi
+unique_names "${products[@]}"
 mkdir -p "$out"
 
 # ---------------------------------------------------------------- the cluster
@@ -92,7 +93,7 @@ train_step "$out/model" "${train_cmd[@]}" train "$out/tiles" -o "$out/model" --e
 # place after its probabilities, so an existing map means both are complete)
 todo=() names=()
 for p in "${products[@]}"; do
-  name="$(basename "$p")"; name="${name%.zip}"; name="${name%.SAFE}"; name="${name%.xml}"
+  name="$(product_name "$p")"
   if [[ ! -e "$out/maps/$name.tif" || "${FORCE:-0}" == 1 ]]; then
     todo+=("$p") names+=("$name")
   fi

@@ -44,3 +44,30 @@ train_step() {
     step train "$model/run.json" "$@"
   fi
 }
+
+# product_name PATH: the name of a product path, which names its outputs: S2B_MSIL2A_...T130225
+# for .SAFE, .SAFE.zip, .zip, .../MTD_MSIL2A.xml, item.json and stack.tif alike.
+product_name() {
+  local p="${1%/}"
+  [[ "$(basename "$p")" == MTD_MSIL2A.xml ]] && p="$(dirname "$p")"
+  p="$(basename "$p")"
+  p="${p%.zip}"; p="${p%.SAFE}"; p="${p%.tif}"; p="${p%.tiff}"; p="${p%.json}"
+  echo "$p"
+}
+
+# unique_names PATH...: exit 2 when two products would be mapped to one output name (one
+# product listed twice, or two copies of it): the second would be skipped as "exists" and
+# reported mapped without ever being mapped.
+unique_names() {
+  local -A seen=()
+  local p n
+  for p in "$@"; do
+    n="$(product_name "$p")"
+    if [[ -n "${seen[$n]+x}" ]]; then
+      echo "$tag: ${seen[$n]} and $p would both be mapped to $n.tif; list each product once" \
+        "(copies of one product go to separate runs, with another OUT_DIR)" >&2
+      exit 2
+    fi
+    seen[$n]="$p"
+  done
+}

@@ -6,7 +6,8 @@
 #   SCENE  a .SAFE folder, a zipped SAFE, an MTD_MSIL2A.xml or a prepare --stack GeoTIFF
 # A scene whose map exists is skipped (maps are written atomically: existing = complete);
 # FORCE=1 predicts it again with --overwrite. Failed scenes are listed at the end and
-# make the exit status 1; a usage error exits 2.
+# make the exit status 1; a usage error exits 2, and so do two scenes of one product name
+# (one product listed twice, or two copies of it), before anything is mapped.
 set -euo pipefail
 OVERLAP="${OVERLAP:-64}"              # pixels shared by neighbouring windows
 BATCH_SIZE="${BATCH_SIZE:-4}"         # windows per forward pass
@@ -21,7 +22,9 @@ fi
 model="$1" out="$2"
 shift 2
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-s2pipe="${S2PIPE:-$(command -v s2pipe || echo "$root/.venv/bin/s2pipe")}"
+tag="${S2PIPE_LOG_TAG:-many-scenes}"
+# shellcheck source=workflows/lib.sh
+source "$root/workflows/lib.sh"
 scenes=()
 if [[ $# -eq 1 && -f "$1" && "$1" == *.txt ]]; then
   while IFS= read -r line || [[ -n "$line" ]]; do
@@ -37,26 +40,15 @@ if [[ ${#scenes[@]} -eq 0 ]]; then
   echo "many-scenes: no scene given" >&2
   exit 2
 fi
-over=()
-[[ "${FORCE:-0}" == 1 ]] && over=(--overwrite)
+unique_names "${scenes[@]}"
 opts=(--overlap "$OVERLAP" --batch-size "$BATCH_SIZE" --device "$DEVICE")
 [[ "$MASK_CLOUDS" == 1 ]] && opts+=(--mask-clouds)
-
-# The product name of a scene path: S2B_MSIL2A_...T130225 for .SAFE, .SAFE.zip, .zip,
-# .../MTD_MSIL2A.xml and stack.tif alike.
-name_of() {
-  local p="${1%/}"
-  [[ "$(basename "$p")" == MTD_MSIL2A.xml ]] && p="$(dirname "$p")"
-  p="$(basename "$p")"
-  p="${p%.zip}"; p="${p%.SAFE}"; p="${p%.tif}"; p="${p%.tiff}"
-  echo "$p"
-}
 
 mkdir -p "$out"
 failed=()
 done_count=0
 for scene in "${scenes[@]}"; do
-  name="$(name_of "$scene")"
+  name="$(product_name "$scene")"
   map="$out/$name.tif"
   if [[ -e "$map" && "${FORCE:-0}" != 1 ]]; then
     echo "many-scenes: $name: $map exists, skipped" >&2

@@ -59,6 +59,7 @@ if [[ ${#products[@]} -eq 0 ]]; then
   echo "region: $list lists no product" >&2
   exit 2
 fi
+unique_names "${products[@]}"
 
 mkdir -p "$out"
 step prepare "$out/tiles" "$s2pipe" prepare --products "$list" --labels "$labels" "${label_opts[@]}" \
@@ -70,7 +71,7 @@ train_step "$out/model" "$s2pipe" train "$out/tiles" -o "$out/model" --epochs "$
 # existing map means both are complete
 mkdir -p "$out/maps" "$out/probabilities"
 for p in "${products[@]}"; do
-  name="$(basename "$p")"; name="${name%.zip}"; name="${name%.SAFE}"; name="${name%.xml}"
+  name="$(product_name "$p")"
   step predict "$out/maps/$name.tif" "$s2pipe" predict "$p" --model "$out/model/best.pt" \
     -o "$out/maps/$name.tif" --probabilities "$out/probabilities/$name.tif" --probabilities-all \
     --overlap "$OVERLAP" --device "$DEVICE" "${predict_opts[@]}"

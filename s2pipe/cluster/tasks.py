@@ -38,7 +38,8 @@ class TaskFailure:
     traceback: str | None = None     # for "error": where it happened
 
     def line(self) -> str:
-        return f"{self.task}: {self.error}"
+        """``task: error``; the error alone where it already begins with the task's name."""
+        return self.error if self.error.startswith(f"{self.task}:") else f"{self.task}: {self.error}"
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -178,7 +179,10 @@ def read_checkpoint(path: str | os.PathLike, *,
         raise InputNotFoundError(f"checkpoint {path} not found; pass a best.pt or last.pt "
                                  "written by 's2pipe train'")
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle of protocol > 2 (never s2pipe's): refused or
+            # read anyway, torch's two-line warning about its protocol would only precede the Error line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            payload = torch.load(path, map_location=device, weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
             ValueError, AttributeError, TypeError) as exc:
         raise CheckpointError(f"{path} is not a readable s2pipe checkpoint "

@@ -15,7 +15,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.windows import Window
 
-from s2pipe.errors import InputNotFoundError, LabelError, OptionError
+from s2pipe.errors import InputNotFoundError, LabelError, OptionError, RasterError
 from s2pipe.mosaic.inputs import MapInput
 from s2pipe.raster.grid import Grid
 
@@ -62,6 +62,19 @@ def read_clip(path: str | os.PathLike, crs: CRS) -> Clip:
     return Clip(geoms, path)
 
 
+def _bounds_in(m: MapInput, crs: CRS) -> tuple[float, float, float, float]:
+    from rasterio.errors import RasterioError
+
+    from s2pipe.mosaic.inputs import crs_name
+    from s2pipe.raster.profiles import gdal_reason
+
+    try:
+        return m.bounds_in(crs)
+    except (RasterioError, CRSError, ValueError) as exc:  # GDAL/PROJ: no operation between the two
+        raise RasterError(f"{m.path}: its CRS {crs_name(m.crs)} cannot be transformed to {crs_name(crs)} "
+                          f"({gdal_reason(exc)[:160]}); give maps whose CRSs PROJ can relate") from None
+
+
 def output_grid(inputs: Sequence[MapInput], crs: CRS, resolution: float,
                 bounds: tuple[float, float, float, float] | None, clip: Clip | None) -> Grid:
     """The grid over ``bounds`` (or the clip's, or the union of the maps' footprints), its
@@ -69,7 +82,7 @@ def output_grid(inputs: Sequence[MapInput], crs: CRS, resolution: float,
     an :class:`OptionError`."""
     if resolution <= 0:
         raise OptionError(f"--resolution {resolution}: give a positive pixel size in metres")
-    boxes = [m.bounds_in(crs) for m in inputs]
+    boxes = [_bounds_in(m, crs) for m in inputs]
     if bounds is None and clip is not None:
         import shapely
 

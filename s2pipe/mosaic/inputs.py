@@ -9,6 +9,7 @@ the legend as :mod:`s2pipe.raster.maps` reads it).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,14 @@ class MapInput:
         return b[0], b[1], b[2], b[3]
 
 
+def crs_name(crs: CRS) -> str:
+    """``EPSG:32633``, or the name a WKT gives its CRS (``LOCAL_CS "site grid"``)."""
+    if crs.to_epsg():
+        return f"EPSG:{crs.to_epsg()}"
+    m = re.match(r'\s*(\w+)\s*\[\s*"([^"]*)"', crs.to_wkt())
+    return f'{m.group(1)} "{m.group(2)}"' if m else crs.to_string()[:80]
+
+
 def open_input(path: str | os.PathLike, index: int) -> MapInput:
     """Read what a map is (not its pixels), as :func:`s2pipe.raster.maps.open_map` reads any
     map s2pipe wrote; :class:`RasterError` when it is no s2pipe map of a kind a mosaic takes."""
@@ -56,6 +65,9 @@ def open_input(path: str | os.PathLike, index: int) -> MapInput:
     assert m.legend is not None
     kind: Kind = "probabilities" if m.kind == "probabilities" else "classes"
     g = m.grid
+    if not (g.crs.is_projected or g.crs.is_geographic):  # issue 22: no way to other grids
+        raise RasterError(f"{m.path} is in {crs_name(g.crs)}, a local (engineering) CRS that cannot be "
+                          "related to any other; give maps in a projected CRS such as a UTM zone")
     return MapInput(index, m.path, kind, g.crs, g.transform, g.width, g.height, m.legend, m.product)
 
 

@@ -190,7 +190,7 @@ class MapWriter:
                     rasterio.Env(GDAL_OVR_CHUNK_MAX_SIZE=OVERVIEW_CHUNK), \
                     rasterio.open(self._stage, "r+") as ds:
                 ds.build_overviews(factors, RasterioResampling[self.overview_resampling])
-        with profiles.gdal_write_errors(self.path):
+        with profiles.written(self.path):  # read back: a write libtiff failed quietly fails here
             rasterio.shutil.copy(self._stage, self.path, **profiles.COG,
                                  OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE")
         self.close()

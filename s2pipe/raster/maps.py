@@ -21,7 +21,7 @@ s2pipe version are read the same way:
 Their provenance (:class:`Provenance`) is a typed record written as ``S2PIPE_*``
 dataset tags; :func:`open_map` reads any of them as a :class:`MapRaster` under one rule
 with one set of messages, and :func:`write_map` writes one block row after another into
-a COG that appears complete or not at all.
+a COG that appears complete (read back before its rename) or not at all.
 """
 
 from __future__ import annotations

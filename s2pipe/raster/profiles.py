@@ -20,6 +20,8 @@ from typing import Any, ParamSpec, TypeVar
 
 from rasterio.env import Env
 
+from s2pipe.raster import gdal_messages
+
 #: 12-band uint16 10 m stack of ``prepare --stack`` (read back by ``open_scene``).
 STACK: dict[str, Any] = dict(driver="GTiff", dtype="uint16", nodata=0, tiled=True,
                              blockxsize=256, blockysize=256, compress="deflate", predictor=2,
@@ -83,6 +85,7 @@ def gdal_env(**overrides: Any) -> Env:
     ``overrides`` are s2pipe's own choices for that job (e.g. a cache sized for it); the
     user's environment variables still win over the defaults, not over the overrides.
     """
+    gdal_messages.route()
     options = {k: v for k, v in GDAL_DEFAULTS.items() if k not in os.environ}
     options.update(overrides)
     return Env(**options)
@@ -98,6 +101,19 @@ WRITE_FAILURE = re.compile(r"write error|error writing|fail\w* to write|write fa
                            r"seek error|no space|disk full|free disk space|compress tile failed|"
                            r"TIFFWriteDirectory|TIFFRewriteDirectory|TIFFAppendToStrip|flush",
                            re.IGNORECASE)
+
+
+def note_gdal_failure(message: str) -> None:
+    """A failure GDAL or libtiff reported outside rasterio's handling (see
+    :mod:`s2pipe.raster.gdal_messages`): a write failure fails the writes being checked by
+    :func:`gdal_write_errors`, this thread's, or every one when the thread has none (GDAL
+    writes from worker threads of its own)."""
+    if not WRITE_FAILURE.search(message):
+        return
+    with _failures.lock:
+        mine = _failures.captures.get(threading.get_ident())
+        for found in [mine] if mine is not None else list(_failures.captures.values()):
+            found.append(message.strip())
 
 
 class _GdalFailures(logging.Filter):
@@ -122,6 +138,7 @@ class _GdalFailures(logging.Filter):
 
 
 _failures = _GdalFailures()
+gdal_messages.route()  # GDAL and libtiff talk through logging from here on
 
 
 @contextmanager
@@ -165,6 +182,17 @@ def gdal_write_errors(path: str | os.PathLike) -> Iterator[None]:
         raise OSError(code, f"{os.strerror(code)} ({found[0]})", str(Path(path)))
 
 
+@contextmanager
+def written(path: str | os.PathLike) -> Iterator[None]:
+    """Wrap the whole writing of the GeoTIFF at ``path`` (its closing included): GDAL's and
+    libtiff's failures raise as in :func:`gdal_write_errors`, and the file is then read back
+    (:func:`verify_written`), the check every writer makes before its output is renamed
+    into place."""
+    with gdal_write_errors(path):
+        yield
+    verify_written(path)
+
+
 def gdal_reason(exc: BaseException) -> str:
     """What GDAL said behind a rasterio error: rasterio's own message often only says
     "See previous exception for details", an exception the user never sees."""
@@ -172,3 +200,54 @@ def gdal_reason(exc: BaseException) -> str:
     while e is not None and seen < 10:
         reason, e, seen = str(e) or reason, e.__cause__ or e.__context__, seen + 1
     return " ".join(reason.split())
+
+
+def verify_written(path: str | os.PathLike) -> None:
+    """Raise ``OSError`` (``filename=path``) unless the GeoTIFF at ``path`` is whole: it opens,
+    every block of every band and overview lies inside the file, and its last block decodes.
+
+    The check a writer makes before its output is renamed into place: a write that failed
+    without GDAL noticing (libtiff on a full disk) leaves a file that is shorter than its
+    own directory says, or no directory at all.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    from s2pipe.outputs import nearly_full
+
+    path = Path(path)
+
+    def broken(why: str) -> OSError:
+        code = errno.ENOSPC if nearly_full(path) else errno.EIO
+        return OSError(code, f"{os.strerror(code)} ({why})", str(path))
+
+    try:
+        size = path.stat().st_size
+        with rasterio.open(path) as ds:
+            interleaved = ds.interleaving is None or ds.interleaving.name == "PIXEL"
+            levels = [None, *range(len(ds.overviews(1)))]
+            for band in [1] if interleaved else list(ds.indexes):
+                for ovr in levels:
+                    h, w = (ds.height, ds.width) if ovr is None else _overview_shape(ds, band, ovr)
+                    bh, bw = ds.block_shapes[band - 1]
+                    for r in range(-(-h // bh)):
+                        for c in range(-(-w // bw)):
+                            offset = ds.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=band, ovr=ovr)
+                            count = ds.get_tag_item(f"BLOCK_SIZE_{c}_{r}", "TIFF", bidx=band, ovr=ovr)
+                            if offset is None or count is None:
+                                continue  # not a TIFF, or a sparse block GDAL reads as no data
+                            if int(offset) + int(count) > size:
+                                raise broken(f"block {c},{r} ends past the end of the file")
+            bh, bw = ds.block_shapes[0]
+            last = Window((ds.width - 1) // bw * bw, (ds.height - 1) // bh * bh,
+                          ds.width - (ds.width - 1) // bw * bw, ds.height - (ds.height - 1) // bh * bh)
+            ds.read(window=last)
+    except Exception as exc:  # rasterio's errors: no directory, a block that does not decode
+        if isinstance(exc, OSError) and exc.filename == str(path):
+            raise
+        raise broken(gdal_reason(exc)) from exc
+
+
+def _overview_shape(ds: Any, band: int, ovr: int) -> tuple[int, int]:
+    factor = ds.overviews(band)[ovr]
+    return -(-ds.height // factor), -(-ds.width // factor)

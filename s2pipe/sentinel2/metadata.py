@@ -48,12 +48,17 @@ class ProductInfo:
     quantification: float
     offsets: dict[str, int]  # per band of BANDS: the offset s2pipe adds to the DNs
     special_values: dict[str, int]
-    band_files: dict[str, str]  # band -> GDAL path of its native-resolution file
+    band_files: dict[str, str]  # band -> GDAL path of its file (native resolution where offered)
     missing_bands: list[str]
     scl_file: str | None
     geopositions: dict[str, dict[str, float]] = field(default_factory=dict)
     # what the metadata says about the offset and where the offsets above come from
     radiometry_metadata: dict[str, Any] = field(default_factory=dict)
+    # bands whose file is coarser than the band's native resolution (a catalogue that offers
+    # them only so): band -> metres; read so and resampled to 10 m like any coarser band
+    coarser_bands: dict[str, int] = field(default_factory=dict)
+    # STAC Items: band (and SCL) -> the key of the asset read, with its resolution (``B02_60m (60 m)``)
+    assets: dict[str, str] = field(default_factory=dict)
 
 
 def _local(tag: str) -> str:

@@ -11,6 +11,7 @@ all bands.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -26,7 +27,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from s2pipe.errors import MissingBandError
-from s2pipe.provenance import OffsetCheck, Radiometry
+from s2pipe.provenance import UNMASKED_NO_SCL, OffsetCheck, Radiometry
 from s2pipe.raster.grid import Grid
 from s2pipe.sentinel2.blockrows import BlockRowReader
 from s2pipe.sentinel2.facts import (
@@ -139,7 +140,8 @@ class SafeScene(Scene):
 
 
 def _open_band(path: str, band: str, grid: Grid) -> Any:
-    """The band's native-resolution file, checked against the 10 m grid."""
+    """The band's file, checked against the 10 m grid: at the band's native resolution, or
+    coarser by a whole factor (a catalogue that offers the band only so), on the tile's grid."""
     try:
         src = rasterio.open(path)
     except RasterioError as exc:
@@ -147,14 +149,20 @@ def _open_band(path: str, band: str, grid: Grid) -> Any:
                                "missing or corrupt, download the product again") from None
     res = BAND_RESOLUTION.get(band, 20)
     t = src.transform
-    expected = (math.ceil(grid.width * 10 / res), math.ceil(grid.height * 10 / res))
-    floor = (grid.width * 10 // res, grid.height * 10 // res)
-    if (src.width, src.height) not in (expected, floor) or abs(t.a - res) > 1e-6 or \
-            abs(t.c - grid.transform.c) > 1e-3 or abs(t.f - grid.transform.f) > 1e-3:
+
+    def fits(r: int) -> bool:
+        sizes = ((math.ceil(grid.width * 10 / r), math.ceil(grid.height * 10 / r)),
+                 (grid.width * 10 // r, grid.height * 10 // r))
+        return (src.width, src.height) in sizes and abs(t.a - r) < 1e-6 and \
+            abs(t.c - grid.transform.c) < 1e-3 and abs(t.f - grid.transform.f) < 1e-3
+    coarser = round(t.a)
+    if not (fits(res) or (coarser > res and coarser % 10 == 0 and fits(coarser))):
         src.close()
+        expected = (math.ceil(grid.width * 10 / res), math.ceil(grid.height * 10 / res))
         raise MissingBandError(f"{path}: band {band} is {src.width} x {src.height} px at "
-                               f"{t.a:g} m, expected {expected[0]} x {expected[1]} at {res} m "
-                               "on the tile's grid; the file does not belong to this product")
+                               f"{t.a:g} m, expected {expected[0]} x {expected[1]} at {res} m (or a "
+                               "coarser grid of the same extent) on the tile's grid; the file does not "
+                               "belong to this product")
     return src
 
 
@@ -178,8 +186,15 @@ def open_safe(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int],
             sources.append(_open_band(info.band_files[band], band, grid))
         if info.scl_file:
             scl = _open_band(info.scl_file, "SCL", grid)
-        elif mask_scl:
-            log.warning("%s: no SCL_20m file; pixels are not masked by scene class", info.path)
+        elif mask_scl and checked is None:  # said once, when the product is first opened
+            log.warning("%s: no scene classification (SCL) in the product: clouds, shadows and "
+                        "no-data pixels are NOT masked", info.path)
+        coarser = {b: round(s.transform.a) for b, s in zip(BANDS, sources)
+                   if round(s.transform.a) > BAND_RESOLUTION[b]}
+        if coarser and checked is None:
+            log.warning("%s: %s offered only coarser than native; read so and resampled to 10 m",
+                        info.path, ", ".join(f"{b} at {r} m" for b, r in coarser.items()))
+        info = dataclasses.replace(info, coarser_bands=coarser)
         if checked is None:
             info, check = check_offsets(info, dict(zip(BANDS, sources)), trust_pixels=trust_pixels)
         else:
@@ -189,5 +204,10 @@ def open_safe(info: ProductInfo, *, resampling: str, mask_scl: Sequence[int],
             if s is not None:
                 s.close()
         raise
-    return scene_class(info, grid, sources, scl, mask_scl=mask_scl if scl is not None else (),
-                       resampling=resampling, offset_check=check)
+    scene = scene_class(info, grid, sources, scl, mask_scl=mask_scl if scl is not None else (),
+                        resampling=resampling, offset_check=check)
+    # what was not read as asked travels with the radiometry record (prepare.json, the
+    # tiles' and the maps' S2PIPE_RADIOMETRY)
+    scene.radiometry = scene.radiometry.replace(
+        unmasked=UNMASKED_NO_SCL if mask_scl and scl is None else None, coarser_bands=coarser or None)
+    return scene

@@ -6,7 +6,9 @@ Catalogues describe the same scene differently, and this module owns those diffe
   common name (``coastal``, ``blue`` ... ``swir22``, ``scl``) with JPEG2000 twins
   (``blue-jp2``); Planetary Computer by band id (``B01`` ... ``B12``, ``SCL``); the
   Copernicus Data Space by id and resolution (``B02_10m``, ``SCL_20m``, JPEG2000 files).
-  The first key of :func:`asset_keys` present wins, so a COG is taken over its JP2 twin.
+  Assets are chosen by band (``eo:bands`` name or common name, else the key) and resolution
+  (``gsd``, ``proj:transform``, a ``_20m`` suffix): native first, a COG over its JP2 twin
+  (:func:`band_assets`); a band offered only coarser is read so and resampled, and noted.
 - the baseline: ``s2:processing_baseline``, ``processing:version``, or only in the product
   id (``..._N0509_...``).
 - the offset: ``earthsearch:boa_offset_applied`` (or the older ``sentinel:`` name), asset
@@ -31,6 +33,7 @@ from typing import Any
 from s2pipe.errors import MissingBandError, SafeFormatError
 from s2pipe.provenance import OffsetCheck
 from s2pipe.remote import gdal_path, is_url, read_bytes
+from s2pipe.sentinel2.assets import asset_keys, find_asset
 from s2pipe.sentinel2.facts import (
     BAND_RESOLUTION,
     BANDS,
@@ -45,29 +48,13 @@ from s2pipe.sentinel2.safe import SafeScene, open_safe
 
 log = logging.getLogger(__name__)
 
-#: Earth Search's asset key (the band's common name) of each band.
-COMMON_NAMES: dict[str, str] = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red",
-                                "B05": "rededge1", "B06": "rededge2", "B07": "rededge3", "B08": "nir",
-                                "B8A": "nir08", "B09": "nir09", "B11": "swir16", "B12": "swir22", "SCL": "scl"}
 #: The naming of asset keys ``synth --format stac`` can write, by catalogue.
 NAMINGS = STAC_NAMINGS
-SCL_RESOLUTION = 20
 _PRODUCT_ID = re.compile(r"S2[A-D]_MSIL(?P<level>1C|2A)_(?P<time>\d{8}T\d{6})_N(?P<n>\d{4})_R\d{3}_"
                          r"T(?P<tile>\d{2}[A-Z]{3})_\d{8}T\d{6}")
 _OFFSET_FLAGS = ("earthsearch:boa_offset_applied", "sentinel:boa_offset_applied")
 _BASELINE_FIELDS = ("s2:processing_baseline", "processing:version", "sentinel:processing_baseline")
 _ID_FIELDS = ("s2:product_uri", "sentinel:product_id", "s2:product_id")
-
-
-def asset_keys(band: str) -> tuple[str, ...]:
-    """Keys an asset of ``band`` (``B01`` .. ``B12``, ``SCL``) has in the catalogues, in order."""
-    res = BAND_RESOLUTION.get(band, SCL_RESOLUTION)
-    return (COMMON_NAMES[band], band, f"{band}_{res}m")
-
-
-def asset_key(band: str, naming: str) -> str:
-    """The key of ``band``'s asset in items of ``naming`` (one of :data:`NAMINGS`)."""
-    return COMMON_NAMES[band] if naming == "earth-search" else band
 
 
 def is_stac_item(path: str | os.PathLike) -> bool:
@@ -116,14 +103,6 @@ def _check_sentinel2_l2a(item: Any, product_id: str, where: str) -> None:
     if "l1c" in collection or ptype.endswith("1C") or (m and m.group("level") == "1C"):
         raise SafeFormatError(f"{where}: a Level-1C item (collection {item.collection_id or '?'}); s2pipe "
                               "needs Level-2A (surface reflectance), e.g. collection sentinel-2-l2a")
-
-
-def _find_asset(assets: dict[str, Any], band: str) -> tuple[str, Any] | None:
-    lower = {k.lower(): k for k in assets}
-    for key in asset_keys(band):
-        if key.lower() in lower:
-            return lower[key.lower()], assets[lower[key.lower()]]
-    return None
 
 
 def _raster(asset: Any, props: dict[str, Any]) -> tuple[float | None, float | None]:
@@ -236,15 +215,23 @@ def read_stac_item(href: str | os.PathLike) -> ProductInfo:
     files: dict[str, str] = {}
     missing: list[str] = []
     found: dict[str, Any] = {}
+    coarser: dict[str, int] = {}
+    chosen: dict[str, str] = {}
     for band in BANDS:
-        hit = _find_asset(item.assets, band)
+        hit = find_asset(item.assets, band)
         if hit is None:
             missing.append(band)
             files[band] = f"(no asset {' / '.join(asset_keys(band))} in the item)"
             continue
-        found[band] = hit[1]
-        files[band] = gdal_path(hit[1].get_absolute_href())
-    scl = _find_asset(item.assets, "SCL")
+        found[band] = hit.asset
+        files[band] = gdal_path(hit.asset.get_absolute_href())
+        chosen[band] = hit.label
+        if hit.resolution is not None and hit.resolution > BAND_RESOLUTION[band] + 1e-6:
+            coarser[band] = int(round(hit.resolution))
+    scl = find_asset(item.assets, "SCL")
+    if scl is not None:
+        chosen["SCL"] = scl.label
+    log.info("%s: assets read: %s", where, ", ".join(f"{b} {k}" for b, k in chosen.items()))
     ref_band = next((b for b in ("B02", "B03", "B04", "B08") if b in found), None)
     if ref_band is None:
         raise SafeFormatError(f"{where}: no 10 m band asset (blue/B02, green/B03, red/B04, nir/B08); "
@@ -268,8 +255,8 @@ def read_stac_item(href: str | os.PathLike) -> ProductInfo:
         spacecraft=_spacecraft(platform),
         epsg=epsg, transform=transform, width=width, height=height, quantification=quantification,
         offsets=offsets, special_values={"NODATA": 0, "SATURATED": 65535}, band_files=files,
-        missing_bands=missing, scl_file=gdal_path(scl[1].get_absolute_href()) if scl else None,
-        radiometry_metadata=record)
+        missing_bands=missing, scl_file=gdal_path(scl.asset.get_absolute_href()) if scl else None,
+        radiometry_metadata=record, coarser_bands=coarser, assets=chosen)
 
 
 class StacScene(SafeScene):

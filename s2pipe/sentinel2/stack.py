@@ -102,7 +102,7 @@ def write_stack(scene: Scene, path: str | os.PathLike, *, rows: int = 256,
     reports when it flushes the file at the end, raises ``OSError``.
     """
     g = scene.grid
-    with profiles.gdal_write_errors(path), rasterio.open(path, "w", **profiles.STACK, width=g.width, height=g.height,
+    with profiles.written(path), rasterio.open(path, "w", **profiles.STACK, width=g.width, height=g.height,
                        count=len(BANDS), crs=g.crs, transform=g.transform) as dst:
         dst.descriptions = BANDS
         dst.update_tags(**stack_tags(scene.radiometry, asdict(scene.info)))

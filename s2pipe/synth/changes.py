@@ -116,7 +116,7 @@ def write_change_truth(tif: Path, gpkg: Path, before: np.ndarray, after: np.ndar
     legend = t.legend(np.unique(codes))
     transform = from_origin(*origin, 10, 10)
     tags = Provenance(legend=t.classes, before="synth truth, earlier date", after="synth truth, later date").tags()
-    with profiles.gdal_write_errors(tif), \
+    with profiles.written(tif), \
             rasterio.open(tif, "w", **profiles.CLASS_RASTER, width=codes.shape[1], height=codes.shape[0],
                           count=1, crs=f"EPSG:{epsg}", transform=transform) as dst:
         dst.write(codes, 1)

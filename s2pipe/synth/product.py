@@ -92,7 +92,7 @@ def write_truth(path: Path, land: Landscape, *, origin: tuple[float, float], eps
     import rasterio
     from rasterio.transform import from_origin
 
-    with profiles.gdal_write_errors(path), \
+    with profiles.written(path), \
             rasterio.open(path, "w", **profiles.CLASS_RASTER, width=land.size, height=land.size,
                           count=1, crs=f"EPSG:{epsg}", transform=from_origin(*origin, 10, 10)) as dst:
         dst.write(np.ascontiguousarray(land.classes), 1)

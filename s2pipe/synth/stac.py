@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from s2pipe.raster import profiles
+from s2pipe.sentinel2.assets import SCL_RESOLUTION, asset_key
 from s2pipe.sentinel2.facts import BAND_RESOLUTION, BANDS, DEFAULT_OFFSET_N0400, QUANTIFICATION, has_offset
 from s2pipe.sentinel2.metadata import ProductInfo, read_product_metadata
-from s2pipe.sentinel2.stac import SCL_RESOLUTION, asset_key
 
 #: STAC extensions the written items use.
 EXTENSIONS = ("https://stac-extensions.github.io/eo/v1.1.0/schema.json",

@@ -59,7 +59,7 @@ def write_image_tile(path: str | os.PathLike, image: np.ndarray, *, crs: CRS, tr
                      bands: Sequence[str], tags: dict[str, str] | None = None) -> None:
     """A ``(bands, h, w)`` uint16 tile: band descriptions, nodata 0, deflate, tiled."""
     n, h, w = image.shape
-    with profiles.gdal_write_errors(path), \
+    with profiles.written(path), \
             rasterio.open(path, "w", **profiles.IMAGE_TILE, **profiles.tile_blocks(h if h == w else 1),
                           width=w, height=h, count=n, crs=crs, transform=transform) as dst:
         dst.write(image)
@@ -72,7 +72,7 @@ def write_label_tile(path: str | os.PathLike, label: np.ndarray, *, crs: CRS, tr
                      legend: Sequence[LandCoverClass] = DEFAULT_LEGEND) -> None:
     """A ``(h, w)`` uint8 label tile: nodata 0, carrying the legend, deflate, tiled."""
     h, w = label.shape
-    with profiles.gdal_write_errors(path), \
+    with profiles.written(path), \
             rasterio.open(path, "w", **profiles.LABEL_TILE, **profiles.tile_blocks(h if h == w else 1),
                           width=w, height=h, count=1, crs=crs, transform=transform) as dst:
         dst.write(label, 1)
