@@ -238,8 +238,12 @@ def label_options(f: Callable) -> Callable:
 @click.version_option(__version__, "--version", prog_name="s2pipe")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug); shows tracebacks.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bars.")
+@click.option("--threads", type=click.IntRange(1), metavar="N",
+              help="Compute threads of torch, ONNX Runtime and GDAL (or S2PIPE_THREADS) "
+                   "[default: OMP_NUM_THREADS, else the CPUs this process may use: affinity "
+                   "and cgroup quota].")
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, verbose: int, quiet: bool, threads: int | None) -> None:
     """s2pipe: Sentinel-2 L2A scenes to land-cover maps.
 
     \b
@@ -249,6 +253,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     s2pipe predict S2B_MSIL2A_...SAFE --model model/best.pt -o landcover.tif
     """
     ctx.obj = _State(verbose, quiet)
+    from s2pipe.resources import set_threads  # stdlib only
+
+    set_threads(threads)
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(stream=sys.stderr, level=level, format="%(levelname)s: %(message)s", force=True)
     logging.getLogger("rasterio").setLevel(max(level, logging.WARNING))

@@ -115,8 +115,6 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike,
     ``min_agreement`` of the pixels, :class:`CheckpointError` is raised and nothing is
     written. ``progress`` is called with the number of tiles done.
     """
-    import torch
-
     from s2pipe.export.quantize import class_agreement, describe, open_tiles, quantize_onnx
     from s2pipe.model.checkpoint import load_checkpoint
     from s2pipe.model.onnx import (
@@ -131,6 +129,7 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike,
         write_onnx,
     )
     from s2pipe.prediction.inference import OnnxWindowModel
+    from s2pipe.resources import apply_threads
 
     start = time.perf_counter()
     checkpoint, out = Path(checkpoint), Path(out)
@@ -138,7 +137,7 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike,
     precision, tiles_dir, overwrite, min_agreement = o.precision, o.tiles_dir, o.overwrite, o.min_agreement
     check_writable(out, overwrite=overwrite)
     model, meta = load_checkpoint(checkpoint, device="cpu")
-    threads = torch.get_num_threads()
+    threads = apply_threads()
     calibration = agreement = None
     with tempfile.TemporaryDirectory(prefix="s2pipe-export-") as work, \
             atomic_output(out, overwrite=overwrite) as tmp:
