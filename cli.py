@@ -404,9 +404,9 @@ from s2pipe.prediction.options import (  # noqa: E402  (plain data; valid values
 
 @cli.command()
 @click.argument("scenes", nargs=-1, required=True, type=ProductType())
-@click.option("--model", "model_path", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Checkpoint written by 's2pipe train' (best.pt), or an ONNX model from 's2pipe export'.")
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, path_type=Path),
+              help="The folder 's2pipe train' wrote (its fastest model that passed: best.int8.onnx "
+                   "on the CPU, else best.pt), a checkpoint (.pt), or an ONNX model from 's2pipe export'.")
 @click.option("-o", "--output", "out", required=True, type=ProductType(must_exist=False),
               help="Map GeoTIFF to write; with several scenes a folder for <product name>.tif. "
                    "May be an s3://... URL (written locally, uploaded when complete).")
@@ -418,8 +418,8 @@ from s2pipe.prediction.options import (  # noqa: E402  (plain data; valid values
 @click.option("--tta", type=click.Choice(TTA_CHOICES), default="none", show_default=True,
               help="Test-time augmentation: average over flips, or all 8 flips/rotations (d4).")
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES),
-              help="Check the model is fp32 (.pt, or an fp32 .onnx) or int8 (an .onnx from "
-                   "'s2pipe export --precision int8'; CPU) [default: what the model holds].")
+              help="With a model folder: fp32 runs best.pt in torch (the exact path), int8 its int8 "
+                   "model. With a file: check it is fp32 or int8 [default: the fastest that passed].")
 @click.option("--mask-clouds", is_flag=True,
               help="Map pixels the SCL flags as cloud, cirrus, cloud shadow or defective as no data (0).")
 @click.option("--probabilities", type=ProductType(must_exist=False),
@@ -438,15 +438,26 @@ def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int,
 
     Writes a Cloud-Optimized GeoTIFF on the scene's 10 m grid: 0 = no data, 1..8 the
     classes, with the legend's colour table and class names. MODEL is a .pt checkpoint
-    (torch) or an .onnx model from 's2pipe export' (ONNX Runtime, CPU; int8 is fastest).
+    (torch) or an .onnx model from 's2pipe export' (ONNX Runtime, CPU; int8 is fastest);
+    a folder from 's2pipe train' runs its int8 model on the CPU where it passed its check
+    against fp32, else best.pt (which one is said on stderr).
     With --scheduler or --workers each scene is one task on a Dask cluster: a scene that
     fails is listed (exit 1) while the others are mapped.
 
     \b
-    s2pipe predict S2B_MSIL2A_...SAFE --model model/best.pt -o landcover.tif
-    s2pipe predict scenes/*.SAFE --model model/best.pt -o maps/ --workers 4
+    s2pipe predict S2B_MSIL2A_...SAFE --model model/ -o landcover.tif
+    s2pipe predict scenes/*.SAFE --model model/ -o maps/ --workers 4
     """
     from s2pipe.prediction.predict import predict_scenes
+
+    if model_path.is_dir():
+        from s2pipe.model.device import resolve_device
+        from s2pipe.prediction.choice import choose_model
+
+        choice = choose_model(model_path, precision=precision, device=str(resolve_device(device)))
+        model_path = choice.path
+        if not _state().quiet:
+            click.echo(f"predict: {model_path}: {choice.why}", err=True)
 
     options = build(PredictOptions, overlap=overlap, batch_size=batch_size, device=device, tta=tta,
                     precision=precision, mask_clouds=mask_clouds, probabilities=probabilities,
@@ -555,6 +566,10 @@ def _deprecated_workers(ctx: click.Context, param: click.Parameter, value: int |
 @click.option("--save-training-summary", is_flag=True, help="Also write training_summary.txt.")
 @click.option("--save-model/--no-save-model", default=True, show_default=True,
               help="Write best.pt and last.pt.")
+@click.option("--int8/--no-int8", default=True, show_default=True,
+              help="Also write best.int8.onnx (fast CPU model): calibrated on the train tiles, kept only "
+                   "if its classes agree with fp32 on >= 99% of the val pixels (int8.json says). "
+                   "One TILES_DIR only.")
 @seed_option
 @device_option
 @overwrite_option
@@ -564,7 +579,7 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
           filters: int, class_weights: ClassWeights, patience: int, augment: bool, max_minutes: float | None,
           loader_workers: int | None, old_workers: int | None, resume: Path | None, save_samples: bool,
           save_training_summary: bool,
-          save_model: bool, seed: int, device: str, overwrite: bool, as_json: bool) -> None:
+          save_model: bool, int8: bool, seed: int, device: str, overwrite: bool, as_json: bool) -> None:
     """Train the U-Net on tiles from 'prepare' (or the study's images/labels folders).
 
     Several TILES_DIRs are trained on as one set (same bands, legend, tile size and
@@ -598,10 +613,18 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
                          progress=progress(None, "training", "batch"))
     if result.rank != 0:  # under torchrun: rank 0 reports for all
         return
+    fast = None
+    if int8 and save_model and len(tiles_dirs) == 1 and result.best_checkpoint is not None:
+        from s2pipe.export.beside import write_int8_beside
+
+        fast = write_int8_beside(model_dir, tiles_dirs[0], seed=seed)
+        if not _state().quiet:
+            click.echo(f"train: {fast.summary()}", err=True)
     split, score = result.headline()
-    report(result, as_json, f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stop_reason}); "
-                            f"{split} OA {_num(score.overall_accuracy)} mIoU {_num(score.miou)}\n"
-                            f"{result.best_checkpoint or result.model_dir}")
+    shown = result if fast is None else {**jsonable(result), "int8": jsonable(fast)}
+    report(shown, as_json, f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stop_reason}); "
+                           f"{split} OA {_num(score.overall_accuracy)} mIoU {_num(score.miou)}\n"
+                           f"{result.best_checkpoint or result.model_dir}")
 
 
 from s2pipe.sentinel2.facts import DEFAULT_SCL_MASK, RESAMPLING_NAMES, SCL_CLASSES  # noqa: E402  (stdlib only)
