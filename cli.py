@@ -250,7 +250,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, threads: int | None) -> N
     s2pipe synth demo/                                  # a synthetic L2A scene + labels
     s2pipe prepare S2B_MSIL2A_...SAFE --labels landcover.gpkg -o tiles/
     s2pipe train tiles/ -o model/
-    s2pipe predict S2B_MSIL2A_...SAFE --model model/best.pt -o landcover.tif
+    s2pipe predict S2B_MSIL2A_...SAFE --model model/ -o landcover.tif
     """
     ctx.obj = _State(verbose, quiet)
     from s2pipe.resources import set_threads  # stdlib only
@@ -568,8 +568,8 @@ def _deprecated_workers(ctx: click.Context, param: click.Parameter, value: int |
               help="Write best.pt and last.pt.")
 @click.option("--int8/--no-int8", default=True, show_default=True,
               help="Also write best.int8.onnx (fast CPU model): calibrated on the train tiles, kept only "
-                   "if its classes agree with fp32 on >= 99% of the val pixels (int8.json says). "
-                   "One TILES_DIR only.")
+                   "if its classes agree with fp32 on >= 99% of the val pixels (int8.json says); "
+                   "on the first TILES_DIR's tiles.")
 @seed_option
 @device_option
 @overwrite_option
@@ -614,7 +614,7 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
     if result.rank != 0:  # under torchrun: rank 0 reports for all
         return
     fast = None
-    if int8 and save_model and len(tiles_dirs) == 1 and result.best_checkpoint is not None:
+    if int8 and save_model and tiles_dirs and result.best_checkpoint is not None:
         from s2pipe.export.beside import write_int8_beside
 
         fast = write_int8_beside(model_dir, tiles_dirs[0], seed=seed)

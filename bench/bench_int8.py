@@ -26,12 +26,16 @@ import numpy as np
 def parse_recipe(text: str):  # noqa: ANN201 (bench script)
     from s2pipe.export.quantize import Recipe
 
+    tail = 0
+    if "+fp32-tail-" in text:
+        text, n = text.rsplit("+fp32-tail-", 1)
+        tail = int(n)
     first = text.endswith("+fp32-first")
     method = text.removesuffix("+fp32-first")
     if method.startswith("percentile"):
         pct = float(method.split("-", 1)[1]) if "-" in method else 99.999
-        return Recipe("percentile", percentile=pct, fp32_first=first)
-    return Recipe(method, fp32_first=first)  # type: ignore[arg-type]
+        return Recipe("percentile", percentile=pct, fp32_first=first, fp32_tail=tail)
+    return Recipe(method, fp32_first=first, fp32_tail=tail)  # type: ignore[arg-type]
 
 
 def _speed(session, x: np.ndarray, batches: int, rounds: int) -> float:

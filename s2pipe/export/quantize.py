@@ -48,14 +48,18 @@ class Recipe:
     method: Method = "minmax"
     percentile: float = 99.999       # method "percentile": the activation range kept
     fp32_first: bool = False         # the first convolution (reads the 12 bands) in fp32
+    fp32_tail: int = 0               # this many convolutions before the class logits in fp32
 
     @property
     def name(self) -> str:
         m = f"percentile-{self.percentile:g}" if self.method == "percentile" else self.method
-        return m + ("+fp32-first" if self.fp32_first else "")
+        return m + ("+fp32-first" if self.fp32_first else "") + \
+            (f"+fp32-tail-{self.fp32_tail}" if self.fp32_tail else "")
 
     def scheme(self) -> str:
-        kept = "first conv and class logits (last 1x1 conv)" if self.fp32_first else "class logits (last 1x1 conv)"
+        kept = ", ".join([*(["the first conv"] if self.fp32_first else []),
+                          *([f"the {self.fp32_tail} convs before the logits"] if self.fp32_tail else []),
+                          "the class logits (last 1x1 conv)"])
         m = f"{self.percentile:g} percentile" if self.method == "percentile" else self.method
         return (f"ONNX Runtime static quantisation, QDQ, {m} calibration; weights int8 symmetric "
                 f"per channel, activations uint8 per tensor; fp32: {kept}")
@@ -168,21 +172,25 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, *, 
         quantize_static(str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, reduce_range=False, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=method,
-                        nodes_to_exclude=_fp32_nodes(pre, first=recipe.fp32_first), extra_options=extra)
+                        nodes_to_exclude=_fp32_nodes(pre, first=recipe.fp32_first, tail=recipe.fp32_tail),
+                        extra_options=extra)
     return Calibration(tiles_dir=str(tiles_dir), split=CALIBRATION_SPLIT, seed=seed,
                        available=len(tileset.split(CALIBRATION_SPLIT)), tiles=[p.id for p in pairs],
                        scheme=recipe.scheme())
 
 
-def _fp32_nodes(path: Path, *, first: bool) -> list[str]:
+def _fp32_nodes(path: Path, *, first: bool, tail: int = 0) -> list[str]:
     """Names of the nodes kept fp32: those that write the graph's outputs (the class-logit
-    convolution), and with ``first`` those that read its input (the first convolution)."""
+    convolution), with ``first`` those that read its input (the first convolution), and the
+    ``tail`` convolutions before the logits (in graph order, which is topological)."""
     import onnx
 
     graph = onnx.load(str(path)).graph
     outputs = {o.name for o in graph.output}
     inputs = {i.name for i in graph.input} if first else set()
-    return [n.name for n in graph.node if outputs & set(n.output) or inputs & set(n.input)]
+    kept = [n.name for n in graph.node if outputs & set(n.output) or inputs & set(n.input)]
+    convs = [n.name for n in graph.node if n.op_type in ("Conv", "ConvTranspose") and n.name not in kept]
+    return kept + (convs[-tail:] if tail else [])
 
 
 def class_agreement(fp32: Callable[[np.ndarray], np.ndarray], int8: Callable[[np.ndarray], np.ndarray],
