@@ -14,8 +14,10 @@ fp32 and each int8 model, in this process, one after another. Prints one JSON ob
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -82,7 +84,8 @@ def main() -> None:
             recipe = parse_recipe(text)
             q = Path(work) / f"{recipe.name}.onnx"
             t = time.perf_counter()
-            quantize_onnx(fp32, q, meta=meta, tiles_dir=args.tiles, count=args.calibration_tiles, recipe=recipe)
+            with contextlib.redirect_stdout(sys.stderr):  # ORT's histogram calibrators print
+                quantize_onnx(fp32, q, meta=meta, tiles_dir=args.tiles, count=args.calibration_tiles, recipe=recipe)
             quantise_s = time.perf_counter() - t
             set_metadata(q, {KEY_FORMAT: FORMAT, KEY_META: json.dumps(meta.to_dict()), KEY_PRECISION: "int8"})
             m = open_onnx(q, threads=threads)
@@ -93,7 +96,7 @@ def main() -> None:
                 "agreement": round(a.agreement, 5), "fp32_accuracy": a.fp32_accuracy, "int8_accuracy": a.int8_accuracy,
                 "s_per_batch": round(s, 4), "speedup_vs_onnx_fp32": round(out["fp32_s_per_batch"] / s, 2),
                 "quantise_s": round(quantise_s, 1)}
-            print(json.dumps({text: out["recipes"][recipe.name]}), flush=True, file=__import__("sys").stderr)
+            print(json.dumps({text: out["recipes"][recipe.name]}), flush=True, file=sys.stderr)
     out["load_after"] = os.getloadavg()
     print(json.dumps(out))
 
