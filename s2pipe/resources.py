@@ -120,15 +120,20 @@ def set_threads(threads: int | None) -> None:
 
 
 def apply_threads() -> int:
-    """Size torch's intra-op thread pool to :func:`thread_count` (when torch is loaded); the
-    count, which ONNX Runtime sessions and GDAL (:func:`s2pipe.raster.profiles.gdal_env`)
-    take too."""
+    """Size torch's intra-op thread pool (when torch is loaded) and return the count that
+    ONNX Runtime sessions take too: :func:`thread_count` where ``--threads`` was given,
+    else torch's own count capped by it (torch counts the machine's cores, not the
+    affinity or the cgroup quota; a caller that set fewer threads keeps them)."""
     n = thread_count()
     torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() != n:
-        log.debug("torch: %d compute threads (was %d)", n, torch.get_num_threads())
-        torch.set_num_threads(n)
-    return n
+    if torch is None:
+        return n
+    have = torch.get_num_threads()
+    want = n if _positive(THREADS_VARIABLE) else min(have, n)
+    if want != have:
+        log.debug("torch: %d compute threads (was %d)", want, have)
+        torch.set_num_threads(want)
+    return want
 
 
 def peak_rss_mb() -> float:

@@ -69,10 +69,15 @@ def test_apply_threads_sizes_torch(monkeypatch):
     import torch
 
     before = torch.get_num_threads()
-    monkeypatch.setenv(THREADS_VARIABLE, "1")
     try:
-        assert apply_threads() == 1
-        assert torch.get_num_threads() == 1
+        monkeypatch.setenv(THREADS_VARIABLE, "1")
+        assert apply_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv(THREADS_VARIABLE, str(usable_cpus()))  # --threads wins, up or down
+        assert apply_threads() == usable_cpus() == torch.get_num_threads()
+        monkeypatch.delenv(THREADS_VARIABLE)
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        torch.set_num_threads(1)  # a caller's own choice below the machine's is kept
+        assert apply_threads() == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
 
