@@ -321,7 +321,7 @@ def _png_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
 
 
 @cli.command()
-@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("image", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", "out_png", required=True, type=click.Path(dir_okay=False, path_type=Path),
               callback=_png_path, help="PNG file to write.")
 @click.option("--kind", type=click.Choice(QUICKLOOK_KINDS), default="auto", show_default=True,
@@ -333,10 +333,12 @@ def _png_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
 @json_option
 def quicklook(image: Path, out_png: Path, kind: QuicklookKind, max_size: int, title: str | None,
               overwrite: bool, as_json: bool) -> None:
-    """A PNG quick-look of a class map (legend colours and legend) or a 12-band stack.
+    """A PNG quick-look of a class map (legend colours and legend), a 12-band stack, or a
+    Sentinel-2 product (SAFE, zipped SAFE, STAC Item) in true colour, read decimated.
 
     \b
     s2pipe quicklook landcover.tif -o landcover.png
+    s2pipe quicklook S2B_MSIL2A_...SAFE -o scene.png
     """
     from s2pipe.raster.quicklook import render_quicklook
 
