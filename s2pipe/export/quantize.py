@@ -16,6 +16,8 @@ with the fp32 model's on every pixel with data of the ``val`` tiles.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -166,7 +168,8 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, *, 
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[recipe.method]
     extra: dict[str, Any] = {"CalibPercentile": recipe.percentile} if recipe.method == "percentile" else {}
-    with tempfile.TemporaryDirectory(prefix="s2pipe-quantize-") as work:
+    chatter = io.StringIO()  # ONNX Runtime's histogram calibrators print their progress
+    with tempfile.TemporaryDirectory(prefix="s2pipe-quantize-") as work, contextlib.redirect_stdout(chatter):
         pre = Path(work) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
@@ -174,6 +177,8 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, *, 
                         weight_type=QuantType.QInt8, calibrate_method=method,
                         nodes_to_exclude=_fp32_nodes(pre, first=recipe.fp32_first, tail=recipe.fp32_tail),
                         extra_options=extra)
+    if chatter.getvalue().strip():
+        log.debug("ONNX Runtime: %s", chatter.getvalue().strip())
     return Calibration(tiles_dir=str(tiles_dir), split=CALIBRATION_SPLIT, seed=seed,
                        available=len(tileset.split(CALIBRATION_SPLIT)), tiles=[p.id for p in pairs],
                        scheme=recipe.scheme())
