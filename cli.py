@@ -340,9 +340,16 @@ def quicklook(image: Path, out_png: Path, kind: QuicklookKind, max_size: int, ti
     s2pipe quicklook landcover.tif -o landcover.png
     s2pipe quicklook S2B_MSIL2A_...SAFE -o scene.png
     """
-    from s2pipe.raster.quicklook import render_quicklook
+    from s2pipe.sentinel2.quicklook import is_product, render_product_quicklook
 
-    result = render_quicklook(image, out_png, kind=kind, max_size=max_size, title=title, overwrite=overwrite)
+    if is_product(image):
+        if kind == "classes":
+            raise click.UsageError(f"{image} is a Sentinel-2 product, drawn in true colour; leave out --kind classes")
+        result = render_product_quicklook(image, out_png, max_size=max_size, overwrite=overwrite)
+    else:
+        from s2pipe.raster.quicklook import render_quicklook
+
+        result = render_quicklook(image, out_png, kind=kind, max_size=max_size, title=title, overwrite=overwrite)
     report(result, as_json, str(result.path))
 
 
@@ -453,8 +460,8 @@ def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int,
     from s2pipe.prediction.predict import predict_scenes
 
     if model_path.is_dir():
+        from s2pipe.export.choice import choose_model
         from s2pipe.model.device import resolve_device
-        from s2pipe.prediction.choice import choose_model
 
         choice = choose_model(model_path, precision=precision, device=str(resolve_device(device)))
         model_path = choice.path

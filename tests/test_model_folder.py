@@ -1,5 +1,5 @@
 """The int8 model beside a training run (export/beside.py) and which model of a folder
-predict runs (prediction/choice.py). Tiny inputs of test_onnx: 4-filter U-Nets, 64 px tiles."""
+predict runs (export/choice.py). Tiny inputs of test_onnx: 4-filter U-Nets, 64 px tiles."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from test_onnx import tiles  # noqa: E402
 
 from s2pipe.errors import InputNotFoundError, OptionError  # noqa: E402
 from s2pipe.export.beside import INT8_NAME, RECIPES, RECORD_NAME, read_record, write_int8_beside  # noqa: E402
+from s2pipe.export.choice import choose_model  # noqa: E402
 from s2pipe.export.engine import ExportOptions, export_model  # noqa: E402
-from s2pipe.prediction.choice import choose_model  # noqa: E402
 
 from test_predict import _invoke, make_checkpoint, one_torch_thread, scene, trained  # noqa: E402
 

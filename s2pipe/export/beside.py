@@ -5,7 +5,7 @@ At the end of ``train``, with the tiles at hand, :func:`write_int8_beside` quant
 :mod:`s2pipe.export.quantize`), trying :data:`RECIPES` in order, fastest first, and keeps
 the first that agrees with fp32 on at least ``min_agreement`` of the val pixels. Whatever
 happens is recorded in ``MODEL_DIR/int8.json`` (:class:`Int8Record`); ``predict --model
-MODEL_DIR`` reads it (:mod:`s2pipe.prediction.choice`) to run the int8 model only where it
+MODEL_DIR`` reads it (:mod:`s2pipe.export.choice`) to run the int8 model only where it
 passed. A refused model leaves no ``best.int8.onnx``.
 """
 

@@ -3,12 +3,10 @@
 A single-band integer raster is drawn as a class map with its legend colours (the
 file's colour table where it has one) and a legend of every class; a 12-band stack
 (bands B01..B12 in s2pipe's order, or any stack whose band descriptions name B04,
-B03 and B02) is drawn in true colour with a 2-98 percentile stretch, and so is a
-Sentinel-2 product (SAFE folder, zipped SAFE, MTD_MSIL2A.xml or STAC Item), from its own
-B04, B03 and B02 files. The raster is read decimated (``out_shape``, overviews or JPEG2000
-resolution levels where the file has them), only the bands it shows, so a full
-10980 x 10980 scene renders in seconds. (The stretch makes a product's radiometric offset
-irrelevant: it is not applied.)
+B03 and B02) is drawn in true colour with a 2-98 percentile stretch (a Sentinel-2 product:
+:mod:`s2pipe.sentinel2.quicklook`). The raster is read decimated (``out_shape``, overviews
+where the file has them), only the bands it shows, so a full 10980 x 10980 scene renders
+in seconds.
 """
 
 from __future__ import annotations
@@ -61,38 +59,6 @@ def _rgb_indexes(count: int, descriptions: Sequence[str | None]) -> tuple[int, i
     return None
 
 
-def is_product(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a Sentinel-2 product (SAFE folder, zipped SAFE, its MTD_MSIL2A.xml
-    or a STAC Item JSON) rather than a raster s2pipe wrote."""
-    p = Path(path)
-    return p.is_dir() or p.suffix.lower() in (".zip", ".xml", ".json")
-
-
-def _product_rgb(product: Path, max_size: int) -> tuple[np.ndarray, int]:
-    """B04, B03, B02 of a product read decimated to ``max_size``: (3, h, w) DNs and the decimation."""
-    import rasterio
-    from rasterio.enums import Resampling
-    from rasterio.errors import RasterioError
-
-    from s2pipe.raster.profiles import gdal_reason
-    from s2pipe.sentinel2.reader import product_info
-
-    files = product_info(product).band_files
-    missing = [b for b in TRUE_COLOUR if b not in files]
-    if missing:
-        raise RasterError(f"{product} has no {', '.join(missing)} band file; a quick-look needs B04, B03, B02")
-    bands, decimation = [], 1
-    for band in TRUE_COLOUR:
-        try:
-            with rasterio.open(files[band]) as ds:
-                decimation = max(1, math.ceil(max(ds.width, ds.height) / max_size))
-                shape = (max(1, ds.height // decimation), max(1, ds.width // decimation))
-                bands.append(ds.read(1, out_shape=shape, resampling=Resampling.nearest))
-        except RasterioError as exc:
-            raise RasterError(f"{files[band]} ({band} of {product}) cannot be read ({gdal_reason(exc)})") from None
-    return np.stack(bands), decimation
-
-
 def stretch(rgb: np.ndarray, valid: np.ndarray,
             percentiles: tuple[float, float] = STRETCH_PERCENTILES) -> np.ndarray:
     """Per-band linear stretch of ``rgb`` (3, h, w) between percentiles of valid pixels, to [0, 1]."""
@@ -135,19 +101,10 @@ def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
     it, completed from ``legend``) and always list every class; value 0 (no data) is transparent.
     """
     image = Path(image)
-    classes: Sequence[LandCoverClass] = []
     if max_size < 16:
         raise OptionError(f"max_size {max_size} is too small; use at least 16 pixels")
-    if is_product(image):
-        if kind == "classes":
-            raise OptionError(f"{image} is a Sentinel-2 product, drawn in true colour; leave out --kind classes")
-        data, decimation = _product_rgb(image, max_size)
-        drawn, valid = "rgb", np.all(data > 0, axis=0)
-    else:
-        drawn, data, valid, classes, decimation = _read_map(image, kind, max_size, legend)
-    h, w = data.shape[-2:]
-    log.info("rendering %s (%s) at 1/%d resolution: %d x %d px", image, drawn, decimation, w, h)
-    return _render(image, out_png, drawn, data, valid, classes, decimation, title, overwrite)
+    drawn, data, valid, classes, decimation = _read_map(image, kind, max_size, legend)
+    return render_array(image, out_png, drawn, data, valid, classes, decimation, title=title, overwrite=overwrite)
 
 
 def _read_map(image: Path, kind: Kind, max_size: int, legend: Sequence[LandCoverClass]
@@ -178,10 +135,13 @@ def _read_map(image: Path, kind: Kind, max_size: int, legend: Sequence[LandCover
     return drawn, data, valid, classes, decimation
 
 
-def _render(image: Path, out_png: str | os.PathLike, kind: str, data: np.ndarray, valid: np.ndarray,
-            classes: Sequence[LandCoverClass], decimation: int, title: str | None,
-            overwrite: bool) -> Quicklook:
+def render_array(image: Path, out_png: str | os.PathLike, kind: str, data: np.ndarray, valid: np.ndarray,
+                 classes: Sequence[LandCoverClass], decimation: int, *, title: str | None = None,
+                 overwrite: bool = False) -> Quicklook:
+    """Write the PNG of ``data`` read from ``image``: a (h, w) class map drawn with ``classes``
+    and a legend, or (3, h, w) R, G, B values stretched over the ``valid`` pixels."""
     h, w = data.shape[-2:]
+    log.info("rendering %s (%s) at 1/%d resolution: %d x %d px", image, kind, decimation, w, h)
     shown: list[int] = []
     if kind == "classes":
         lut = np.zeros((256, 4), dtype=np.uint8)  # 0 (no data) and unknown values transparent
