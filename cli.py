@@ -238,17 +238,24 @@ def label_options(f: Callable) -> Callable:
 @click.version_option(__version__, "--version", prog_name="s2pipe")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug); shows tracebacks.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bars.")
+@click.option("--threads", type=click.IntRange(1), metavar="N",
+              help="Compute threads of torch, ONNX Runtime and GDAL (or S2PIPE_THREADS) "
+                   "[default: OMP_NUM_THREADS, else the CPUs this process may use: affinity "
+                   "and cgroup quota].")
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, verbose: int, quiet: bool, threads: int | None) -> None:
     """s2pipe: Sentinel-2 L2A scenes to land-cover maps.
 
     \b
     s2pipe synth demo/                                  # a synthetic L2A scene + labels
     s2pipe prepare S2B_MSIL2A_...SAFE --labels landcover.gpkg -o tiles/
     s2pipe train tiles/ -o model/
-    s2pipe predict S2B_MSIL2A_...SAFE --model model/best.pt -o landcover.tif
+    s2pipe predict S2B_MSIL2A_...SAFE --model model/ -o landcover.tif
     """
     ctx.obj = _State(verbose, quiet)
+    from s2pipe.resources import set_threads  # stdlib only
+
+    set_threads(threads)
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(stream=sys.stderr, level=level, format="%(levelname)s: %(message)s", force=True)
     logging.getLogger("rasterio").setLevel(max(level, logging.WARNING))
@@ -314,7 +321,7 @@ def _png_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
 
 
 @cli.command()
-@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("image", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", "out_png", required=True, type=click.Path(dir_okay=False, path_type=Path),
               callback=_png_path, help="PNG file to write.")
 @click.option("--kind", type=click.Choice(QUICKLOOK_KINDS), default="auto", show_default=True,
@@ -326,14 +333,23 @@ def _png_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
 @json_option
 def quicklook(image: Path, out_png: Path, kind: QuicklookKind, max_size: int, title: str | None,
               overwrite: bool, as_json: bool) -> None:
-    """A PNG quick-look of a class map (legend colours and legend) or a 12-band stack.
+    """A PNG quick-look of a class map (legend colours and legend), a 12-band stack, or a
+    Sentinel-2 product (SAFE, zipped SAFE, STAC Item) in true colour, read decimated.
 
     \b
     s2pipe quicklook landcover.tif -o landcover.png
+    s2pipe quicklook S2B_MSIL2A_...SAFE -o scene.png
     """
-    from s2pipe.raster.quicklook import render_quicklook
+    from s2pipe.sentinel2.quicklook import is_product, render_product_quicklook
 
-    result = render_quicklook(image, out_png, kind=kind, max_size=max_size, title=title, overwrite=overwrite)
+    if is_product(image):
+        if kind == "classes":
+            raise click.UsageError(f"{image} is a Sentinel-2 product, drawn in true colour; leave out --kind classes")
+        result = render_product_quicklook(image, out_png, max_size=max_size, overwrite=overwrite)
+    else:
+        from s2pipe.raster.quicklook import render_quicklook
+
+        result = render_quicklook(image, out_png, kind=kind, max_size=max_size, title=title, overwrite=overwrite)
     report(result, as_json, str(result.path))
 
 
@@ -397,9 +413,9 @@ from s2pipe.prediction.options import (  # noqa: E402  (plain data; valid values
 
 @cli.command()
 @click.argument("scenes", nargs=-1, required=True, type=ProductType())
-@click.option("--model", "model_path", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Checkpoint written by 's2pipe train' (best.pt), or an ONNX model from 's2pipe export'.")
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, path_type=Path),
+              help="The folder 's2pipe train' wrote (its fastest model that passed: best.int8.onnx "
+                   "on the CPU, else best.pt), a checkpoint (.pt), or an ONNX model from 's2pipe export'.")
 @click.option("-o", "--output", "out", required=True, type=ProductType(must_exist=False), metavar="PATH",
               help="Map GeoTIFF to write; with several scenes a folder for <product name>.tif. "
                    "May be an s3://... URL (written locally, uploaded when complete).")
@@ -411,8 +427,8 @@ from s2pipe.prediction.options import (  # noqa: E402  (plain data; valid values
 @click.option("--tta", type=click.Choice(TTA_CHOICES), default="none", show_default=True,
               help="Test-time augmentation: average over flips, or all 8 flips/rotations (d4).")
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES),
-              help="Check the model is fp32 (.pt, or an fp32 .onnx) or int8 (an .onnx from "
-                   "'s2pipe export --precision int8'; CPU) [default: what the model holds].")
+              help="With a model folder: fp32 runs best.pt in torch (the exact path), int8 its int8 "
+                   "model. With a file: check it is fp32 or int8 [default: the fastest that passed].")
 @click.option("--mask-clouds", is_flag=True,
               help="Map pixels the SCL flags as cloud, cirrus, cloud shadow or defective as no data (0).")
 @click.option("--probabilities", type=ProductType(must_exist=False),
@@ -431,15 +447,26 @@ def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int,
 
     Writes a Cloud-Optimized GeoTIFF on the scene's 10 m grid: 0 = no data, 1..8 the
     classes, with the legend's colour table and class names. MODEL is a .pt checkpoint
-    (torch) or an .onnx model from 's2pipe export' (ONNX Runtime, CPU; int8 is fastest).
+    (torch) or an .onnx model from 's2pipe export' (ONNX Runtime, CPU; int8 is fastest);
+    a folder from 's2pipe train' runs its int8 model on the CPU where it passed its check
+    against fp32, else best.pt (which one is said on stderr).
     With --scheduler or --workers each scene is one task on a Dask cluster: a scene that
     fails is listed (exit 1) while the others are mapped.
 
     \b
-    s2pipe predict S2B_MSIL2A_...SAFE --model model/best.pt -o landcover.tif
-    s2pipe predict scenes/*.SAFE --model model/best.pt -o maps/ --workers 4
+    s2pipe predict S2B_MSIL2A_...SAFE --model model/ -o landcover.tif
+    s2pipe predict scenes/*.SAFE --model model/ -o maps/ --workers 4
     """
     from s2pipe.prediction.predict import predict_scenes
+
+    if model_path.is_dir():
+        from s2pipe.export.choice import choose_model
+        from s2pipe.model.device import resolve_device
+
+        choice = choose_model(model_path, precision=precision, device=str(resolve_device(device)))
+        model_path = choice.path
+        if not _state().quiet:
+            click.echo(f"predict: {model_path}: {choice.why}", err=True)
 
     options = build(PredictOptions, overlap=overlap, batch_size=batch_size, device=device, tta=tta,
                     precision=precision, mask_clouds=mask_clouds, probabilities=probabilities,
@@ -548,6 +575,10 @@ def _deprecated_workers(ctx: click.Context, param: click.Parameter, value: int |
 @click.option("--save-training-summary", is_flag=True, help="Also write training_summary.txt.")
 @click.option("--save-model/--no-save-model", default=True, show_default=True,
               help="Write best.pt and last.pt.")
+@click.option("--int8/--no-int8", default=True, show_default=True,
+              help="Also write best.int8.onnx (fast CPU model): calibrated on the train tiles, kept only "
+                   "if its classes agree with fp32 on >= 99% of the val pixels (int8.json says); "
+                   "on the first TILES_DIR's tiles.")
 @seed_option
 @device_option
 @overwrite_option
@@ -557,7 +588,7 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
           filters: int, class_weights: ClassWeights, patience: int, augment: bool, max_minutes: float | None,
           loader_workers: int | None, old_workers: int | None, resume: Path | None, save_samples: bool,
           save_training_summary: bool,
-          save_model: bool, seed: int, device: str, overwrite: bool, as_json: bool) -> None:
+          save_model: bool, int8: bool, seed: int, device: str, overwrite: bool, as_json: bool) -> None:
     """Train the U-Net on tiles from 'prepare' (or the study's images/labels folders).
 
     Several TILES_DIRs are trained on as one set (same bands, legend, tile size and
@@ -591,10 +622,18 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
                          progress=progress(None, "training", "batch"))
     if result.rank != 0:  # under torchrun: rank 0 reports for all
         return
+    fast = None
+    if int8 and save_model and tiles_dirs and result.best_checkpoint is not None:
+        from s2pipe.export.beside import write_int8_beside
+
+        fast = write_int8_beside(model_dir, tiles_dirs[0], seed=seed)
+        if not _state().quiet:
+            click.echo(f"train: {fast.summary()}", err=True)
     split, score = result.headline()
-    report(result, as_json, f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stop_reason}); "
-                            f"{split} OA {_num(score.overall_accuracy)} mIoU {_num(score.miou)}\n"
-                            f"{result.best_checkpoint or result.model_dir}")
+    shown = result if fast is None else {**jsonable(result), "int8": jsonable(fast)}
+    report(shown, as_json, f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stop_reason}); "
+                           f"{split} OA {_num(score.overall_accuracy)} mIoU {_num(score.miou)}\n"
+                           f"{result.best_checkpoint or result.model_dir}")
 
 
 from s2pipe.sentinel2.facts import DEFAULT_SCL_MASK, RESAMPLING_NAMES, SCL_CLASSES  # noqa: E402  (stdlib only)

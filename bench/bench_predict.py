@@ -43,6 +43,7 @@ from pathlib import Path
 CHILD = r"""
 import json, sys, time
 import numpy as np, torch
+from s2pipe.prediction.options import PredictOptions
 from s2pipe.prediction.predict import predict_scene
 from s2pipe.prediction.runtime import load_window_model
 from s2pipe.resources import peak_rss_mb
@@ -50,7 +51,7 @@ from s2pipe.resources import peak_rss_mb
 stack, ckpt, out, overlap, batch, device, timing = sys.argv[1:8]
 overlap, batch = int(overlap), int(batch)
 t0 = time.perf_counter()
-r = predict_scene(stack, ckpt, out, overlap=overlap, batch_size=batch, device=device)
+r = predict_scene(stack, ckpt, out, PredictOptions(overlap=overlap, batch_size=batch, device=device))
 wall = time.perf_counter() - t0
 peak = peak_rss_mb()
 loaded = load_window_model(ckpt, device=device)

@@ -120,3 +120,19 @@ def test_cli_unusable_stack_is_error_without_output(tmp_path, bands):
         "give a class map (s2pipe predict or mosaic) or a change map (s2pipe change) or a 12-band stack "
         "(s2pipe prepare --stack)")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
+
+
+def test_product_in_true_colour_from_its_own_band_files(synth_n0208, tmp_path):
+    from s2pipe.sentinel2.quicklook import render_product_quicklook
+
+    out = tmp_path / "safe.png"
+    q = render_product_quicklook(synth_n0208.safe_path, out, max_size=128)
+    assert q.kind == "rgb" and q.decimation == 4 and (q.width, q.height) == (128, 128)
+    img = imread(out)
+    assert img.shape == (128, 128, 4) and img[..., 3].max() == 1.0 and img[..., 3].min() == 0.0  # no-data strip
+    ok = CliRunner().invoke(cli, ["quicklook", str(synth_n0208.safe_path), "-o", str(tmp_path / "c.png"),
+                                  "--max-size", "64"])
+    assert ok.exit_code == 0 and (tmp_path / "c.png").is_file()
+    bad = CliRunner().invoke(cli, ["quicklook", str(synth_n0208.safe_path), "-o", str(tmp_path / "k.png"),
+                                   "--kind", "classes"])
+    assert bad.exit_code == 2 and "true colour" in bad.output

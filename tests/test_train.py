@@ -176,3 +176,17 @@ def test_inputs_normalised_like_predict():
     images[0, :, 0, 0] = 0  # no data
     x, _ = step.inputs(images, torch.zeros(1, 2, 2, dtype=torch.uint8))
     assert x[0, :, 0, 0].abs().max() == 0 and torch.allclose(x[0, :, 1, 1], torch.full((12,), 2.0))
+
+
+def test_cli_train_writes_the_int8_model_and_its_record(tmp_path):
+    tiles = make_prepare_dir(tmp_path / "tiles", n=4, splits=(3, 1, 0))
+    out = tmp_path / "model"
+    result = _run([str(tiles), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "int8.json").read_text())
+    assert record["passed"] == (out / "best.int8.onnx").is_file()  # kept only where it agrees >= 99%
+    assert record["min_agreement"] == 0.99 and record["tries"]
+    assert json.loads(result.stdout)["int8"]["passed"] == record["passed"]
+    assert "train: " in result.stderr and "int8" in result.stderr
+    plain = _run([str(tiles), "-o", str(tmp_path / "plain"), "--no-int8"])
+    assert plain.exit_code == 0 and not (tmp_path / "plain" / "int8.json").exists()

@@ -52,6 +52,23 @@ def test_demo_runs_end_to_end(demo):
     assert f"mIoU: {metrics['miou']:.3f}" in res.stdout
     for step in ("synth", "prepare", "train", "predict", "evaluate", "quicklook"):
         assert f"demo: {step} -> " in res.stderr
+    record = json.loads((out / "model" / "int8.json").read_text())  # predict --model model/ runs ...
+    chosen = out / "model" / ("best.int8.onnx" if record["passed"] else "best.pt")
+    assert f"predict: {chosen}: " in res.stderr  # ... the fastest model that passed, and says which
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_demo_gives_the_same_model_and_map_twice(demo):
+    out, _ = demo
+    first = {name: _sha256(out / name) for name in ("model/best.pt", "landcover.tif")}
+    res = _run("demo.sh", out, **TINY, FORCE="1")  # every step again: fixed epochs and seeds
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert {name: _sha256(out / name) for name in first} == first
 
 
 def test_demo_rerun_skips_finished_steps(demo):
@@ -111,7 +128,7 @@ def test_many_scenes_continues_past_failures(demo, tmp_path):
     env = {"OVERLAP": "16", "DEVICE": "cpu"}
     broken = tmp_path / "S2B_MSIL2A_broken.SAFE"
     broken.mkdir()  # no metadata: predict fails with exit 1, the next scene is still mapped
-    res = _run("many-scenes.sh", out / "model" / "best.pt", maps, broken, out / "stack.tif", **env)
+    res = _run("many-scenes.sh", out / "model", maps, broken, out / "stack.tif", **env)
     assert res.returncode == 1
     assert "S2B_MSIL2A_broken FAILED" in res.stderr and "Error: " in res.stderr
     assert "1 failed:" in res.stderr and str(broken) in res.stderr.split("1 failed:")[1]

@@ -75,7 +75,7 @@ map_date() {
   mkdir -p "$out/$date/maps" "$out/$date/probabilities"
   for p in "$@"; do
     name="$(product_name "$p")"
-    step predict "$out/$date/maps/$name.tif" "$s2pipe" predict "$p" --model "$out/model/best.pt" \
+    step predict "$out/$date/maps/$name.tif" "$s2pipe" predict "$p" --model "$out/model/" \
       -o "$out/$date/maps/$name.tif" --probabilities "$out/$date/probabilities/$name.tif" --probabilities-all \
       --overlap "$OVERLAP" --device "$DEVICE" "${predict_opts[@]}"
   done

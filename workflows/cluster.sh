@@ -105,7 +105,7 @@ if [[ ${#todo[@]} -gt 0 ]]; then
     mkdir -p "$maps" "$probs"
     maps="$maps/${names[0]}.tif" probs="$probs/${names[0]}.tif"
   fi
-  "$s2pipe" predict "${todo[@]}" --model "$out/model/best.pt" -o "$maps" --probabilities "$probs" \
+  "$s2pipe" predict "${todo[@]}" --model "$out/model/" -o "$maps" --probabilities "$probs" \
     --probabilities-all --overlap "$OVERLAP" --device "$DEVICE" "${predict_opts[@]}" "${over[@]}" >&2
 else
   echo "$tag: predict: every map exists, skipped (FORCE=1 redoes them)" >&2
@@ -119,6 +119,6 @@ cat <<END
 Region land-cover map: $out/landcover.tif (which scene each pixel came from: $out/sources.tif)
 Per-scene maps:        $out/maps/ (probabilities: $out/probabilities/)
 Accuracy report:       $out/report/metrics.md (test tiles of every product)
-Model:                 $out/model/best.pt
+Model:                 $out/model/ (best.pt; best.int8.onnx where int8.json says it passed)
 $(grep -m 2 -E '^(Overall accuracy|mIoU):' "$out/report/metrics.md")
 END

@@ -10,8 +10,9 @@
 # Knobs (environment variables):
 #   S2PIPE_DEMO_SIZE     scene side in 10 m pixels                  (2560)
 #   S2PIPE_DEMO_TILE     tile side in pixels, a multiple of 16      (256; predict overlaps 1/4)
-#   S2PIPE_DEMO_EPOCHS   training epochs                            (40)
-#   S2PIPE_DEMO_MINUTES  training time budget in minutes            (10)
+#   S2PIPE_DEMO_EPOCHS   training epochs                            (34)
+#   S2PIPE_DEMO_MINUTES  training time budget in minutes  (none: a fixed number of epochs, so
+#                        that two runs give the same model and map whatever else runs)
 #   S2PIPE_DEMO_FILTERS  filters of the first U-Net block           (16)
 #   S2PIPE_DEMO_BATCH    training batch size                        (8)
 #   S2PIPE_DEMO_WEIGHTS  loss class weights        (inverse-frequency: rare classes count)
@@ -46,7 +47,7 @@ found=("$scene"/*.SAFE)  # synth renames the SAFE last: when it exists, the scen
 
 S2PIPE="$s2pipe" S2PIPE_LOG_TAG=demo REFERENCE="$scene/truth.tif" \
   TILE_SIZE="$tile" OVERLAP="$((tile / 4))" SEED="$seed" \
-  EPOCHS="${S2PIPE_DEMO_EPOCHS:-40}" MAX_MINUTES="${S2PIPE_DEMO_MINUTES:-10}" \
+  EPOCHS="${S2PIPE_DEMO_EPOCHS:-34}" MAX_MINUTES="${S2PIPE_DEMO_MINUTES:-}" \
   FILTERS="${S2PIPE_DEMO_FILTERS:-16}" BATCH_SIZE="${S2PIPE_DEMO_BATCH:-8}" \
   CLASS_WEIGHTS="${S2PIPE_DEMO_WEIGHTS:-inverse-frequency}" \
   DEVICE="${S2PIPE_DEVICE:-auto}" CLASS_FIELD="" CLASS_MAP="" LAYER="" MASK_CLOUDS=0 SPLIT="0.8,0.1,0.1" \

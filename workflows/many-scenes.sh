@@ -3,6 +3,8 @@
 # failures. Maps go to OUT_DIR/<product name>.tif with a quick-look OUT_DIR/<name>.png.
 # Usage: bash workflows/many-scenes.sh MODEL OUT_DIR SCENE... 
 #        bash workflows/many-scenes.sh MODEL OUT_DIR scenes.txt   (one path a line, # comments)
+#   MODEL  the folder train wrote (its fastest model that passed: best.int8.onnx on the CPU,
+#          else best.pt), or a model file (.pt or .onnx)
 #   SCENE  a .SAFE folder, a zipped SAFE, an MTD_MSIL2A.xml or a prepare --stack GeoTIFF
 # A scene whose map exists is skipped (maps are written atomically: existing = complete);
 # FORCE=1 predicts it again with --overwrite. Failed scenes are listed at the end and

@@ -72,7 +72,7 @@ train_step "$out/model" "$s2pipe" train "$out/tiles" -o "$out/model" --epochs "$
 mkdir -p "$out/maps" "$out/probabilities"
 for p in "${products[@]}"; do
   name="$(product_name "$p")"
-  step predict "$out/maps/$name.tif" "$s2pipe" predict "$p" --model "$out/model/best.pt" \
+  step predict "$out/maps/$name.tif" "$s2pipe" predict "$p" --model "$out/model/" \
     -o "$out/maps/$name.tif" --probabilities "$out/probabilities/$name.tif" --probabilities-all \
     --overlap "$OVERLAP" --device "$DEVICE" "${predict_opts[@]}"
 done
@@ -87,6 +87,6 @@ Region land-cover map: $out/landcover.tif (which scene each pixel came from: $ou
 Map quick-look:        $out/landcover.png
 Per-scene maps:        $out/maps/ (probabilities: $out/probabilities/)
 Accuracy report:       $out/report/metrics.md (test tiles of every product)
-Model:                 $out/model/best.pt
+Model:                 $out/model/ (best.pt; best.int8.onnx where int8.json says it passed)
 $(grep -m 2 -E '^(Overall accuracy|mIoU):' "$out/report/metrics.md")
 END

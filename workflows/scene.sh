@@ -52,7 +52,7 @@ step prepare "$out/tiles" "$s2pipe" prepare "$safe" --labels "$labels" "${label_
   -o "$out/tiles" --tile-size "$TILE_SIZE" --split "$SPLIT" --seed "$SEED" --stack "$out/stack.tif"
 train_step "$out/model" "$s2pipe" train "$out/tiles" -o "$out/model" --epochs "$EPOCHS" --filters "$FILTERS" \
   --batch-size "$BATCH_SIZE" --class-weights "$CLASS_WEIGHTS" --seed "$SEED" --device "$DEVICE" "${train_opts[@]}"
-step predict "$out/landcover.tif" "$s2pipe" predict "$safe" --model "$out/model/best.pt" \
+step predict "$out/landcover.tif" "$s2pipe" predict "$safe" --model "$out/model/" \
   -o "$out/landcover.tif" --overlap "$OVERLAP" --device "$DEVICE" "${predict_opts[@]}"
 step evaluate "$out/report" "$s2pipe" evaluate "$out/landcover.tif" --labels "$reference" \
   "${eval_opts[@]}" --split-from "$out/tiles" --area-adjusted -o "$out/report"
@@ -64,6 +64,6 @@ Land-cover map:      $out/landcover.tif
 Map quick-look:      $out/landcover.png
 Scene (true colour): $out/scene.png
 Accuracy report:     $out/report/metrics.md (test tiles; metrics.json, metrics.csv, confusion.png)
-Model:               $out/model/best.pt (training curves: $out/model/curves.png)
+Model:               $out/model/ (best.pt; best.int8.onnx where int8.json says it passed; curves.png)
 $(grep -m 2 -E '^(Overall accuracy|mIoU):' "$out/report/metrics.md")
 END

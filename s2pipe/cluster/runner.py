@@ -32,6 +32,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from s2pipe import __version__
 from s2pipe.cluster.tasks import Outcome, TaskFailure, data_failure, run_task
 from s2pipe.errors import OptionError
+from s2pipe.resources import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ T = TypeVar("T")
 #: connection to the file server...); a worker's death is handled by the scheduler.
 RETRIES = 1
 #: Environment variables that size the thread pools of OpenMP (torch), BLAS and GDAL.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GDAL_NUM_THREADS")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GDAL_NUM_THREADS",
+                    "S2PIPE_THREADS")
 #: Set on a worker, the compute threads of each of its tasks (default: its Dask threads).
 THREADS_VARIABLE = "S2PIPE_WORKER_THREADS"
 CONNECT_TIMEOUT = "20s"
@@ -177,7 +179,7 @@ def open_runner(scheduler: str | None = None, workers: int | None = None, *,
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                dashboard_address="127.0.0.1:0" if _has_bokeh() else None)
         client = Client(cluster)
-        limits = ThreadLimits(threads or max(1, (os.cpu_count() or 1) // workers))
+        limits = ThreadLimits(threads or max(1, usable_cpus() // workers))
     try:
         client.register_plugin(limits, name="s2pipe-thread-limits")
         _check_workers(client)

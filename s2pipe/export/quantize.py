@@ -16,12 +16,14 @@ with the fp32 model's on every pixel with data of the ``val`` tiles.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -33,8 +35,40 @@ from s2pipe.training.dataset import TilePair, TileSet, find_tiles, load_tiles
 log = logging.getLogger(__name__)
 
 CALIBRATION_SPLIT, CHECK_SPLIT = "train", "val"
-SCHEME = ("ONNX Runtime static quantisation, QDQ, MinMax calibration; weights int8 symmetric "
-          "per channel, activations uint8 per tensor; class logits (last 1x1 conv) fp32")
+Method = Literal["minmax", "percentile", "entropy"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How activations are calibrated and which convolutions stay fp32.
+
+    Weights are always int8 symmetric per output channel, activations uint8 per tensor
+    (the fast path of x86 CPUs with VNNI); the last 1x1 convolution (the class logits)
+    always stays fp32, so ties between classes are not made by rounding.
+    """
+
+    method: Method = "minmax"
+    percentile: float = 99.999       # method "percentile": the activation range kept
+    fp32_first: bool = False         # the first convolution (reads the 12 bands) in fp32
+    fp32_tail: int = 0               # this many convolutions before the class logits in fp32
+
+    @property
+    def name(self) -> str:
+        m = f"percentile-{self.percentile:g}" if self.method == "percentile" else self.method
+        return m + ("+fp32-first" if self.fp32_first else "") + \
+            (f"+fp32-tail-{self.fp32_tail}" if self.fp32_tail else "")
+
+    def scheme(self) -> str:
+        kept = ", ".join([*(["the first conv"] if self.fp32_first else []),
+                          *([f"the {self.fp32_tail} convs before the logits"] if self.fp32_tail else []),
+                          "the class logits (last 1x1 conv)"])
+        m = f"{self.percentile:g} percentile" if self.method == "percentile" else self.method
+        return (f"ONNX Runtime static quantisation, QDQ, {m} calibration; weights int8 symmetric "
+                f"per channel, activations uint8 per tensor; fp32: {kept}")
+
+
+DEFAULT_RECIPE = Recipe()
+SCHEME = DEFAULT_RECIPE.scheme()
 
 
 @dataclass
@@ -93,7 +127,8 @@ def _normalised(images: np.ndarray, meta: ModelMeta) -> np.ndarray:
 
 def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, *, meta: ModelMeta,
                   tiles_dir: str | os.PathLike, count: int = DEFAULT_CALIBRATION_TILES,
-                  seed: int = 0, progress: Callable[[int], None] | None = None) -> Calibration:
+                  seed: int = 0, recipe: Recipe = DEFAULT_RECIPE,
+                  progress: Callable[[int], None] | None = None) -> Calibration:
     """Write the int8 version of the fp32 ONNX model ``fp32_path`` to ``out_path``.
 
     Calibrated on training tiles of ``tiles_dir`` (see the module's docstring). The
@@ -130,24 +165,37 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, *, 
                 progress(1)
             return {"input": _normalised(images, meta)}
 
-    with tempfile.TemporaryDirectory(prefix="s2pipe-quantize-") as work:
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+              "entropy": CalibrationMethod.Entropy}[recipe.method]
+    extra: dict[str, Any] = {"CalibPercentile": recipe.percentile} if recipe.method == "percentile" else {}
+    chatter = io.StringIO()  # ONNX Runtime's histogram calibrators print their progress
+    with tempfile.TemporaryDirectory(prefix="s2pipe-quantize-") as work, contextlib.redirect_stdout(chatter):
         pre = Path(work) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, reduce_range=False, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=_logit_nodes(pre))
+                        weight_type=QuantType.QInt8, calibrate_method=method,
+                        nodes_to_exclude=_fp32_nodes(pre, first=recipe.fp32_first, tail=recipe.fp32_tail),
+                        extra_options=extra)
+    if chatter.getvalue().strip():
+        log.debug("ONNX Runtime: %s", chatter.getvalue().strip())
     return Calibration(tiles_dir=str(tiles_dir), split=CALIBRATION_SPLIT, seed=seed,
-                       available=len(tileset.split(CALIBRATION_SPLIT)), tiles=[p.id for p in pairs])
+                       available=len(tileset.split(CALIBRATION_SPLIT)), tiles=[p.id for p in pairs],
+                       scheme=recipe.scheme())
 
 
-def _logit_nodes(path: Path) -> list[str]:
-    """Names of the nodes that write the graph's outputs (the class-logit convolution)."""
+def _fp32_nodes(path: Path, *, first: bool, tail: int = 0) -> list[str]:
+    """Names of the nodes kept fp32: those that write the graph's outputs (the class-logit
+    convolution), with ``first`` those that read its input (the first convolution), and the
+    ``tail`` convolutions before the logits (in graph order, which is topological)."""
     import onnx
 
     graph = onnx.load(str(path)).graph
     outputs = {o.name for o in graph.output}
-    return [n.name for n in graph.node if outputs & set(n.output)]
+    inputs = {i.name for i in graph.input} if first else set()
+    kept = [n.name for n in graph.node if outputs & set(n.output) or inputs & set(n.input)]
+    convs = [n.name for n in graph.node if n.op_type in ("Conv", "ConvTranspose") and n.name not in kept]
+    return kept + (convs[-tail:] if tail else [])
 
 
 def class_agreement(fp32: Callable[[np.ndarray], np.ndarray], int8: Callable[[np.ndarray], np.ndarray],

@@ -161,8 +161,10 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, meta: ModelMet
         payload["scheduler"] = scheduler.state_dict()
     if extra_state is not None:
         payload["extra_state"] = extra_state
-    with atomic_output(path, overwrite=True) as tmp:
-        torch.save(payload, tmp)
+    with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as f:
+        # a file object, not the path: torch names the zip's root folder after a path, and
+        # the temporary name (pid, random) would make two identical runs differ byte for byte
+        torch.save(payload, f)
     return Path(path)
 
 

@@ -52,7 +52,9 @@ def load_window_model(path: str | os.PathLike, *, device: str = "auto", tta: str
     ONNX Runtime is missing for an ``.onnx`` file; :class:`CheckpointError` for a file that
     is not an s2pipe model.
     """
-    import torch
+    import torch  # noqa: F401  (loaded before its threads are sized)
+
+    from s2pipe.resources import apply_threads
 
     path = Path(path)
     if is_onnx(path):
@@ -62,12 +64,12 @@ def load_window_model(path: str | os.PathLike, *, device: str = "auto", tta: str
         if (device or "auto").strip().lower() not in ("auto", "cpu"):
             raise OptionError(f"{path} is an ONNX model, run by ONNX Runtime on the CPU; use "
                               "--device cpu (or auto), or the .pt checkpoint on a GPU")
-        m = open_onnx(path, threads=torch.get_num_threads())
+        threads = apply_threads()
+        m = open_onnx(path, threads=threads)
         if precision is not None and precision != m.precision:
             raise OptionError(f"{path} is an {m.precision} model but --precision {precision} was "
                               f"asked for; pass a matching model or leave out --precision")
-        log.info("%s: %s ONNX model, ONNX Runtime with %d threads", path, m.precision,
-                 torch.get_num_threads())
+        log.info("%s: %s ONNX model, ONNX Runtime with %d threads", path, m.precision, threads)
         runner = OnnxWindowModel(m.session, tta, input_name=m.input_name, output_name=m.output_name)
         return LoadedModel(runner, m.meta, "cpu", "onnxruntime", m.precision)
 
@@ -81,6 +83,7 @@ def load_window_model(path: str | os.PathLike, *, device: str = "auto", tta: str
             f"write the int8 model once with 's2pipe export {path} --precision int8 --tiles "
             "TILES_DIR -o model.int8.onnx' (calibrated on training tiles, checked on "
             "validation tiles), then pass --model model.int8.onnx")
+    apply_threads()
     dev = resolve_device(device)
     model, meta = load_checkpoint(path, device=dev)
     return LoadedModel(WindowModel(model, dev, tta), meta, str(dev), "torch", "fp32")

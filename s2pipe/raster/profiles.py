@@ -58,10 +58,13 @@ def tile_blocks(size: int) -> dict[str, Any]:
 
 
 #: GDAL settings s2pipe reads and writes with: a bounded block cache keeps peak memory
-#: predictable, JPEG2000 decodes on all cores, and opening a file does not list its folder
-#: (slow for SAFE folders and remote files). A variable set in the environment wins.
-GDAL_DEFAULTS: dict[str, Any] = {"GDAL_CACHEMAX": 256, "GDAL_NUM_THREADS": "ALL_CPUS",
-                                 "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+#: predictable, JPEG2000 and deflate decode on the job's threads (``GDAL_NUM_THREADS``, set
+#: per job from :func:`s2pipe.resources.thread_count`), and opening a file does not list its
+#: folder (slow for SAFE folders and remote files). A variable set in the environment wins.
+#: ``GDAL_CACHEMAX`` is in MB here, as GDAL reads it (see :func:`gdal_env`).
+GDAL_DEFAULTS: dict[str, Any] = {"GDAL_CACHEMAX": 256, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+#: GDAL's own rule: a ``GDAL_CACHEMAX`` below this is MB, above it bytes.
+_CACHE_MB_BELOW = 100_000
 
 
 P = ParamSpec("P")
@@ -85,9 +88,18 @@ def gdal_env(**overrides: Any) -> Env:
     ``overrides`` are s2pipe's own choices for that job (e.g. a cache sized for it); the
     user's environment variables still win over the defaults, not over the overrides.
     """
+    from s2pipe.resources import thread_count
+
     gdal_messages.route()
-    options = {k: v for k, v in GDAL_DEFAULTS.items() if k not in os.environ}
+    defaults = {**GDAL_DEFAULTS, "GDAL_NUM_THREADS": str(thread_count())}
+    options = {k: v for k, v in defaults.items() if k not in os.environ}
     options.update(overrides)
+    cache = options.get("GDAL_CACHEMAX")
+    if isinstance(cache, int) and cache < _CACHE_MB_BELOW:
+        # rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64, in bytes: 256 meant a
+        # 256-byte cache, and every decimated or band-subset read decoded each block again
+        # (a quick-look of the demo's stack took 135 s of CPU instead of under 1 s)
+        options["GDAL_CACHEMAX"] = cache * 2**20
     return Env(**options)
 
 

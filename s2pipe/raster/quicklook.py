@@ -3,9 +3,10 @@
 A single-band integer raster is drawn as a class map with its legend colours (the
 file's colour table where it has one) and a legend of every class; a 12-band stack
 (bands B01..B12 in s2pipe's order, or any stack whose band descriptions name B04,
-B03 and B02) is drawn in true colour with a 2-98 percentile stretch. The raster is
-read decimated (``out_shape``, overviews where the file has them), so a full
-10980 x 10980 scene renders in seconds.
+B03 and B02) is drawn in true colour with a 2-98 percentile stretch (a Sentinel-2 product:
+:mod:`s2pipe.sentinel2.quicklook`). The raster is read decimated (``out_shape``, overviews
+where the file has them), only the bands it shows, so a full 10980 x 10980 scene renders
+in seconds.
 """
 
 from __future__ import annotations
@@ -99,18 +100,26 @@ def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
     true colour. Class maps use the file's own legend (as :func:`s2pipe.raster.maps.open_map` reads
     it, completed from ``legend``) and always list every class; value 0 (no data) is transparent.
     """
-    from rasterio.enums import Resampling
-
     image = Path(image)
     if max_size < 16:
         raise OptionError(f"max_size {max_size} is too small; use at least 16 pixels")
+    drawn, data, valid, classes, decimation = _read_map(image, kind, max_size, legend)
+    return render_array(image, out_png, drawn, data, valid, classes, decimation, title=title, overwrite=overwrite)
+
+
+def _read_map(image: Path, kind: Kind, max_size: int, legend: Sequence[LandCoverClass]
+              ) -> tuple[str, np.ndarray, np.ndarray, Sequence[LandCoverClass], int]:
+    from rasterio.enums import Resampling
+
     accepted: dict[str, tuple[MapKind, ...]] = {"auto": ("classes", "change", "stack"),
                                                 "classes": ("classes", "change"), "rgb": ("stack",)}
     m = open_map(image, accepted[kind])
-    kind = "classes" if m.kind in ("classes", "change") else "rgb"
+    drawn = "classes" if m.kind in ("classes", "change") else "rgb"
     decimation = max(1, math.ceil(max(m.grid.width, m.grid.height) / max_size))
     h, w = max(1, m.grid.height // decimation), max(1, m.grid.width // decimation)
-    if kind == "classes":
+    classes: Sequence[LandCoverClass] = []
+    valid = np.ones((h, w), dtype=bool)
+    if drawn == "classes":
         data = read_band(m, out_shape=(h, w), resampling=Resampling.nearest)
         classes = m.legend_or(legend)
     else:
@@ -123,8 +132,16 @@ def render_quicklook(image: str | os.PathLike, out_png: str | os.PathLike, *,
         valid = np.all(data > 0, axis=0)
         if m.nodata is not None and m.nodata != 0:
             valid &= np.all(data != m.nodata, axis=0)
-    log.info("rendering %s (%s) at 1/%d resolution: %d x %d px", image, kind, decimation, w, h)
+    return drawn, data, valid, classes, decimation
 
+
+def render_array(image: Path, out_png: str | os.PathLike, kind: str, data: np.ndarray, valid: np.ndarray,
+                 classes: Sequence[LandCoverClass], decimation: int, *, title: str | None = None,
+                 overwrite: bool = False) -> Quicklook:
+    """Write the PNG of ``data`` read from ``image``: a (h, w) class map drawn with ``classes``
+    and a legend, or (3, h, w) R, G, B values stretched over the ``valid`` pixels."""
+    h, w = data.shape[-2:]
+    log.info("rendering %s (%s) at 1/%d resolution: %d x %d px", image, kind, decimation, w, h)
     shown: list[int] = []
     if kind == "classes":
         lut = np.zeros((256, 4), dtype=np.uint8)  # 0 (no data) and unknown values transparent

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -29,6 +28,7 @@ from rasterio.windows import Window
 from s2pipe.errors import MissingBandError
 from s2pipe.provenance import UNMASKED_NO_SCL, OffsetCheck, Radiometry
 from s2pipe.raster.grid import Grid
+from s2pipe.resources import thread_count
 from s2pipe.sentinel2.blockrows import BlockRowReader
 from s2pipe.sentinel2.facts import (
     BAND_RESOLUTION,
@@ -68,7 +68,7 @@ class SafeScene(Scene):
         self._scale = scale
         self._resampling = resampling
         self._mask = np.array(self.scl_masked, dtype=np.uint8)
-        self._pool = ThreadPoolExecutor(max_workers=min(len(sources), os.cpu_count() or 1))
+        self._pool = ThreadPoolExecutor(max_workers=min(len(sources), thread_count()))
 
     def _native(self, i: int, window: Window) -> np.ndarray:
         """Harmonised values of a window of band ``i``'s own file (int32, 0 = no data)."""

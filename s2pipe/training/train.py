@@ -27,6 +27,7 @@ from s2pipe import __version__
 from s2pipe.evaluation.metrics import Scores, scores
 from s2pipe.model.checkpoint import ModelMeta, read_checkpoint
 from s2pipe.model.unet import UNet
+from s2pipe.resources import apply_threads
 from s2pipe.training.dataset import (
     EpochSampler,
     TileDataset,
@@ -119,6 +120,7 @@ def train_model(out_dir: str | os.PathLike, *,
     """
     options = options or TrainOptions()
     check_options(options)
+    apply_threads()
     t0 = time.monotonic()
     info = setup(options.device)
     try:
