@@ -317,3 +317,19 @@ def test_two_gloo_processes_freeze_then_release_the_encoder(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = read_checkpoint(tmp_path / "m" / "best.pt")
     assert ckpt.meta.train_options["world_size"] == 2 and ckpt.meta.origin is not None
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--encoder", "resnet34", "--encoder-preset", "ssl4eo-s12"], "it holds resnet18 weights: pass --encoder resnet18"),
+    (["--encoder-preset", "ssl4eo-s12"], "--encoder-weights needs --encoder NAME"),
+    (["--encoder", "resnet18"], "needs --encoder-preset NAME"),
+    (["--encoder", "resnet18", "--encoder-bands", "B04,B13"], "--encoder-bands 'B13' is not a Sentinel-2 band"),
+])
+def test_cli_a_weights_file_or_option_that_does_not_fit(tmp_path, extra, needle):
+    tiles = make_prepare_dir(tmp_path / "tiles", n=4, size=64, splits=(2, 1, 1))
+    path = weights_file(tmp_path / "resnet18.pth")
+    result = CliRunner().invoke(cli, [str(a) for a in ["train", tiles, "-o", tmp_path / "m", "--epochs", 1,
+                                                       "--encoder-weights", path, *extra]])
+    last = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 1 and last.startswith("Error: ") and needle in last, result.output
+    assert not (tmp_path / "m").exists()

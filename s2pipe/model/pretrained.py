@@ -116,8 +116,8 @@ def load_encoder_weights(model: EncoderUNet, path: str | os.PathLike, *, preset:
         guess = guess_encoder(list(sd), {k: tuple(v.shape) for k, v in sd.items()})
         hint = f"it holds {guess} weights: pass --encoder {guess}" if guess and guess != name else \
             "pass the state dict of that backbone (torchvision/timm key layout)"
-        what = f"lacks {len(missing)} of its keys (e.g. {missing[0]})" if missing else \
-            f"has {len(extra)} keys it does not have (e.g. {extra[0]})"
+        what = f"lacks {len(missing)} of the encoder's keys (e.g. {missing[0]})" if missing else \
+            f"has {len(extra)} keys the encoder has not (e.g. {extra[0]})"
         raise CheckpointError(f"{path} is not a {name} encoder: it {what}; {hint}")
     first = f"{enc.first_conv}.weight"
     for k, v in want.items():
