@@ -4,7 +4,8 @@ For each architecture (``--archs``; ``unet`` is the study's 32-filter U-Net) an 
 checkpoint (speed does not depend on the weights) is written, exported to fp32 ONNX and
 to int8 ONNX (``s2pipe export --precision int8``, calibrated on 8 windows of a generated
 stack, checked on 4), and then every (architecture, precision) is timed round-robin over
-``--rounds`` rounds: ``--windows`` normalised windows of ``--tile`` px in batches of
+``--rounds`` rounds (after ``--warmup`` untimed batches of each: torch's first passes on
+the CPU are 2-5x slower): ``--windows`` normalised windows of ``--tile`` px in batches of
 ``--batch`` through :func:`s2pipe.prediction.runtime.load_window_model`'s runner, i.e. the
 model alone as predict runs it. Prints one JSON object: per run windows/s, per model the
 best round, its ratio to the study's U-Net in torch fp32, and the minutes a full
@@ -61,12 +62,13 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=24)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=3, help="Untimed batches of each model before round 0.")
     args = ap.parse_args()
 
     import numpy as np
     import torch
 
-    from s2pipe.model.export import export_model
+    from s2pipe.export.engine import ExportOptions, export_model
     from s2pipe.prediction.runtime import load_window_model
 
     torch.set_num_threads(args.threads)
@@ -85,13 +87,16 @@ def main() -> None:
                 if p == "torch-fp32":
                     path = ckpt
                 elif p == "onnx-fp32":
-                    path = export_model(ckpt, tmp / f"{arch}.onnx", overwrite=True).output
+                    path = export_model(ckpt, tmp / f"{arch}.onnx", ExportOptions(overwrite=True)).output
                 else:
-                    path = export_model(ckpt, tmp / f"{arch}.int8.onnx", precision="int8",
-                                        tiles_dir=tiles, min_agreement=0.0, overwrite=True).output
+                    path = export_model(ckpt, tmp / f"{arch}.int8.onnx", ExportOptions(
+                        precision="int8", tiles_dir=tiles, min_agreement=0.0, overwrite=True)).output
                 exports[f"{arch}/{p}"] = time.perf_counter() - t0
                 runners[(arch, p)] = load_window_model(path, device="cpu").runner
         x = np.random.default_rng(0).normal(size=(args.batch, 12, args.tile, args.tile)).astype(np.float32)
+        for run in runners.values():  # torch's CPU kernels need a few passes to reach speed
+            for _ in range(args.warmup):
+                run(x)
         runs = []
         for r in range(args.rounds):
             for (arch, p), run in runners.items():
@@ -114,7 +119,7 @@ def main() -> None:
         b["full_scene_min_model_alone"] = FULL_SCENE_WINDOWS / b["windows_per_s"] / 60
         b["parameters"] = params[b["arch"]]
     print(json.dumps({"tile": args.tile, "batch": args.batch, "windows": args.windows,
-                      "threads": args.threads, "rounds": args.rounds, "loadavg_start": load0,
+                      "threads": args.threads, "rounds": args.rounds, "warmup": args.warmup, "loadavg_start": load0,
                       "loadavg_end": os.getloadavg(), "seconds": time.perf_counter() - t_start,
                       "export_s": exports, "summary": list(best.values()), "runs": runs}, indent=1))
 

@@ -13,6 +13,7 @@ B. init: a study U-Net (``--filters``) trained on the first source world (anothe
    ``--init`` from it on the few target labels, against the study U-Net from scratch on
    the same tiles and minutes.
 
+Every run trains to its whole time budget (no early stop; the best epoch is kept).
 Prints one JSON object: each model's map mIoU and OA, epochs and minutes, and the load.
 
     python bench/bench_transfer.py --size 768 --pretrain-minutes 3 --minutes 1.5
@@ -69,7 +70,8 @@ def main() -> None:
     ap.add_argument("--filters", type=int, default=16)
     args = ap.parse_args()
     t0, load0 = time.perf_counter(), os.getloadavg()
-    common = ["--epochs", 500, "--batch-size", 8, "--no-save-samples", "--device", "cpu"]
+    # every run spends its whole budget: no early stop (the best epoch is kept anyway)
+    common = ["--epochs", 100000, "--patience", 100000, "--batch-size", 8, "--no-save-samples", "--device", "cpu"]
     out: dict = {"benchmark": "transfer", "size": args.size, "tile": args.tile, "fraction": args.fraction,
                  "source_seeds": args.source_seeds, "target_seed": args.target_seed,
                  "minutes_each": args.minutes, "pretrain_minutes": args.pretrain_minutes}
@@ -88,7 +90,8 @@ def main() -> None:
         def train(name: str, *options: object, tiles: list | None = None, minutes: float = args.minutes) -> dict:
             r = s2pipe("train", *(tiles or [root / "few"]), "-o", root / name, *common,
                        "--max-minutes", minutes, *options)
-            s2pipe("predict", target["safe_path"], "--model", root / name / "best.pt", "-o", root / f"{name}.tif")
+            s2pipe("predict", target["safe_path"], "--model", root / name / "best.pt", "-o", root / f"{name}.tif",
+                   "--overlap", args.tile // 4)
             ev = s2pipe("evaluate", root / f"{name}.tif", "--labels", target["truth_path"], "-o", root / f"ev_{name}")
             return {"map_miou": ev["miou"], "map_oa": ev["overall_accuracy"], "epochs": r["epochs_run"],
                     "best_epoch": r["best_epoch"], "minutes": r["minutes"], "stop": r["stop_reason"]}

@@ -265,13 +265,19 @@ def test_resume_an_encoder_run_without_its_weights_file(tmp_path):
         assert torch.allclose(a.weights[k].float(), b.weights[k].float(), atol=1e-6), k
 
 
-def test_onnx_fp32_and_int8_of_an_encoder_model(tmp_path):
+def test_downstream_predict_export_fp32_int8_of_a_resnet18_model(tmp_path):
+    """The encoder U-Net goes through export (ONNX fp32, int8) and predict (in-process, from
+    the .pt and from each .onnx) like the study's U-Net."""
     pytest.importorskip("onnxruntime")
-    from s2pipe.model.export import export_model
+    from s2pipe.export.engine import ExportOptions, export_model
     from s2pipe.model.onnx import open_onnx
+    from s2pipe.prediction.options import PredictOptions
+    from s2pipe.prediction.predict import predict_scene
+
+    from test_predict import stack_array, write_stack
 
     tiles = make_prepare_dir(tmp_path / "tiles", n=6, size=64, splits=(3, 2, 1))
-    r = train_model(tmp_path / "m", tiles_dir=tiles, options=TrainOptions(epochs=1, encoder="efficientnet_b0", **TINY))
+    r = train_model(tmp_path / "m", tiles_dir=tiles, options=TrainOptions(epochs=1, encoder="resnet18", **TINY))
     model, meta = load_checkpoint(r.best_checkpoint)
     fp32 = export_model(r.best_checkpoint, tmp_path / "m.onnx")
     m = open_onnx(fp32.output)
@@ -279,10 +285,32 @@ def test_onnx_fp32_and_int8_of_an_encoder_model(tmp_path):
     with torch.no_grad():
         want = model(x).numpy()
     got = m.session.run(None, {m.input_name: x.numpy()})[0]
-    assert np.abs(got - want).max() < 1e-3 and m.meta == meta
-    int8 = export_model(r.best_checkpoint, tmp_path / "m8.onnx", precision="int8", tiles_dir=tiles,
-                        min_agreement=0.0)
-    assert open_onnx(int8.output).precision == "int8"
+    assert np.abs(got - want).max() < 1e-3 and m.meta == meta and fp32.max_abs_diff < 1e-3
+    int8 = export_model(r.best_checkpoint, tmp_path / "m8.onnx",
+                        ExportOptions(precision="int8", tiles_dir=tiles, min_agreement=0.0))
+    assert open_onnx(int8.output).precision == "int8" and open_onnx(int8.output).meta == meta
+    stack = write_stack(tmp_path / "S2.tif", stack_array(96, 128))
+    maps = {}
+    for name, path in (("pt", r.best_checkpoint), ("fp32", fp32.output), ("int8", int8.output)):
+        res = predict_scene(stack, path, tmp_path / f"{name}.tif", PredictOptions(overlap=16, device="cpu"))
+        assert (res.runtime, res.precision) == (("torch", "fp32") if name == "pt" else ("onnxruntime", name))
+        with rasterio.open(res.output) as src:
+            maps[name] = src.read(1)
+    assert maps["pt"].shape == (96, 128)
+    assert (maps["pt"] == maps["fp32"]).mean() > 0.99
+
+
+def test_onnx_of_an_efficientnet_model(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from s2pipe.export.engine import export_model
+
+    torch.manual_seed(0)
+    model = EncoderUNet("efficientnet_b0", 12, 8).eval()
+    meta = ModelMeta(bands=BANDS, legend=DEFAULT_LEGEND, tile_size=64, arch=model.arch,
+                     normalization=Normalization((0.0,) * 12, (10000.0,) * 12),
+                     radiometry={"convention": RADIOMETRY_CONVENTION})
+    ckpt = save_checkpoint(tmp_path / "e.pt", model=model, meta=meta)
+    assert export_model(ckpt, tmp_path / "e.onnx").max_abs_diff < 1e-3
 
 
 def _cli(args: list) -> tuple[int, str]:

@@ -10,7 +10,7 @@ its torchvision/timm key layout, so pretrained weights load into it unchanged.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,7 @@ DECODER_CHANNELS = (256, 128, 64, 32, 16)
 #: the encoders ``train --encoder`` offers
 ENCODERS: tuple[str, ...] = tuple(RESNETS) + tuple(EFFICIENTNETS)
 
-Encoder = Union[ResNetEncoder, EfficientNetEncoder]
+Encoder = ResNetEncoder | EfficientNetEncoder
 
 
 def build_encoder(name: str, in_channels: int) -> Encoder:
@@ -81,7 +81,7 @@ class EncoderUNet(nn.Module):
                     nn.init.zeros_(m.bias)
 
     @property
-    def arch(self) -> "Arch":
+    def arch(self) -> Arch:
         from s2pipe.model.unet import Arch
 
         return Arch(ARCH_NAME, self.in_channels, self.num_classes, DECODER_CHANNELS[-1], self.encoder_name)

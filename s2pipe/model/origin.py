@@ -39,7 +39,7 @@ class WeightsOrigin:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "WeightsOrigin":
+    def from_dict(cls, d: dict[str, Any]) -> WeightsOrigin:
         """Raises ``KeyError``/``TypeError``/``ValueError`` for data that is not an origin."""
         kind = d["kind"]
         if kind not in ("encoder-weights", "init"):

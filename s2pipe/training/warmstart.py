@@ -9,9 +9,10 @@ With another legend every weight but the class head is taken and the head starts
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from torch import nn
 
