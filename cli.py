@@ -524,6 +524,7 @@ def export(checkpoint: Path, out: Path, precision: str, tiles_dir: Path | None, 
     report(result, as_json, result.summary())
 
 
+from s2pipe.model.presets import ARCHITECTURES, PRESET_NAMES  # noqa: E402  (plain data, no torch)
 from s2pipe.training.options import CLASS_WEIGHTS, ClassWeights  # noqa: E402  (plain data; valid values live once)
 
 
@@ -579,6 +580,20 @@ def _deprecated_workers(ctx: click.Context, param: click.Parameter, value: int |
               help="Also write best.int8.onnx (fast CPU model): calibrated on the train tiles, kept only "
                    "if its classes agree with fp32 on >= 99% of the val pixels (int8.json says); "
                    "on the first TILES_DIR's tiles.")
+@click.option("--encoder", type=click.Choice(ARCHITECTURES),
+              help="Network: 'unet' (the study's U-Net, the default) or a U-Net on this backbone.")
+@click.option("--encoder-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start the --encoder backbone from this local state dict (timm/torchvision keys).")
+@click.option("--encoder-preset", type=click.Choice(PRESET_NAMES),
+              help="What --encoder-weights holds: its band order and normalisation.")
+@click.option("--encoder-bands", metavar="LIST",
+              help="Band order of the --encoder-weights first convolution, e.g. B04,B03,B02.")
+@click.option("--encoder-lr", type=click.FloatRange(0, min_open=True),
+              help="Encoder learning rate [default: --lr / 10 when starting from weights, else --lr].")
+@click.option("--freeze-encoder", type=click.IntRange(0), default=0, show_default=True, metavar="EPOCHS",
+              help="Train the decoder alone for the first EPOCHS epochs.")
+@click.option("--init", "init", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from this s2pipe checkpoint (same bands; another legend re-initialises the head).")
 @seed_option
 @device_option
 @overwrite_option
@@ -587,8 +602,10 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
           train_size: float, num_samples: int | None, epochs: int, batch_size: int, lr: float,
           filters: int, class_weights: ClassWeights, patience: int, augment: bool, max_minutes: float | None,
           loader_workers: int | None, old_workers: int | None, resume: Path | None, save_samples: bool,
-          save_training_summary: bool,
-          save_model: bool, int8: bool, seed: int, device: str, overwrite: bool, as_json: bool) -> None:
+          save_training_summary: bool, save_model: bool, int8: bool, encoder: str | None,
+          encoder_weights: Path | None, encoder_preset: str | None, encoder_bands: str | None,
+          encoder_lr: float | None, freeze_encoder: int, init: Path | None, seed: int, device: str,
+          overwrite: bool, as_json: bool) -> None:
     """Train the U-Net on tiles from 'prepare' (or the study's images/labels folders).
 
     Several TILES_DIRs are trained on as one set (same bands, legend, tile size and
@@ -600,6 +617,9 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
     \b
     s2pipe train tiles/ -o model/ --epochs 60 --max-minutes 30
     s2pipe train tiles_wroclaw/ tiles_brzeg/ -o model/
+    s2pipe train tiles/ -o model/ --encoder resnet50 --encoder-preset ssl4eo-s12 \\
+        --encoder-weights resnet50_sentinel2_all_moco.pth --freeze-encoder 5
+    s2pipe train tiles_brzeg/ -o model_brzeg/ --init model_wroclaw/best.pt
     torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
         cli.py train tiles/ -o model/
     """
@@ -616,7 +636,11 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
                            device=device, workers=loader_workers if loader_workers is not None else old_workers,
                            max_minutes=max_minutes, train_size=train_size,
                            num_samples=num_samples, save_model=save_model, save_samples=save_samples,
-                           save_summary=save_training_summary)
+                           save_summary=save_training_summary, encoder=encoder,
+                           encoder_weights=None if encoder_weights is None else str(encoder_weights),
+                           encoder_preset=encoder_preset, encoder_bands=encoder_bands,
+                           encoder_lr=encoder_lr, freeze_encoder=freeze_encoder,
+                           init=None if init is None else str(init))
     result = train_model(model_dir, tiles_dir=list(tiles_dirs) or None, images_dir=images_dir, labels_dir=labels_dir,
                          options=options, resume=resume, overwrite=overwrite,
                          progress=progress(None, "training", "batch"))

@@ -27,13 +27,16 @@ from s2pipe import __version__
 from s2pipe.errors import CheckpointError, InputNotFoundError
 from s2pipe.legend import LandCoverClass, legend_from_list, legend_to_list
 from s2pipe.model.normalization import Normalization
-from s2pipe.model.unet import STRIDE, Arch, UNet
+from s2pipe.model.origin import WeightsOrigin
+from s2pipe.model.presets import ENCODER_NAMES
+from s2pipe.model.unet import Arch
 from s2pipe.outputs import atomic_output
 from s2pipe.provenance import Radiometry
 
 log = logging.getLogger(__name__)
 
 FORMAT = "s2pipe-checkpoint-1"
+ENCODER_ARCH = "encoder-unet"  # s2pipe.model.encoder_unet.ARCH_NAME, without importing it
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class ModelMeta:
     train_options: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     s2pipe_version: str = __version__
+    origin: WeightsOrigin | None = None  # pretrained encoder or --init checkpoint, if any
 
     def __post_init__(self) -> None:
         if not isinstance(self.radiometry, Radiometry):
@@ -62,13 +66,19 @@ class ModelMeta:
         return replace(self, metrics=metrics)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data that ``torch.load(weights_only=True)`` reads back."""
-        return {"bands": list(self.bands), "legend": legend_to_list(self.legend),
-                "normalization": self.normalization.to_dict(), "tile_size": self.tile_size,
-                "arch": {"name": self.arch.name, "in_channels": self.arch.in_channels,
-                         "num_classes": self.arch.num_classes, "filters": self.arch.filters},
-                "radiometry": self.radiometry.to_dict(), "train_options": dict(self.train_options),
-                "metrics": dict(self.metrics), "s2pipe_version": self.s2pipe_version}
+        """Plain data that ``torch.load(weights_only=True)`` reads back (for the study's
+        U-Net from random weights, the same keys as in s2pipe 0.1.0)."""
+        arch: dict[str, Any] = {"name": self.arch.name, "in_channels": self.arch.in_channels,
+                                "num_classes": self.arch.num_classes, "filters": self.arch.filters}
+        if self.arch.encoder:
+            arch["encoder"] = self.arch.encoder
+        d = {"bands": list(self.bands), "legend": legend_to_list(self.legend),
+             "normalization": self.normalization.to_dict(), "tile_size": self.tile_size,
+             "arch": arch, "radiometry": self.radiometry.to_dict(), "train_options": dict(self.train_options),
+             "metrics": dict(self.metrics), "s2pipe_version": self.s2pipe_version}
+        if self.origin is not None:
+            d["origin"] = self.origin.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: Any, where: str | os.PathLike) -> ModelMeta:
@@ -103,13 +113,9 @@ def _parse_meta(d: Any, where: str) -> ModelMeta:
         raise CheckpointError(f"{where} holds no usable normalisation for {len(bands)} bands; "
                               "retrain with 's2pipe train'")
     tile = _need(d, "tile_size", int, where)
-    if tile < STRIDE or tile % STRIDE:
-        raise CheckpointError(f"{where} has tile size {tile}, not a multiple of {STRIDE}")
-    a = _need(d, "arch", dict, where)
-    arch = Arch(str(_need(a, "name", str, where)), _need(a, "in_channels", int, where),
-                _need(a, "num_classes", int, where), _need(a, "filters", int, where))
-    if arch.name != "unet":
-        raise CheckpointError(f"{where} holds an unknown architecture {arch.name!r}")
+    arch = _parse_arch(_need(d, "arch", dict, where), where)
+    if tile < arch.stride or tile % arch.stride:
+        raise CheckpointError(f"{where} has tile size {tile}, not a multiple of {arch.stride}")
     if arch.in_channels != len(bands) or arch.num_classes < max(c.value for c in legend):
         raise CheckpointError(f"{where}: the network ({arch.in_channels} bands, {arch.num_classes} "
                               f"classes) does not fit its bands ({len(bands)}) and legend; "
@@ -119,7 +125,30 @@ def _parse_meta(d: Any, where: str) -> ModelMeta:
                      tile_size=tile, arch=arch, radiometry=Radiometry.from_dict(_need(d, "radiometry", dict, where)),
                      train_options=dict(d.get("train_options") or {}),
                      metrics=dict(d.get("metrics") or {}),
-                     s2pipe_version=str(d.get("s2pipe_version", "")))
+                     s2pipe_version=str(d.get("s2pipe_version", "")),
+                     origin=_parse_origin(d.get("origin"), where))
+
+
+def _parse_arch(a: dict[str, Any], where: str) -> Arch:
+    arch = Arch(str(_need(a, "name", str, where)), _need(a, "in_channels", int, where),
+                _need(a, "num_classes", int, where), _need(a, "filters", int, where),
+                str(a.get("encoder") or ""))
+    if (arch.name, bool(arch.encoder)) not in (("unet", False), (ENCODER_ARCH, True)) \
+            or (arch.encoder and arch.encoder not in ENCODER_NAMES):
+        raise CheckpointError(f"{where} holds an unknown architecture {arch.name!r}"
+                              + (f" (encoder {arch.encoder!r})" if arch.encoder else "")
+                              + "; it needs a newer s2pipe, or retrain")
+    return arch
+
+
+def _parse_origin(o: Any, where: str) -> WeightsOrigin | None:
+    if o is None:
+        return None
+    try:
+        return WeightsOrigin.from_dict(o)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise CheckpointError(f"{where}: 'origin' (where its weights came from) is not readable; "
+                              "the file is damaged") from None
 
 
 @dataclass
@@ -200,7 +229,7 @@ def read_checkpoint(path: str | os.PathLike, *,
 
 
 def load_checkpoint(path: str | os.PathLike, *,
-                    device: str | torch.device = "cpu") -> tuple[UNet, ModelMeta]:
+                    device: str | torch.device = "cpu") -> tuple[nn.Module, ModelMeta]:
     """The model (in eval mode, on ``device``) and its metadata."""
     ckpt = read_checkpoint(path, device=device)
     model = ckpt.meta.arch.build()

@@ -26,8 +26,21 @@ class Arch:
     in_channels: int
     num_classes: int
     filters: int
+    encoder: str = ""  # "": the study's U-Net; else the backbone of an encoder U-Net
 
-    def build(self) -> UNet:
+    @property
+    def stride(self) -> int:
+        """Tile and window sizes must be multiples of this."""
+        from s2pipe.model import encoder_unet
+
+        return encoder_unet.STRIDE if self.encoder else STRIDE
+
+    def build(self) -> nn.Module:
+        """A freshly initialised network of this architecture."""
+        if self.encoder:
+            from s2pipe.model.encoder_unet import EncoderUNet
+
+            return EncoderUNet(self.encoder, in_channels=self.in_channels, num_classes=self.num_classes)
         return UNet(in_channels=self.in_channels, num_classes=self.num_classes, filters=self.filters)
 
 
@@ -87,6 +100,14 @@ class UNet(nn.Module):
     def arch(self) -> Arch:
         """Architecture parameters, as stored in checkpoints."""
         return Arch("unet", self.in_channels, self.num_classes, self.filters)
+
+    def encoder_modules(self) -> list[nn.Module]:
+        """The contracting path: what ``--freeze-encoder`` freezes, ``--encoder-lr`` applies to."""
+        return [self.down]
+
+    def head_keys(self) -> tuple[str, ...]:
+        """State-dict keys of the class-logit layer (re-initialised for another legend)."""
+        return ("head.2.weight", "head.2.bias")
 
     def reset_parameters(self) -> None:
         """He-normal (fan-in, ReLU gain) weights, zero biases, unit BatchNorm."""

@@ -69,3 +69,13 @@ def barrier(info: DistInfo) -> None:
 def teardown(info: DistInfo) -> None:
     if info.active and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def wrap(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    """``model`` in DistributedDataParallel when started by torchrun, else itself. DDP
+    synchronises the parameters that need gradients when it is built: wrap again after
+    freezing or releasing some."""
+    if not info.active:
+        return model
+    cuda = info.device.type == "cuda"
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.device.index] if cuda else None)

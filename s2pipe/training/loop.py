@@ -42,6 +42,7 @@ class Step:
     channels_last: bool = False
     amp_dtype: torch.dtype | None = None  # autocast dtype on CUDA, None = float32
     num_classes: int = 8
+    frozen: tuple[nn.Module, ...] = ()  # kept in eval mode while training (a frozen encoder)
 
     def inputs(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if images.dtype == torch.uint16 and self.device.type != "cpu":
@@ -81,6 +82,8 @@ def run_epoch(model: nn.Module, batches: Iterable, step: Step, *,
     """Train (when ``optimizer`` is given) or evaluate ``model`` over ``batches``."""
     training = optimizer is not None
     model.train(training)
+    for module in step.frozen if training else ():
+        module.eval()
     n = step.num_classes
     stats = EpochStats(torch.zeros((), dtype=torch.float64, device=step.device),
                        torch.zeros((), dtype=torch.float64, device=step.device),

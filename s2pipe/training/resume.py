@@ -13,8 +13,12 @@ from s2pipe.training.options import TrainOptions
 #: Options a resumed run must share with the run it continues (``epochs``, the time budget,
 #: the patience and the device may change: that is what resuming is for). ``world_size``,
 #: the number of torchrun processes, sets the batch each step sees and how tiles are dealt.
+#: The network and where its weights came from must match too (checkpoints written before
+#: these options existed lack them, and are not held to them).
 RESUME_MUST_MATCH = ("batch_size", "lr", "filters", "class_weights", "lr_patience", "lr_factor",
-                     "min_lr", "augment", "seed", "train_size", "num_samples", "world_size")
+                     "min_lr", "augment", "seed", "train_size", "num_samples", "world_size",
+                     "encoder", "encoder_weights", "encoder_preset", "encoder_bands", "encoder_lr",
+                     "freeze_encoder", "init")
 
 
 def check_resume(ckpt: Checkpoint, path: Any, o: TrainOptions, tileset: TileSet, tile_size: int,

@@ -26,7 +26,6 @@ from torch.utils.data import DataLoader
 from s2pipe import __version__
 from s2pipe.evaluation.metrics import Scores, scores
 from s2pipe.model.checkpoint import ModelMeta, read_checkpoint
-from s2pipe.model.unet import UNet
 from s2pipe.resources import apply_threads
 from s2pipe.training.dataset import (
     EpochSampler,
@@ -37,11 +36,12 @@ from s2pipe.training.dataset import (
     find_tiles,
     load_tiles,
 )
-from s2pipe.training.distributed import DistInfo, all_sum, barrier, setup, teardown
+from s2pipe.training.distributed import DistInfo, all_sum, barrier, setup, teardown, wrap
 from s2pipe.training.loop import EpochStats, Step, run_epoch
 from s2pipe.training.options import TrainOptions, check_options
 from s2pipe.training.outputs import SplitScore, TrainOutputs, TrainResult
 from s2pipe.training.resume import check_resume
+from s2pipe.training.warmstart import Start, build_start, is_frozen, parameter_groups, set_frozen
 
 log = logging.getLogger(__name__)
 
@@ -164,16 +164,21 @@ class _Trainer:
         data = _load_data(tiles_dir, images_dir, labels_dir, o)
         if ckpt is not None:
             check_resume(ckpt, resume, o, data.tileset, data.tile_size, data.counts, info.world_size)
-        norm = ckpt.meta.normalization if ckpt is not None else band_statistics(data.splits["train"][0])
+        torch.manual_seed(o.seed)
+        start = build_start(o, bands=data.tileset.bands, legend=data.tileset.legend,
+                            num_classes=data.num_classes, tile_size=data.tile_size,
+                            resume_arch=ckpt.meta.arch if ckpt is not None else None)
+        norm = ckpt.meta.normalization if ckpt is not None else \
+            start.normalization or band_statistics(data.splits["train"][0])
         weights = _inverse_frequency(class_counts(data.splits["train"][1], data.num_classes)) \
             if o.class_weights == "inverse-frequency" else None
-        self._build(data, norm, weights)
+        self._build(data, norm, weights, start)
         self.meta = ModelMeta(
             bands=tuple(data.tileset.bands), legend=data.tileset.legend, normalization=norm,
-            tile_size=data.tile_size, arch=self.model.arch, radiometry=data.tileset.radiometry,
+            tile_size=data.tile_size, arch=start.arch, radiometry=data.tileset.radiometry,
             train_options={**asdict(o), "tiles_source": data.tileset.source, "tiles": data.counts,
                            "class_weight_values": weights, "world_size": info.world_size},
-            s2pipe_version=__version__)
+            s2pipe_version=__version__, origin=ckpt.meta.origin if ckpt is not None else start.origin)
         state = RunState()
         self.best_state = copy.deepcopy(self.model.state_dict())
         if ckpt is not None and ckpt.resumable:
@@ -193,7 +198,7 @@ class _Trainer:
             self.outputs.discard_if_empty()
             raise
 
-    def _build(self, data: Data, norm: Any, weights: list[float] | None) -> None:
+    def _build(self, data: Data, norm: Any, weights: list[float] | None, start: Start) -> None:
         o, device = self.o, self.info.device
         cuda = device.type == "cuda"
         channels_last = cuda if o.channels_last is None else o.channels_last
@@ -201,16 +206,14 @@ class _Trainer:
         if cuda and o.amp:
             amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         workers = (4 if cuda else 0) if o.workers is None else o.workers
-        torch.manual_seed(o.seed)
-        model = UNet(len(data.tileset.bands), data.num_classes, o.filters).to(device)
+        model = start.model.to(device)
         if cuda and self.info.active:  # batch statistics over every rank's batch, not one GPU's
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs lack it
         self.model = model
-        self.net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if cuda else None) if self.info.active else model
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=o.lr)
+        self.net = wrap(self.model, self.info)
+        self.optimizer = torch.optim.Adam(parameter_groups(model, o), lr=o.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=o.lr_factor, patience=o.lr_patience, min_lr=o.min_lr)
         self.scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
@@ -220,6 +223,13 @@ class _Trainer:
                                                         train=True, workers=workers)
         self.eval_loaders = {s: _loader(*data.splits[s], o, self.info, train=False, workers=0)[0]
                              for s in data.splits}
+
+    def _freeze(self, epoch: int) -> None:
+        frozen = is_frozen(self.o, epoch)
+        if frozen != bool(self.step.frozen):
+            self.step.frozen = set_frozen(self.model, frozen)
+            self.net = wrap(self.model, self.info)  # DDP syncs what needs gradients when built
+            self.say("epoch %d: encoder %s", epoch, "frozen (decoder alone)" if frozen else "released")
 
     def _evaluate(self, split: str) -> EpochResult:
         return _summarise(run_epoch(self.model, self.eval_loaders[split], self.step, weight=self.weight),
@@ -247,6 +257,7 @@ class _Trainer:
             epoch = state.epoch + 1
             te = time.monotonic()
             self.train_sampler.set_epoch(epoch)
+            self._freeze(epoch)
             lr = self.optimizer.param_groups[0]["lr"]
             tr = _summarise(run_epoch(self.net, self.train_loader, self.step, optimizer=self.optimizer,
                                       weight=self.weight, scaler=self.scaler, progress=self.progress),
