@@ -96,11 +96,11 @@ def test_confident_change_drops_unsure_and_small_patches(tmp_path):
     codes = read(r.path)
     assert (codes[:20] == 0).all()                                   # no data of either date
     assert (codes[100:140, 40:80] == T.code(1, 5)).all()             # the real change, whole
-    assert (codes[200:203, 200:203] == T.code(2, 2)).all()           # 9 px < MMU 50 px: stable
+    assert (codes[200:203, 200:203] == T.code(2, 2)).all()           # 9 px < MMU 100 px: stable
     unsure = noise.copy()
     unsure[:20] = False
     assert (codes[unsure] == T.uncertain).all()                      # differs, not confident
-    assert r.rule == "confidence" and r.min_confidence == 0.7 and r.mmu_pixels == 50
+    assert r.rule == "confidence" and r.min_confidence == 0.6 and r.mmu_pixels == 100
     s = r.summary
     assert [(x.before, x.after, x.pixels) for x in s.transitions] == [("Agricultural areas", "Urban fabric", 1600)]
     assert s.changed_ha == 16.0 and s.uncertain_ha == pytest.approx(unsure.sum() * 0.01)

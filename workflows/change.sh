@@ -25,7 +25,7 @@ BATCH_SIZE="${BATCH_SIZE:-32}"        # training batch size
 OVERLAP="${OVERLAP:-64}"              # predict: pixels shared by neighbouring windows
 MASK_CLOUDS="${MASK_CLOUDS:-1}"       # 1: clouds/shadows (SCL) are no data on either date
 MIN_CONFIDENCE="${MIN_CONFIDENCE:-}"  # change: both dates at least this sure (empty: the default)
-MMU="${MMU:-0.5}"                     # change: minimum mapping unit in hectares
+MMU="${MMU:-}"                        # change: minimum mapping unit in hectares (empty: the default)
 SAMPLE_SIZE="${SAMPLE_SIZE:-300}"     # points of the stratified sample
 MIN_AREA="${MIN_AREA:-0.5}"           # polygons of change: minimum area in hectares
 DEVICE="${DEVICE:-auto}"              # torch device: auto, cpu, cuda, cuda:N, mps
@@ -57,7 +57,8 @@ train_opts=()
 [[ -n "$MAX_MINUTES" ]] && train_opts+=(--max-minutes "$MAX_MINUTES")
 predict_opts=()
 [[ "$MASK_CLOUDS" == 1 ]] && predict_opts+=(--mask-clouds)
-change_opts=(--mmu "$MMU")
+change_opts=()
+[[ -n "$MMU" ]] && change_opts+=(--mmu "$MMU")
 [[ -n "$MIN_CONFIDENCE" ]] && change_opts+=(--min-confidence "$MIN_CONFIDENCE")
 
 mkdir -p "$out"
