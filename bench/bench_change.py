@@ -11,8 +11,9 @@ Prints one JSON object:
 * ``coverage``: ``sample`` + ``evaluate`` of the default change map repeated over
   ``--seeds`` seeds with the synthetic truth as the analyst: how often the 95% interval of
   the area of change (and of each true transition) covers the true area;
-* ``scale`` (with ``--full``): two ``--full-size`` px probability rasters: wall time and
-  peak memory of ``change`` against reading both inputs once, in the same run.
+* ``scale`` (with ``--full``): two ``--full-size`` px probability rasters, the world's
+  predicted ones tiled (they compress as predict's output does): wall time and peak memory
+  of ``change`` against reading both inputs once, in the same run.
 
     python bench/bench_change.py --workdir /tmp/bench-change --size 1024 --epochs 30 [--full]
 """
@@ -146,32 +147,29 @@ def _coverage(work: Path, change: Path, truth: np.ndarray, seeds: int, n: int) -
             "transition_coverage": {t.name(c): per[c] / seeds for c in true_codes}}
 
 
-def _scale(work: Path, size: int) -> dict[str, Any]:
+def _scale(work: Path, size: int, maps: dict[str, Path]) -> dict[str, Any]:
+    """Two ``size`` px probability rasters tiled from the world's predicted ones (so they
+    compress as predict's output does), then change against reading both once."""
     import rasterio
-    from affine import Affine
-    from rasterio.crs import CRS
 
-    from s2pipe.legend import DEFAULT_LEGEND
     from s2pipe.raster.grid import Grid
-    from s2pipe.raster.maps import Provenance, probability_layout, write_map
+    from s2pipe.raster.maps import open_map, probability_layout, write_map
 
-    grid = Grid(CRS.from_epsg(32633), Affine(10, 0, 600000, 0, -10, 5800000), size, size)
     paths = [work / f"full_{k}.tif" for k in ("a", "b")]
-    rng = np.random.default_rng(0)
-    for k, path in enumerate(paths):
+    for src, path in zip((maps["pa"], maps["pb"]), paths):
         if path.exists():
             continue
-        with write_map(path, grid, probability_layout(DEFAULT_LEGEND, every_class=True),
-                       Provenance(legend=DEFAULT_LEGEND)) as w:
+        m = open_map(src, ("probabilities",))
+        with rasterio.open(src) as ds:
+            tile = ds.read()
+        g = m.grid
+        grid = Grid(g.crs, g.transform, size, size)
+        h0, w0 = tile.shape[1:]
+        reps = -(-size // w0)
+        with write_map(path, grid, probability_layout(m.legend or (), every_class=True), m.provenance) as w:
             for r0 in range(0, size, 512):
-                h = min(512, size - r0)
-                rows = np.arange(r0, r0 + h)[:, None] // 97
-                cols = np.arange(size)[None, :] // 113
-                cls = ((rows * 7 + cols * 3 + k * (rows % 5 == 0)) % 8).astype(np.uint8)
-                p = np.full((8, h, size), 10, np.uint8)
-                np.put_along_axis(p, cls[None], 200, axis=0)
-                p[:, rng.random((h, size)) < 0.001] = 0
-                w.write_rows(p)
+                rows = np.arange(r0, min(size, r0 + 512)) % h0
+                w.write_rows(np.tile(tile[:, rows], (1, 1, reps))[:, :, :size])
             w.finish()
     t0 = time.perf_counter()
     for path in paths:  # reading both inputs once, block by block, as change reads them
@@ -217,7 +215,7 @@ def main() -> None:
         default = work / f"change_conf{DEFAULT_MIN_CONFIDENCE}_mmu{DEFAULT_MMU_HA}.tif"
         result["coverage"] = _coverage(work, default, truth, args.seeds, args.points)
     if args.full or args.only_full:
-        result["scale"] = _scale(work, args.full_size)
+        result["scale"] = _scale(work, args.full_size, _world(work, args.size, args.epochs, args.filters))
     result["load_after"] = os.getloadavg()[0]
     print(json.dumps(result))
 
