@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +45,8 @@ from s2pipe.raster.maps import change_layout, map_files, write_map
 from s2pipe.raster.profiles import with_gdal_env
 from s2pipe.raster.transitions import Transitions, same_classes
 from s2pipe.resources import peak_rss_mb
+
+THREADS = 2  # blocks computed at once, each a few tens of MB
 
 
 @dataclass
@@ -174,30 +179,50 @@ def change_map(before: str | os.PathLike, after: str | os.PathLike, out: str | o
         on_total(len(windows))
     counts = np.zeros(t.uncertain + 1, dtype=np.int64)
     naive_changed = 0
+    local = threading.local()
+
+    def compute(win: Any) -> tuple[Any, np.ndarray, int]:
+        """The change codes of one block (and its naive changed pixels), on a pool thread
+        with its own datasets: numpy, scipy and GDAL release the GIL."""
+        if not hasattr(local, "ds"):
+            local.ds = [rasterio.open(m.path) for m in (b, a)]
+            with lock:
+                opened.extend(local.ds)
+        db, da = local.ds
+        c0, r0 = max(0, int(win.col_off) - halo), max(0, int(win.row_off) - halo)
+        c1 = min(grid.width, int(win.col_off + win.width) + halo)
+        r1 = min(grid.height, int(win.row_off + win.height) + halo)
+        grown = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
+        pb, cb = _classes(b, db, grid, grown, lut)
+        pa, ca = _classes(a, da, grid, grown, lut)
+        inside = clip_mask(clip, grid, grown)
+        if inside is not None:
+            pb[~inside] = 0
+            pa[~inside] = 0
+        unsure = None if cb is None or ca is None or threshold <= 0 else (cb < threshold) | (ca < threshold)
+        codes = t.encode(pb, pa, unsure)
+        if min_px > 1:
+            _sieve(codes, pb, t, min_px)
+        core = (slice(int(win.row_off) - r0, int(win.row_off) - r0 + int(win.height)),
+                slice(int(win.col_off) - c0, int(win.col_off) - c0 + int(win.width)))
+        naive = int(np.count_nonzero((pb[core] != pa[core]) & (pb[core] > 0) & (pa[core] > 0)))
+        return win, np.ascontiguousarray(codes[core]), naive
+
+    lock, opened = threading.Lock(), list[Any]()
     with ExitStack() as stack:
-        db, da = (stack.enter_context(rasterio.open(m.path)) for m in (b, a))
+        stack.callback(lambda: [ds.close() for ds in opened])
         writer = stack.enter_context(write_map(out, grid, change_layout(), provenance,
                                                overwrite=options.overwrite))
         report_tmp = stack.enter_context(atomic_output(report, overwrite=options.overwrite, directory=True))
-        for win in windows:
-            c0, r0 = max(0, int(win.col_off) - halo), max(0, int(win.row_off) - halo)
-            c1 = min(grid.width, int(win.col_off + win.width) + halo)
-            r1 = min(grid.height, int(win.row_off + win.height) + halo)
-            grown = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
-            pb, cb = _classes(b, db, grid, grown, lut)
-            pa, ca = _classes(a, da, grid, grown, lut)
-            inside = clip_mask(clip, grid, grown)
-            if inside is not None:
-                pb[~inside] = 0
-                pa[~inside] = 0
-            unsure = None if cb is None or ca is None or threshold <= 0 else (cb < threshold) | (ca < threshold)
-            codes = t.encode(pb, pa, unsure)
-            if min_px > 1:
-                _sieve(codes, pb, t, min_px)
-            core = (slice(int(win.row_off) - r0, int(win.row_off) - r0 + int(win.height)),
-                    slice(int(win.col_off) - c0, int(win.col_off) - c0 + int(win.width)))
-            codes = np.ascontiguousarray(codes[core])
-            naive_changed += int(np.count_nonzero((pb[core] != pa[core]) & (pb[core] > 0) & (pa[core] > 0)))
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=THREADS))
+        pending: deque[Future] = deque()
+        for i in range(len(windows) + 2 * THREADS):  # in order, at most 2 x THREADS blocks ahead
+            if i < len(windows):
+                pending.append(pool.submit(compute, windows[i]))
+            if not pending or (i < len(windows) and len(pending) < 2 * THREADS):
+                continue
+            win, codes, naive = pending.popleft().result()
+            naive_changed += naive
             counts += np.bincount(codes.ravel(), minlength=t.uncertain + 1)
             writer.write_rows(codes[None], col0=int(win.col_off))
             if progress is not None:
