@@ -880,5 +880,50 @@ def synth(out_dir: Path, size: int, seed: int, baseline: str, day: datetime.date
                             f"{result.truth_path}")
 
 
+@cli.command()
+@click.option("--aoi", "aoi", type=click.Path(exists=True, path_type=Path),
+              help="The area: a vector file in any OGR format and CRS (all features united).")
+@click.option("--layer", help="Layer of a multi-layer --aoi file.")
+@click.option("--bbox", type=float, nargs=4, metavar="W S E N", help="The area as a lon/lat box instead of --aoi.")
+@click.option("--dates", required=True, metavar="FIRST/LAST", help="Sensing days, e.g. 2018-06-01/2018-08-31.")
+@click.option("--max-cloud", type=click.FloatRange(0, 100), help="Largest cloud cover of a scene, in %.")
+@click.option("--catalog", default="earth-search", show_default=True, metavar="NAME|URL|PATH",
+              help="earth-search, planetary-computer, cdse, a STAC API URL, or a local folder / catalog.json.")
+@click.option("--collection", "collections", multiple=True,
+              help="Collection(s) to search (default: the catalogue's Sentinel-2 L2A ones).")
+@click.option("--per-tile", type=click.IntRange(1), metavar="N",
+              help="Keep the N best scenes of each MGRS tile (least cloud over the area, else the scene's).")
+@click.option("--target-date", type=click.DateTime(["%Y-%m-%d"]),
+              help="Ties in cloud go to the date nearest this one (default: the middle of --dates).")
+@click.option("--no-aoi-cloud", is_flag=True, help="Rank by the scenes' cloud cover; do not read their SCL.")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write the chosen Items and products.txt into (without it: only the table).")
+@overwrite_option
+@json_option
+def search(aoi: Path | None, layer: str | None, bbox: tuple[float, ...] | None, dates: str, max_cloud: float | None,
+           catalog: str, collections: tuple[str, ...], per_tile: int | None, target_date: datetime.datetime | None,
+           no_aoi_cloud: bool, out_dir: Path | None, overwrite: bool, as_json: bool) -> None:
+    """Search a STAC catalogue for the Sentinel-2 L2A scenes of an area and a time span.
+
+    Duplicates of a product keep the newest baseline, --per-tile keeps the best scenes of
+    each tile, tiles that touch the area only where others cover it are dropped. The
+    chosen Items and products.txt (for prepare --products, predict and the workflows) go
+    into --output; a table of them is printed.
+
+    \b
+    s2pipe search --aoi wroclaw.gpkg --dates 2018-06-01/2018-08-31 --max-cloud 20 --per-tile 2 -o items/
+    """
+    from s2pipe.catalog.area import area_from_bbox, read_area
+    from s2pipe.catalog.search import parse_dates, scenes_table, search_scenes
+
+    if (aoi is None) == (bbox is None):
+        raise click.UsageError("give the area as --aoi FILE or --bbox W S E N (one of them)")
+    area = read_area(aoi, layer=layer) if aoi is not None else area_from_bbox(*bbox)  # type: ignore[misc]
+    result = search_scenes(area, dates=parse_dates(dates), catalog=catalog, out_dir=out_dir, max_cloud=max_cloud,
+                           per_tile=per_tile, target_date=target_date.date() if target_date else None,
+                           collections=collections, cloud_over_aoi=not no_aoi_cloud, overwrite=overwrite)
+    report(result, as_json, scenes_table(result))
+
+
 if __name__ == "__main__":
     main()
