@@ -252,6 +252,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(stream=sys.stderr, level=level, format="%(levelname)s: %(message)s", force=True)
     logging.getLogger("rasterio").setLevel(max(level, logging.WARNING))
+    # urllib3 warns of every retry of a busy catalogue; the one line of a final failure says it all
+    logging.getLogger("urllib3").setLevel(level if verbose else logging.ERROR)
 
 
 def main() -> None:
@@ -898,11 +900,13 @@ def synth(out_dir: Path, size: int, seed: int, baseline: str, day: datetime.date
 @click.option("--no-aoi-cloud", is_flag=True, help="Rank by the scenes' cloud cover; do not read their SCL.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write the chosen Items and products.txt into (without it: only the table).")
+@click.option("--retries", type=click.IntRange(0), default=4, show_default=True,
+              help="Retries of a request the catalogue refuses (HTTP 429, 5xx) or drops, waiting 1, 2, 4 ... s.")
 @overwrite_option
 @json_option
 def search(aoi: Path | None, layer: str | None, bbox: tuple[float, ...] | None, dates: str, max_cloud: float | None,
            catalog: str, collections: tuple[str, ...], per_tile: int | None, target_date: datetime.datetime | None,
-           no_aoi_cloud: bool, out_dir: Path | None, overwrite: bool, as_json: bool) -> None:
+           no_aoi_cloud: bool, out_dir: Path | None, retries: int, overwrite: bool, as_json: bool) -> None:
     """Search a STAC catalogue for the Sentinel-2 L2A scenes of an area and a time span.
 
     Duplicates of a product keep the newest baseline, --per-tile keeps the best scenes of
@@ -921,7 +925,8 @@ def search(aoi: Path | None, layer: str | None, bbox: tuple[float, ...] | None, 
     area = read_area(aoi, layer=layer) if aoi is not None else area_from_bbox(*bbox)  # type: ignore[misc]
     result = search_scenes(area, dates=parse_dates(dates), catalog=catalog, out_dir=out_dir, max_cloud=max_cloud,
                            per_tile=per_tile, target_date=target_date.date() if target_date else None,
-                           collections=collections, cloud_over_aoi=not no_aoi_cloud, overwrite=overwrite)
+                           collections=collections, cloud_over_aoi=not no_aoi_cloud, retries=retries,
+                           overwrite=overwrite)
     report(result, as_json, scenes_table(result))
 
 

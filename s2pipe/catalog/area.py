@@ -29,13 +29,13 @@ class Area:
 
     def equal_area(self, geometry: Any) -> Any:
         """``geometry`` (EPSG:4326) in the equal-area projection centred on this area."""
+        import shapely
         from pyproj import Transformer
-        from shapely.ops import transform
 
         c = self.geometry.centroid
         proj = f"+proj=laea +lat_0={c.y} +lon_0={c.x} +datum=WGS84 +units=m"
         to_laea = Transformer.from_crs("EPSG:4326", proj, always_xy=True)
-        return transform(to_laea.transform, geometry)
+        return shapely.transform(geometry, to_laea.transform, interleaved=False)
 
     def share(self, footprint: Any) -> float:
         """The fraction (0..1) of this area inside ``footprint`` (EPSG:4326)."""

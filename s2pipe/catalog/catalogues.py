@@ -14,7 +14,6 @@ HTTP 429 and 5xx (honouring ``Retry-After``) and on lost connections; then one
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -206,7 +205,3 @@ def sign_items(items: list[Any], signing: str | None) -> list[Any]:
         raise CatalogError(f"Planetary Computer: signing the assets failed ({' '.join(str(exc).split())[:160]}); "
                            f"check the network or set PC_SDK_SUBSCRIPTION_KEY") from None
 
-
-def is_unsigned_blob(href: str) -> bool:
-    """Whether ``href`` is an Azure Blob URL of the Planetary Computer without a SAS token."""
-    return ".blob.core.windows.net/" in href and "?" not in href and not os.environ.get("AZURE_STORAGE_SAS_TOKEN")

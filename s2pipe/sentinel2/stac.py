@@ -28,9 +28,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from s2pipe.errors import MissingBandError, SafeFormatError
+from s2pipe.errors import MissingBandError, RemoteError, SafeFormatError
 from s2pipe.provenance import OffsetCheck
-from s2pipe.remote import gdal_path, is_url, read_bytes
+from s2pipe.remote import gdal_path, is_unsigned_blob, is_url, read_bytes
 from s2pipe.sentinel2.facts import (
     BAND_RESOLUTION,
     BANDS,
@@ -272,6 +272,11 @@ def read_stac_item(href: str | os.PathLike) -> ProductInfo:
         found[band] = hit[1]
         files[band] = gdal_path(hit[1].get_absolute_href())
     scl = _find_asset(item.assets, "SCL")
+    unsigned = [b for b, a in found.items() if is_unsigned_blob(str(a.get_absolute_href()))]
+    if unsigned:
+        raise RemoteError(f"{where}: the Planetary Computer's asset hrefs ({unsigned[0]}, ...) are not signed, and "
+                          "it refuses unsigned reads; get the Item from s2pipe search --catalog planetary-computer "
+                          "(pip install 's2pipe[planetary-computer]'), which signs them")
     ref_band = next((b for b in ("B02", "B03", "B04", "B08") if b in found), None)
     if ref_band is None:
         raise SafeFormatError(f"{where}: no 10 m band asset (blue/B02, green/B03, red/B04, nir/B08); "
