@@ -115,11 +115,31 @@ def report(result: Any, as_json: bool, human: str) -> None:
         click.echo(human)
 
 
+def local_for_stac(stac: bool, *outputs: Path | None) -> None:
+    """``--stac`` describes local maps: a usage error before any work for an URL output."""
+    from s2pipe.remote import is_url
+
+    if stac and any(o is not None and is_url(o) for o in outputs):
+        raise click.UsageError("--stac describes local maps; write them locally, then upload maps and Items")
+
+
+def describe_maps(maps: list[Any], **kwargs: Any) -> list[str]:
+    """``--stac``: the STAC Item of each map written, beside it; their paths."""
+    from s2pipe.catalog.publish import describe_map, stac_item_path
+
+    for m in maps:
+        describe_map(m, **kwargs)
+    return [str(stac_item_path(m)) for m in maps]
+
+
 # ---------------------------------------------------------------- shared options
 overwrite_option = click.option(
     "--overwrite", is_flag=True, help="Replace outputs that already exist (refused otherwise).")
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object describing the outputs on stdout.")
+stac_option = click.option(
+    "--stac", is_flag=True, help="Also describe each map written as a STAC Item beside it (MAP.json): grid, "
+                                 "bands, classes and colours, source Items, software and model.")
 seed_option = click.option(
     "--seed", type=int, default=0, show_default=True, help="Random seed, for reproducible runs.")
 trust_pixels_option = click.option(
@@ -413,12 +433,13 @@ from s2pipe.prediction.options import (  # noqa: E402  (plain data; valid values
               help="With --probabilities: one band per class instead of the winning one.")
 @trust_pixels_option
 @cluster_options
+@stac_option
 @overwrite_option
 @json_option
 def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int, batch_size: int,
             device: str, tta: str, precision: str | None, mask_clouds: bool, probabilities: Path | None,
             probabilities_all: bool, trust_pixels: bool, scheduler: str | None, local_workers: int | None,
-            overwrite: bool, as_json: bool) -> None:
+            stac: bool, overwrite: bool, as_json: bool) -> None:
     """Seamless land-cover map of whole scenes (SAFE folder, zipped SAFE, STAC Item or 12-band stack).
 
     Writes a Cloud-Optimized GeoTIFF on the scene's 10 m grid: 0 = no data, 1..8 the
@@ -433,13 +454,22 @@ def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int,
     """
     from s2pipe.prediction.predict import predict_scenes
 
+    local_for_stac(stac, out, probabilities)
     options = build(PredictOptions, overlap=overlap, batch_size=batch_size, device=device, tta=tta,
                     precision=precision, mask_clouds=mask_clouds, probabilities=probabilities,
                     probabilities_all=probabilities_all, trust_pixels=trust_pixels, overwrite=overwrite)
     runner = cluster_runner(scheduler, local_workers)
     on_total, tick = progress_later("predict", "window" if runner is None else "scene")
     run = predict_scenes(scenes, model_path, out, options, progress=tick, on_total=on_total, runner=runner)
-    report(run, as_json, "\n".join(r.summary() for r in run.results))
+    items: list[str] = []
+    if stac:
+        from s2pipe.catalog.publish import read_model_contract
+
+        contract = read_model_contract(model_path)
+        maps = [p for r in run.results for p in (r.output, r.probabilities) if p is not None]
+        items = describe_maps(maps, model=contract, overwrite=overwrite)
+    report({**jsonable(run), "stac_items": items} if stac else run, as_json,
+           "\n".join([*(r.summary() for r in run.results), *(f"STAC Item: {i}" for i in items)]))
     exit_on_failures(run.failures, len(scenes), "scenes")
 
 
@@ -773,12 +803,13 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
 @click.option("--sources", type=ProductType(must_exist=False),
               help="Also write which scene weighed most at each pixel, and how many were valid.")
 @cluster_options
+@stac_option
 @overwrite_option
 @json_option
 def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float,
            bounds: tuple[float, float, float, float] | None, clip: Path | None, feather: int,
-           sources: Path | None, scheduler: str | None, local_workers: int | None, overwrite: bool,
-           as_json: bool) -> None:
+           sources: Path | None, scheduler: str | None, local_workers: int | None, stac: bool,
+           overwrite: bool, as_json: bool) -> None:
     """Join per-scene maps of 'predict' into one seamless map on one grid.
 
     Give the probabilities of 'predict --probabilities P --probabilities-all': where
@@ -796,16 +827,19 @@ def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float
     from s2pipe.mosaic.mosaic import mosaic_maps
     from s2pipe.mosaic.options import MosaicOptions
 
+    local_for_stac(stac, out, sources)
     options = build(MosaicOptions, crs=crs, resolution=resolution, bounds=bounds, clip=clip, feather=feather,
                     sources=sources, overwrite=overwrite)
     runner = cluster_runner(scheduler, local_workers)
     on_total, tick = progress_later("mosaic", "block" if runner is None else "block group")
     result = mosaic_maps(maps, out, options, progress=tick, on_total=on_total, runner=runner)
     mapped = sum(result.class_pixels.values())
-    report(result, as_json, f"{result.output}: {result.width}x{result.height} px in {result.crs} from "
-                            f"{len(result.scenes)} maps ({result.rule}), {mapped} px mapped, "
-                            f"{result.nodata_pixels} no data; {result.seconds:.1f} s, peak "
-                            f"{result.peak_rss_mb:.0f} MB")
+    items = describe_maps([result.output, *([sources] if sources else [])], overwrite=overwrite) if stac else []
+    report({**jsonable(result), "stac_items": items} if stac else result, as_json,
+           "\n".join([f"{result.output}: {result.width}x{result.height} px in {result.crs} from "
+                      f"{len(result.scenes)} maps ({result.rule}), {mapped} px mapped, "
+                      f"{result.nodata_pixels} no data; {result.seconds:.1f} s, peak "
+                      f"{result.peak_rss_mb:.0f} MB", *(f"STAC Item: {i}" for i in items)]))
 
 
 def _parse_baseline(ctx: click.Context, param: click.Parameter, value: str) -> str:
