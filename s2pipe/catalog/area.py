@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from s2pipe.errors import AreaError, InputNotFoundError
@@ -27,19 +28,27 @@ class Area:
         w, s, e, n = self.geometry.bounds
         return float(w), float(s), float(e), float(n)
 
-    def equal_area(self, geometry: Any) -> Any:
-        """``geometry`` (EPSG:4326) in the equal-area projection centred on this area."""
-        import shapely
+    @cached_property
+    def _to_equal_area(self) -> Any:
         from pyproj import Transformer
 
         c = self.geometry.centroid
         proj = f"+proj=laea +lat_0={c.y} +lon_0={c.x} +datum=WGS84 +units=m"
-        to_laea = Transformer.from_crs("EPSG:4326", proj, always_xy=True)
-        return shapely.transform(geometry, to_laea.transform, interleaved=False)
+        return Transformer.from_crs("EPSG:4326", proj, always_xy=True)  # made once: it costs ~20 ms
+
+    @cached_property
+    def _whole(self) -> Any:
+        return self.equal_area(self.geometry)
+
+    def equal_area(self, geometry: Any) -> Any:
+        """``geometry`` (EPSG:4326) in the equal-area projection centred on this area."""
+        import shapely
+
+        return shapely.transform(geometry, self._to_equal_area.transform, interleaved=False)
 
     def share(self, footprint: Any) -> float:
         """The fraction (0..1) of this area inside ``footprint`` (EPSG:4326)."""
-        whole = self.equal_area(self.geometry)
+        whole = self._whole
         if whole.area <= 0:
             return 0.0
         return float(whole.intersection(self.equal_area(footprint)).area / whole.area)
