@@ -115,11 +115,31 @@ def report(result: Any, as_json: bool, human: str) -> None:
         click.echo(human)
 
 
+def local_for_stac(stac: bool, *outputs: Path | None) -> None:
+    """``--stac`` describes local maps: a usage error before any work for an URL output."""
+    from s2pipe.remote import is_url
+
+    if stac and any(o is not None and is_url(o) for o in outputs):
+        raise click.UsageError("--stac describes local maps; write them locally, then upload maps and Items")
+
+
+def describe_maps(maps: list[Any], **kwargs: Any) -> list[str]:
+    """``--stac``: the STAC Item of each map written, beside it; their paths."""
+    from s2pipe.catalog.publish import describe_map, stac_item_path
+
+    for m in maps:
+        describe_map(m, **kwargs)
+    return [str(stac_item_path(m)) for m in maps]
+
+
 # ---------------------------------------------------------------- shared options
 overwrite_option = click.option(
     "--overwrite", is_flag=True, help="Replace outputs that already exist (refused otherwise).")
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object describing the outputs on stdout.")
+stac_option = click.option(
+    "--stac", is_flag=True, help="Also describe each map written as a STAC Item beside it (MAP.json): grid, "
+                                 "bands, classes and colours, source Items, software and model.")
 seed_option = click.option(
     "--seed", type=int, default=0, show_default=True, help="Random seed, for reproducible runs.")
 trust_pixels_option = click.option(
@@ -259,6 +279,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, threads: int | None) -> N
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(stream=sys.stderr, level=level, format="%(levelname)s: %(message)s", force=True)
     logging.getLogger("rasterio").setLevel(max(level, logging.WARNING))
+    # urllib3 warns of every retry of a busy catalogue; the one line of a final failure says it all
+    logging.getLogger("urllib3").setLevel(level if verbose else logging.ERROR)
 
 
 def main() -> None:
@@ -437,12 +459,13 @@ from s2pipe.prediction.options import (  # noqa: E402  (plain data; valid values
               help="With --probabilities: one band per class instead of the winning one.")
 @trust_pixels_option
 @cluster_options
+@stac_option
 @overwrite_option
 @json_option
 def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int, batch_size: int,
             device: str, tta: str, precision: str | None, mask_clouds: bool, probabilities: Path | None,
             probabilities_all: bool, trust_pixels: bool, scheduler: str | None, local_workers: int | None,
-            overwrite: bool, as_json: bool) -> None:
+            stac: bool, overwrite: bool, as_json: bool) -> None:
     """Seamless land-cover map of whole scenes (SAFE folder, zipped SAFE, STAC Item or 12-band stack).
 
     Writes a Cloud-Optimized GeoTIFF on the scene's 10 m grid: 0 = no data, 1..8 the
@@ -468,13 +491,22 @@ def predict(scenes: tuple[Path, ...], model_path: Path, out: Path, overlap: int,
         if not _state().quiet:
             click.echo(f"predict: {model_path}: {choice.why}", err=True)
 
+    local_for_stac(stac, out, probabilities)
     options = build(PredictOptions, overlap=overlap, batch_size=batch_size, device=device, tta=tta,
                     precision=precision, mask_clouds=mask_clouds, probabilities=probabilities,
                     probabilities_all=probabilities_all, trust_pixels=trust_pixels, overwrite=overwrite)
     runner = cluster_runner(scheduler, local_workers)
     on_total, tick = progress_later("predict", "window" if runner is None else "scene")
     run = predict_scenes(scenes, model_path, out, options, progress=tick, on_total=on_total, runner=runner)
-    report(run, as_json, "\n".join(r.summary() for r in run.results))
+    items: list[str] = []
+    if stac:
+        from s2pipe.catalog.publish import read_model_contract
+
+        contract = read_model_contract(model_path)
+        maps = [p for r in run.results for p in (r.output, r.probabilities) if p is not None]
+        items = describe_maps(maps, model=contract, overwrite=overwrite)
+    report({**jsonable(run), "stac_items": items} if stac else run, as_json,
+           "\n".join([*(r.summary() for r in run.results), *(f"STAC Item: {i}" for i in items)]))
     exit_on_failures(run.failures, len(scenes), "scenes")
 
 
@@ -850,11 +882,13 @@ def prepare(products: tuple[Path, ...], product_list: Path | None, labels: Path,
               help="Also write the blended class probabilities (of probability inputs), e.g. for "
                    "'s2pipe change'.")
 @cluster_options
+@stac_option
 @overwrite_option
 @json_option
 def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float,
            bounds: tuple[float, float, float, float] | None, clip: Path | None, feather: int,
            sources: Path | None, probabilities: Path | None, scheduler: str | None, local_workers: int | None,
+           stac: bool,
            overwrite: bool, as_json: bool) -> None:
     """Join per-scene maps of 'predict' into one seamless map on one grid.
 
@@ -873,16 +907,19 @@ def mosaic(maps: tuple[Path, ...], out: Path, crs: str | None, resolution: float
     from s2pipe.mosaic.mosaic import mosaic_maps
     from s2pipe.mosaic.options import MosaicOptions
 
+    local_for_stac(stac, out, sources)
     options = build(MosaicOptions, crs=crs, resolution=resolution, bounds=bounds, clip=clip, feather=feather,
                     sources=sources, probabilities=probabilities, overwrite=overwrite)
     runner = cluster_runner(scheduler, local_workers)
     on_total, tick = progress_later("mosaic", "block" if runner is None else "block group")
     result = mosaic_maps(maps, out, options, progress=tick, on_total=on_total, runner=runner)
     mapped = sum(result.class_pixels.values())
-    report(result, as_json, f"{result.output}: {result.width}x{result.height} px in {result.crs} from "
-                            f"{len(result.scenes)} maps ({result.rule}), {mapped} px mapped, "
-                            f"{result.nodata_pixels} no data; {result.seconds:.1f} s, peak "
-                            f"{result.peak_rss_mb:.0f} MB")
+    items = describe_maps([result.output, *([sources] if sources else [])], overwrite=overwrite) if stac else []
+    report({**jsonable(result), "stac_items": items} if stac else result, as_json,
+           "\n".join([f"{result.output}: {result.width}x{result.height} px in {result.crs} from "
+                      f"{len(result.scenes)} maps ({result.rule}), {mapped} px mapped, "
+                      f"{result.nodata_pixels} no data; {result.seconds:.1f} s, peak "
+                      f"{result.peak_rss_mb:.0f} MB", *(f"STAC Item: {i}" for i in items)]))
 
 
 from s2pipe.change.options import DEFAULT_MIN_CONFIDENCE, DEFAULT_MMU_HA  # noqa: E402  (plain data)
@@ -908,11 +945,12 @@ from s2pipe.evaluation.allocation import ALLOCATIONS, Allocation  # noqa: E402  
 @click.option("--bounds", type=(float, float, float, float), metavar="W S E N", help="Output box in the output CRS.")
 @click.option("--clip", type=click.Path(exists=True, path_type=Path),
               help="Polygons (any OGR format, any CRS): their box, no data outside them.")
+@stac_option
 @overwrite_option
 @json_option
 def change(before: Path, after: Path, out: Path, report_dir: Path | None, min_confidence: float | None,
            mmu_ha: float, crs: str | None, resolution: float | None,
-           bounds: tuple[float, float, float, float] | None, clip: Path | None, overwrite: bool,
+           bounds: tuple[float, float, float, float] | None, clip: Path | None, stac: bool, overwrite: bool,
            as_json: bool) -> None:
     """What changed between two maps of one legend, where, and how many hectares.
 
@@ -935,10 +973,17 @@ def change(before: Path, after: Path, out: Path, report_dir: Path | None, min_co
     on_total, tick = progress_later("change", "block")
     result = change_map(before, after, out, options, progress=tick, on_total=on_total)
     rule = f"confidence >= {result.min_confidence:g}" if result.min_confidence else "naive"
+    items: list[str] = []
+    if stac:  # derived from the two maps' own Items where they were published
+        from s2pipe.catalog.publish import stac_item_path
+
+        items = describe_maps([result.path], sources=[stac_item_path(p) for p in (before, after)
+                                                      if stac_item_path(p).exists()], overwrite=overwrite)
     human = "\n".join([f"{result.path}: {result.width}x{result.height} px in {result.crs} ({rule}, "
                         f"MMU {result.mmu_ha:g} ha = {result.mmu_pixels} px)", result.summary.headline(),
-                        f"report: {result.report_dir}; {result.seconds:.1f} s, peak {result.peak_rss_mb:.0f} MB"])
-    report(result, as_json, human)
+                        f"report: {result.report_dir}; {result.seconds:.1f} s, peak {result.peak_rss_mb:.0f} MB",
+                        *(f"STAC Item: {i}" for i in items)])
+    report({**jsonable(result), "stac_items": items} if stac else result, as_json, human)
 
 
 @cli.command()
@@ -1057,6 +1102,54 @@ def synth(out_dir: Path, size: int, seed: int, baseline: str, day: datetime.date
     changed = f"\n{result.change_truth_path}\n{result.changes_path}" if result.change_truth_path else ""
     report(result, as_json, f"{result.safe_path}\n{result.labels_path} ({result.polygons} polygons)\n"
                             f"{result.truth_path}{changed}")
+
+
+@cli.command()
+@click.option("--aoi", "aoi", type=click.Path(exists=True, path_type=Path),
+              help="The area: a vector file in any OGR format and CRS (all features united).")
+@click.option("--layer", help="Layer of a multi-layer --aoi file.")
+@click.option("--bbox", type=float, nargs=4, metavar="W S E N", help="The area as a lon/lat box instead of --aoi.")
+@click.option("--dates", required=True, metavar="FIRST/LAST", help="Sensing days, e.g. 2018-06-01/2018-08-31.")
+@click.option("--max-cloud", type=click.FloatRange(0, 100), help="Largest cloud cover of a scene, in %.")
+@click.option("--catalog", default="earth-search", show_default=True, metavar="NAME|URL|PATH",
+              help="earth-search, planetary-computer, cdse, a STAC API URL, or a local folder / catalog.json.")
+@click.option("--collection", "collections", multiple=True,
+              help="Collection(s) to search (default: the catalogue's Sentinel-2 L2A ones).")
+@click.option("--per-tile", type=click.IntRange(1), metavar="N",
+              help="Keep the N best scenes of each MGRS tile (least cloud over the area, else the scene's).")
+@click.option("--target-date", type=click.DateTime(["%Y-%m-%d"]),
+              help="Ties in cloud go to the date nearest this one (default: the middle of --dates).")
+@click.option("--no-aoi-cloud", is_flag=True, help="Rank by the scenes' cloud cover; do not read their SCL.")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write the chosen Items and products.txt into (without it: only the table).")
+@click.option("--retries", type=click.IntRange(0), default=4, show_default=True,
+              help="Retries of a request the catalogue refuses (HTTP 429, 5xx) or drops, waiting 1, 2, 4 ... s.")
+@overwrite_option
+@json_option
+def search(aoi: Path | None, layer: str | None, bbox: tuple[float, ...] | None, dates: str, max_cloud: float | None,
+           catalog: str, collections: tuple[str, ...], per_tile: int | None, target_date: datetime.datetime | None,
+           no_aoi_cloud: bool, out_dir: Path | None, retries: int, overwrite: bool, as_json: bool) -> None:
+    """Search a STAC catalogue for the Sentinel-2 L2A scenes of an area and a time span.
+
+    Duplicates of a product keep the newest baseline, --per-tile keeps the best scenes of
+    each tile, tiles that touch the area only where others cover it are dropped. The
+    chosen Items and products.txt (for prepare --products, predict and the workflows) go
+    into --output; a table of them is printed.
+
+    \b
+    s2pipe search --aoi wroclaw.gpkg --dates 2018-06-01/2018-08-31 --max-cloud 20 --per-tile 2 -o items/
+    """
+    from s2pipe.catalog.area import area_from_bbox, read_area
+    from s2pipe.catalog.search import parse_dates, scenes_table, search_scenes
+
+    if (aoi is None) == (bbox is None):
+        raise click.UsageError("give the area as --aoi FILE or --bbox W S E N (one of them)")
+    area = read_area(aoi, layer=layer) if aoi is not None else area_from_bbox(*bbox)  # type: ignore[misc]
+    result = search_scenes(area, dates=parse_dates(dates), catalog=catalog, out_dir=out_dir, max_cloud=max_cloud,
+                           per_tile=per_tile, target_date=target_date.date() if target_date else None,
+                           collections=collections, cloud_over_aoi=not no_aoi_cloud, retries=retries,
+                           overwrite=overwrite)
+    report(result, as_json, scenes_table(result))
 
 
 if __name__ == "__main__":

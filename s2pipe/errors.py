@@ -71,3 +71,15 @@ class DiskFullError(OutputError):
 
 class OptionError(S2PipeError, ValueError):
     """Options are inconsistent in a way the command line could not check by itself."""
+
+
+class AreaError(S2PipeError, ValueError):
+    """An area of interest cannot be used (no CRS, empty, unreadable)."""
+
+
+class CatalogError(S2PipeError, OSError):
+    """A STAC catalogue cannot be searched (down, answering errors, not a catalogue)."""
+
+
+class NoScenesError(S2PipeError, LookupError):
+    """A search found no scene; the message says what was searched."""

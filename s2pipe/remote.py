@@ -34,6 +34,12 @@ def is_url(path: str | os.PathLike) -> bool:
     return text.split("://", 1)[0].lower() in VSI_PREFIXES and "://" in text
 
 
+def is_unsigned_blob(href: str) -> bool:
+    """Whether ``href`` is an Azure Blob URL (the Planetary Computer's) without a SAS token,
+    which the Planetary Computer refuses: its Items must be signed first."""
+    return ".blob.core.windows.net/" in href and "?" not in href and not os.environ.get("AZURE_STORAGE_SAS_TOKEN")
+
+
 def gdal_path(href: str | os.PathLike) -> str:
     """The path GDAL opens ``href`` with: local paths as they are, URLs under /vsi..."""
     text = str(href)

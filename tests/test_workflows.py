@@ -245,7 +245,56 @@ def test_change_script_maps_change_samples_it_and_evaluates_the_labelled_sample(
 
 @pytest.mark.parametrize("script, args", [("scene.sh", ["a", "b"]), ("many-scenes.sh", ["model.pt", "out"]),
                                           ("region.sh", ["list.txt"]), ("cluster.sh", ["list.txt", "l"]),
-                                          ("change.sh", ["a.txt", "b.txt", "l"])])
+                                          ("change.sh", ["a.txt", "b.txt", "l"]),
+                                          ("area.sh", ["a.gpkg", "2018-06-01/2018-06-30"])])
 def test_scripts_usage_errors_exit_2(script, args, tmp_path):
     res = _run(script, *args)
     assert res.returncode == 2 and "usage:" in res.stderr
+
+
+@pytest.fixture(scope="module")
+def area_inputs(tmp_path_factory):
+    """4 synthetic scenes (2 tiles x 2 dates) as a folder of STAC Items, an area over both
+    tiles in another CRS (EPSG:2180), and an untrained model."""
+    import geopandas as gpd
+    from shapely.geometry import box
+    from stac_api import synth_items
+
+    from test_predict import make_checkpoint
+
+    root = tmp_path_factory.mktemp("area")
+    synth = synth_items(root / "scenes")
+    archive = root / "archive"
+    archive.mkdir()
+    for key in ("w0607", "e0607", "w0617", "e0617"):
+        (archive / f"{key}.json").write_text(json.dumps(synth["by_key"][key]))
+    w, e = synth["by_key"]["w0607"]["bbox"], synth["by_key"]["e0607"]["bbox"]
+    lonlat = box(w[0] + 0.003, max(w[1], e[1]) + 0.003, e[2] - 0.003, min(w[3], e[3]) - 0.003)
+    area = root / "area.gpkg"
+    gpd.GeoDataFrame(geometry=[lonlat], crs=4326).to_crs(2180).to_file(area)
+    return {"archive": archive, "area": area, "model": make_checkpoint(root / "m.pt")}
+
+
+def test_area_script_searches_maps_mosaics_and_publishes(area_inputs, tmp_path):
+    knobs = {"CATALOG": str(area_inputs["archive"]), "MAX_CLOUD": "", "OVERLAP": "16", "DEVICE": "cpu",
+             "FEATHER": "20", "POLYGONS": "1", "MIN_AREA": "0.1"}
+    run = tmp_path / "run"
+    args = (area_inputs["area"], "2018-06-01/2018-06-30", area_inputs["model"], run)
+    res = _run("area.sh", *args, **knobs)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len((run / "items" / "products.txt").read_text().splitlines()) == 1 + 4
+    assert len(list((run / "maps").glob("*.tif"))) == 4 and len(list((run / "probabilities").glob("*.json"))) == 4
+    for name in ("landcover.tif", "landcover.json", "sources.tif", "landcover.png", "landcover.gpkg"):
+        assert (run / name).is_file(), name
+    item = json.loads((run / "landcover.json").read_text())
+    assert len([lk for lk in item["links"] if lk["rel"] == "derived_from"]) == 4
+    assert str(run / "landcover.tif") in res.stdout
+    res = _run("area.sh", *args, **knobs)
+    assert res.returncode == 0 and res.stderr.count("skipped") == 1 + 4 + 3, res.stderr[-2000:]
+
+
+def test_area_script_fails_in_one_line_when_no_scene_is_found(area_inputs, tmp_path):
+    res = _run("area.sh", area_inputs["area"], "2019-06-01/2019-06-30", area_inputs["model"], tmp_path / "run",
+               CATALOG=str(area_inputs["archive"]))
+    assert res.returncode == 1 and "Error: no Sentinel-2 L2A scene found" in res.stderr
+    assert not (tmp_path / "run" / "items").exists()

@@ -30,9 +30,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from s2pipe.errors import MissingBandError, SafeFormatError
+from s2pipe.errors import MissingBandError, RemoteError, SafeFormatError
 from s2pipe.provenance import OffsetCheck
-from s2pipe.remote import gdal_path, is_url, read_bytes
+from s2pipe.remote import gdal_path, is_unsigned_blob, is_url, read_bytes
 from s2pipe.sentinel2.assets import asset_keys, find_asset
 from s2pipe.sentinel2.facts import (
     BAND_RESOLUTION,
@@ -193,6 +193,36 @@ def _spacecraft(platform: str) -> str:
     return f"Sentinel-2{m.group(1).upper()}" if m else platform
 
 
+def item_product_id(item: Any) -> str:
+    """The ESA product name of a pystac Item (``S2B_MSIL2A_..._N0509_...``), else its id."""
+    return re.sub(r"\.SAFE$", "", str(_first(item.properties, *_ID_FIELDS) or item.id))
+
+
+def item_baseline(item: Any) -> str:
+    """The processing baseline of a pystac Item (``05.09``), from its properties or its
+    product id; ``""`` when neither states one."""
+    baseline = str(_first(item.properties, *_BASELINE_FIELDS) or "")
+    m = _PRODUCT_ID.search(item_product_id(item)) or _PRODUCT_ID.search(item.id)
+    if not baseline and m:
+        baseline = f"{m.group('n')[:2]}.{m.group('n')[2:]}"
+    return baseline
+
+
+def item_tile(item: Any) -> str:
+    """The MGRS tile of a pystac Item (``33UYS``): ``s2:mgrs_tile``, ``grid:code``, the
+    ``mgrs:`` fields or the product id; ``""`` when none states it."""
+    props = item.properties
+    tile = str(_first(props, "s2:mgrs_tile") or "")
+    if not tile:
+        grid_code = str(props.get("grid:code") or "")
+        mgrs = "".join(str(props.get(k) or "") for k in ("mgrs:utm_zone", "mgrs:latitude_band", "mgrs:grid_square"))
+        tile = grid_code.split("-", 1)[1].lstrip("T") if grid_code.startswith("MGRS-") else mgrs
+    if not tile:
+        m = _PRODUCT_ID.search(item_product_id(item)) or _PRODUCT_ID.search(item.id)
+        tile = m.group("tile") if m else ""
+    return tile
+
+
 def read_stac_item(href: str | os.PathLike) -> ProductInfo:
     """What s2pipe reads from a STAC Item of a Sentinel-2 L2A scene (no pixels read,
     except the header of a 10 m band when the item states no ``proj:`` grid).
@@ -204,12 +234,9 @@ def read_stac_item(href: str | os.PathLike) -> ProductInfo:
     item = load_item(href)
     where = str(href)
     props = item.properties
-    product_id = re.sub(r"\.SAFE$", "", str(_first(props, *_ID_FIELDS) or item.id))
+    product_id = item_product_id(item)
     _check_sentinel2_l2a(item, f"{product_id} {item.id}", where)
-    m = _PRODUCT_ID.search(product_id) or _PRODUCT_ID.search(item.id)
-    baseline = str(_first(props, *_BASELINE_FIELDS) or "")
-    if not baseline and m:
-        baseline = f"{m.group('n')[:2]}.{m.group('n')[2:]}"
+    baseline = item_baseline(item)
     if not baseline:
         log.warning("%s: no processing baseline in the item or its product id", where)
     files: dict[str, str] = {}
@@ -232,6 +259,11 @@ def read_stac_item(href: str | os.PathLike) -> ProductInfo:
     if scl is not None:
         chosen["SCL"] = scl.label
     log.info("%s: assets read: %s", where, ", ".join(f"{b} {k}" for b, k in chosen.items()))
+    unsigned = [b for b, a in found.items() if is_unsigned_blob(str(a.get_absolute_href()))]
+    if unsigned:
+        raise RemoteError(f"{where}: the Planetary Computer's asset hrefs ({unsigned[0]}, ...) are not signed, and "
+                          "it refuses unsigned reads; get the Item from s2pipe search --catalog planetary-computer "
+                          "(pip install 's2pipe[planetary-computer]'), which signs them")
     ref_band = next((b for b in ("B02", "B03", "B04", "B08") if b in found), None)
     if ref_band is None:
         raise SafeFormatError(f"{where}: no 10 m band asset (blue/B02, green/B03, red/B04, nir/B08); "
@@ -240,13 +272,7 @@ def read_stac_item(href: str | os.PathLike) -> ProductInfo:
     if not epsg:
         raise SafeFormatError(f"{where}: no CRS (proj:epsg / proj:code) in the item or its assets")
     offsets, quantification, record = _offsets(item, found, baseline)
-    tile = str(_first(props, "s2:mgrs_tile") or "")
-    if not tile:
-        grid_code = str(props.get("grid:code") or "")
-        mgrs = "".join(str(props.get(k) or "") for k in ("mgrs:utm_zone", "mgrs:latitude_band", "mgrs:grid_square"))
-        tile = grid_code.split("-", 1)[1].lstrip("T") if grid_code.startswith("MGRS-") else mgrs
-    if not tile and m:
-        tile = m.group("tile")
+    tile = item_tile(item)
     platform = str(props.get("platform") or "")
     return ProductInfo(
         path=where, name=product_id, level="Level-2A",

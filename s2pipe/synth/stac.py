@@ -90,6 +90,7 @@ def write_stac_item(safe: Path, out_dir: Path, *, naming: str,
     import rasterio.shutil
 
     info = read_product_metadata(safe)
+    cloud = re.search(r"<Cloud_Coverage_Assessment>([\d.]+)<", (Path(safe) / "MTD_MSIL2A.xml").read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
     assets: dict[str, pystac.Asset] = {}
     sources = {**{b: info.band_files[b] for b in BANDS}, "SCL": info.scl_file}
@@ -111,6 +112,8 @@ def write_stac_item(safe: Path, out_dir: Path, *, naming: str,
                              "instruments": ["msi"], "proj:epsg": info.epsg,
                              "s2:product_uri": f"{info.name}.SAFE", "s2:product_type": info.product_type,
                              "s2:processing_baseline": info.baseline}
+    if cloud:  # the scene's cloud cover, as every catalogue states it
+        props["eo:cloud_cover"] = round(float(cloud.group(1)), 3)
     if naming == "earth-search":
         props.update({"mgrs:utm_zone": int(tile[:2]), "mgrs:latitude_band": tile[2],
                       "mgrs:grid_square": tile[3:], "grid:code": f"MGRS-{tile}",
