@@ -41,10 +41,6 @@ tag="${S2PIPE_LOG_TAG:-change}"
 # shellcheck source=workflows/lib.sh
 source "$root/workflows/lib.sh"
 label_options
-products_of() {  # the products of a list, resolved relative to it as prepare resolves them
-  (cd "$(dirname "$1")" && sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$(basename "$1")" \
-    | grep -v '^[[:space:]]*$' | while read -r p; do realpath -m "$p"; done)
-}
 mapfile -t before_products < <(products_of "$before_list")
 mapfile -t after_products < <(products_of "$after_list")
 if [[ ${#before_products[@]} -eq 0 || ${#after_products[@]} -eq 0 ]]; then
@@ -55,7 +51,7 @@ unique_names "${before_products[@]}"  # each date's maps share a folder
 unique_names "${after_products[@]}"
 train_opts=()
 [[ -n "$MAX_MINUTES" ]] && train_opts+=(--max-minutes "$MAX_MINUTES")
-predict_opts=()
+predict_opts=(--overlap "$OVERLAP" --device "$DEVICE")
 [[ "$MASK_CLOUDS" == 1 ]] && predict_opts+=(--mask-clouds)
 change_opts=()
 [[ -n "$MMU" ]] && change_opts+=(--mmu "$MMU")
@@ -73,15 +69,9 @@ train_step "$out/model" "$s2pipe" train "$out/tiles_before" "$out/tiles_after" -
 map_date() {
   local date="$1"
   shift
-  mkdir -p "$out/$date/maps" "$out/$date/probabilities"
-  for p in "$@"; do
-    name="$(product_name "$p")"
-    step predict "$out/$date/maps/$name.tif" "$s2pipe" predict "$p" --model "$out/model/" \
-      -o "$out/$date/maps/$name.tif" --probabilities "$out/$date/probabilities/$name.tif" --probabilities-all \
-      --overlap "$OVERLAP" --device "$DEVICE" "${predict_opts[@]}"
-  done
+  predict_products "$out/model/" "$out/$date/maps" "$out/$date/probabilities" "$@"
   if [[ $# -eq 1 ]]; then
-    date_map="$out/$date/probabilities/$name.tif"
+    date_map="$out/$date/probabilities/$(product_name "$1").tif"
   else  # the mosaic is renamed into place after its probabilities: existing means both are
     step mosaic "$out/$date/landcover.tif" "$s2pipe" mosaic "$out/$date"/probabilities/*.tif \
       -o "$out/$date/landcover.tif" --probabilities "$out/$date/landcover_probabilities.tif"

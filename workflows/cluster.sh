@@ -39,8 +39,7 @@ bin="$(dirname "$s2pipe")"
 python="$bin/python"
 predict_opts=()
 [[ "$MASK_CLOUDS" == 1 ]] && predict_opts+=(--mask-clouds)
-mapfile -t products < <(cd "$(dirname "$list")" && sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$(basename "$list")" \
-  | grep -v '^[[:space:]]*$' | while read -r p; do realpath -m "$p"; done)
+mapfile -t products < <(products_of "$list")
 if [[ ${#products[@]} -eq 0 ]]; then
   echo "$tag: $list lists no product" >&2
   exit 2

@@ -55,6 +55,27 @@ product_name() {
   echo "$p"
 }
 
+# products_of LIST: the products of a list file, one per line (# comments, blank lines
+# skipped), resolved relative to the list as prepare --products resolves them.
+products_of() {
+  (cd "$(dirname "$1")" && sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$(basename "$1")" \
+    | grep -v '^[[:space:]]*$' | while read -r p; do realpath -m "$p"; done)
+}
+
+# predict_products MODEL MAPS_DIR PROBS_DIR PRODUCT...: one predict step per product (map,
+# and all class probabilities), with the options in $predict_opts; the map is renamed into
+# place after its probabilities, so an existing map means both are complete.
+predict_products() {
+  local model="$1" maps="$2" probs="$3" p name
+  shift 3
+  mkdir -p "$maps" "$probs"
+  for p in "$@"; do
+    name="$(product_name "$p")"
+    step predict "$maps/$name.tif" "$s2pipe" predict "$p" --model "$model" -o "$maps/$name.tif" \
+      --probabilities "$probs/$name.tif" --probabilities-all "${predict_opts[@]}"
+  done
+}
+
 # unique_names PATH...: exit 2 when two products would be mapped to one output name (one
 # product listed twice, or two copies of it): the second would be skipped as "exists" and
 # reported mapped without ever being mapped.

@@ -42,7 +42,7 @@ source "$root/workflows/lib.sh"
 label_options
 train_opts=()
 [[ -n "$MAX_MINUTES" ]] && train_opts+=(--max-minutes "$MAX_MINUTES")
-predict_opts=()
+predict_opts=(--overlap "$OVERLAP" --device "$DEVICE")
 [[ "$MASK_CLOUDS" == 1 ]] && predict_opts+=(--mask-clouds)
 mosaic_opts=()
 [[ -n "$CRS" ]] && mosaic_opts+=(--crs "$CRS")
@@ -52,9 +52,7 @@ if [[ -n "$REFERENCE" ]]; then
   reference="$REFERENCE"
   eval_opts=()
 fi
-# the products, resolved relative to the list as prepare resolves them
-mapfile -t products < <(cd "$(dirname "$list")" && sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$(basename "$list")" \
-  | grep -v '^[[:space:]]*$' | while read -r p; do realpath -m "$p"; done)
+mapfile -t products < <(products_of "$list")
 if [[ ${#products[@]} -eq 0 ]]; then
   echo "region: $list lists no product" >&2
   exit 2
@@ -67,15 +65,7 @@ step prepare "$out/tiles" "$s2pipe" prepare --products "$list" --labels "$labels
 train_step "$out/model" "$s2pipe" train "$out/tiles" -o "$out/model" --epochs "$EPOCHS" \
   --filters "$FILTERS" --batch-size "$BATCH_SIZE" --class-weights "$CLASS_WEIGHTS" --seed "$SEED" \
   --device "$DEVICE" "${train_opts[@]}"
-# one step per product: its map is renamed into place after its probabilities, so an
-# existing map means both are complete
-mkdir -p "$out/maps" "$out/probabilities"
-for p in "${products[@]}"; do
-  name="$(product_name "$p")"
-  step predict "$out/maps/$name.tif" "$s2pipe" predict "$p" --model "$out/model/" \
-    -o "$out/maps/$name.tif" --probabilities "$out/probabilities/$name.tif" --probabilities-all \
-    --overlap "$OVERLAP" --device "$DEVICE" "${predict_opts[@]}"
-done
+predict_products "$out/model/" "$out/maps" "$out/probabilities" "${products[@]}"
 step mosaic "$out/landcover.tif" "$s2pipe" mosaic "$out"/probabilities/*.tif -o "$out/landcover.tif" \
   --sources "$out/sources.tif" --feather "$FEATHER" "${mosaic_opts[@]}"
 step evaluate "$out/report" "$s2pipe" evaluate "$out/landcover.tif" --labels "$reference" \
