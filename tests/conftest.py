@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +69,36 @@ def two_dates(root, size: int):
     listing = root / "products.txt"
     listing.write_text(f"{a.safe_path.relative_to(root)}\n# the next date\n{b.safe_path}\n")
     return a, b, listing
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(proc: subprocess.Popen, port: int, timeout: float = 30.0, poll: float = 0.1) -> bool:
+    """Whether the server ``proc`` accepts connections on ``port`` within ``timeout`` s
+    (False as soon as it exits)."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                return False
+            time.sleep(poll)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests: the test machine's 2 cores are shared, and
+    tiny convolutions run many times faster on one thread than with several that spin."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -14,11 +14,9 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,16 +25,12 @@ from typing import Any
 
 import pytest
 
+from conftest import free_port, wait_for_port
+
 #: Upper-left corners (EPSG:32633) of two neighbouring synthetic tiles, 33UXS and 33UYS.
 WEST_ORIGIN, EAST_ORIGIN = (697440.0, 5700000.0), (700000.0, 5700000.0)
 WORLD = (697440.0, 5697440.0, 702560.0, 5700000.0)
 SIZE = 256
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _rustac() -> str:
@@ -55,16 +49,9 @@ def serve_items(items: list[dict[str, Any]], folder: Path) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen([_rustac(), "serve", str(path), "--create-collections", "-a", f"127.0.0.1:{port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
     try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail("rustac serve did not start")
-                time.sleep(0.1)
+        if not wait_for_port(proc, port):
+            pytest.fail("rustac serve did not start")
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()

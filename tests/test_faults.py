@@ -38,12 +38,7 @@ Usage = namedtuple("Usage", "total used free")
 TINY_TRAIN = dict(batch_size=4, filters=4, save_samples=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny convolutions: one thread is faster
 
 
 @pytest.fixture(scope="module")

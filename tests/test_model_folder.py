@@ -18,9 +18,10 @@ from s2pipe.export.beside import INT8_NAME, RECIPES, RECORD_NAME, read_record, w
 from s2pipe.export.choice import choose_model  # noqa: E402
 from s2pipe.export.engine import ExportOptions, export_model  # noqa: E402
 
-from test_predict import _invoke, make_checkpoint, one_torch_thread, scene, trained  # noqa: E402
+from test_predict import _invoke, make_checkpoint, scene, trained  # noqa: E402
 
-__all__ = ["one_torch_thread", "scene", "tiles", "trained"]
+__all__ = ["scene", "tiles", "trained"]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _folder(tmp_path: Path, checkpoint: Path) -> Path:

@@ -41,7 +41,6 @@ from test_predict import (  # noqa: E402
     _fails_cleanly,
     _invoke,
     make_checkpoint,
-    one_torch_thread,
     pattern,
     scene,
     stack_array,
@@ -50,7 +49,8 @@ from test_predict import (  # noqa: E402
 )
 from tiles_helpers import write_tif  # noqa: E402
 
-__all__ = ["one_torch_thread", "scene", "trained"]  # fixtures shared with test_predict
+__all__ = ["scene", "trained"]  # fixtures shared with test_predict
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -91,13 +91,7 @@ def make_checkpoint(path: Path, model: UNet | None = None, **meta_over) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The test machine's 2 cores are shared: several torch threads only spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny convolutions: one thread is faster
 
 
 def _batch(rng: np.random.Generator, n: int = 4) -> tuple[np.ndarray, np.ndarray]:

@@ -44,12 +44,7 @@ TIMM_LAYOUTS = {
 TINY = dict(batch_size=4, save_samples=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny convolutions: one thread is faster
 
 
 def weights_file(path: Path, name: str = "resnet18", bands: int = 13, *, seed: int = 0,

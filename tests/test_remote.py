@@ -4,10 +4,8 @@ server mode) that the fixture starts on 127.0.0.1; skipped only if it cannot sta
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import zipfile
 
 import numpy as np
@@ -19,15 +17,10 @@ from s2pipe.errors import InputNotFoundError, OutputExistsError, RemoteError
 from s2pipe.sentinel2.reader import ReadOptions, open_scene, product_info
 from s2pipe.synth.stac import write_stac_item
 
+from conftest import free_port, wait_for_port
 from test_predict import make_checkpoint
 
 BUCKET = "s2pipe-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +28,12 @@ def s3():
     """(boto3 client, port) of a moto S3 server on 127.0.0.1 with GDAL pointed at it."""
     boto3 = pytest.importorskip("boto3")
     pytest.importorskip("moto.server")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.skip("the local S3 server (moto) could not start")
-            time.sleep(0.2)
+    if not wait_for_port(proc, port, poll=0.2):
+        proc.kill()
+        pytest.skip("the local S3 server (moto) could not start")
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
            "AWS_S3_ENDPOINT": f"127.0.0.1:{port}", "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE",
            "GDAL_HTTP_MAX_RETRY": "0", "GDAL_HTTP_TIMEOUT": "10"}
@@ -117,7 +103,7 @@ def test_missing_key_unreachable_host_and_existing_output_are_one_line_errors(s3
 
     with pytest.raises(OutputExistsError), staged_outputs(uploaded["item"]):
         pass
-    monkeypatch.setenv("AWS_S3_ENDPOINT", f"127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_S3_ENDPOINT", f"127.0.0.1:{free_port()}")
     with pytest.raises(RemoteError, match="unreachable .* AWS_S3_ENDPOINT"):
         product_info("s3://another-bucket/items/other.json")
 

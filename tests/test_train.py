@@ -26,13 +26,7 @@ from tiles_helpers import STUDY_BREAKAGES, break_study_dirs, make_prepare_dir, m
 TINY = dict(batch_size=4, filters=4, save_samples=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run many times faster on one thread on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny convolutions: one thread is faster
 
 
 def test_loss_ignores_label_zero():
