@@ -33,7 +33,7 @@ import numpy as np
 
 from s2pipe.errors import InputNotFoundError, LabelError
 from s2pipe.evaluation.metrics import nan_none
-from s2pipe.evaluation.sample import POOLED, map_code
+from s2pipe.evaluation.sample import POOLED, map_code, value_counts
 from s2pipe.evaluation.stratified import Design, Estimate
 from s2pipe.labels import class_key, default_class_map
 from s2pipe.outputs import atomic_output, check_writable
@@ -98,16 +98,6 @@ def _positions(values: Any, t: Transitions, path: Path, name: str) -> np.ndarray
     return np.array([0 if k is None else position[value_of[k]] for k in keys], dtype=np.uint8)
 
 
-def _code_counts(m: MapRaster) -> np.ndarray:
-    import rasterio
-
-    counts = np.zeros(m.transitions.uncertain + 1, dtype=np.int64)
-    for r0 in range(0, m.grid.height, 1024):
-        block = read_band(m, window=rasterio.windows.Window(0, r0, m.grid.width, min(1024, m.grid.height - r0)))
-        counts += np.bincount(block.ravel(), minlength=len(counts))[:len(counts)]
-    return counts
-
-
 def _units(gdf: Any, m: MapRaster, rb: np.ndarray, ra: np.ndarray) -> tuple[np.ndarray, ...]:
     """(map code, before, after, feature index) of every sample unit inside the map."""
     import rasterio
@@ -166,6 +156,8 @@ def evaluate_change(change_map: str | os.PathLike, reference: str | os.PathLike,
                          "label the points first")
     codes, ub, ua, feature = _units(gdf, m, rb, ra)
     keep = (codes > 0) & (codes <= t.uncertain)
+    counts = value_counts(m)
+    mapped = {int(c): int(counts[c]) for c in np.flatnonzero(counts) if c > 0}  # pixels of each map code
     sampled = {"stratum", "stratum_pixels"} <= set(gdf.columns) and (gdf.geom_type == "Point").all()
     if sampled:
         strata = gdf["stratum"].to_numpy()[feature].astype(np.int64)
@@ -179,8 +171,7 @@ def evaluate_change(change_map: str | os.PathLike, reference: str | os.PathLike,
         design = Design(strata[keep], sizes, fpc=True)
         kind = "sample"
     else:
-        counts = _code_counts(m)
-        design = Design(codes[keep], {int(c): int(counts[c]) for c in np.flatnonzero(counts) if c > 0}, fpc=False)
+        design = Design(codes[keep], mapped, fpc=False)
         kind = "map strata"
         log.warning("%s carries no sample design (s2pipe sample): its units are taken as a random sample "
                     "within each of the map's codes; the intervals are indicative", reference)
@@ -188,12 +179,6 @@ def evaluate_change(change_map: str | os.PathLike, reference: str | os.PathLike,
     if len(codes) == 0:
         raise LabelError(f"no labelled feature of {reference} lies on data of {change_map}; check that they overlap")
     ref = t.encode(ub, ua).astype(np.int64)
-    mapped: dict[int, int] = {}  # pixels of each map code (a buffer stratum counts for its code)
-    if kind == "sample":  # the map's own counts: a pooled stratum holds several codes
-        counts = _code_counts(m)
-        mapped = {int(c): int(counts[c]) for c in np.flatnonzero(counts) if c > 0}
-    else:
-        mapped = dict(design.sizes)
     px_ha = pixel_area_ha(m.grid) or 0.0
     area_ha = design.total * px_ha
     map_changed, ref_changed = t.changed(codes), ub != ua

@@ -155,7 +155,9 @@ def _spread(m: MapRaster, values: np.ndarray) -> np.ndarray:
     return np.sqrt(p * (1 - p))
 
 
-def _counts(m: MapRaster, buffer: int) -> np.ndarray:
+def value_counts(m: MapRaster, buffer: int = 0) -> np.ndarray:
+    """Pixels of each value of the map (index = value), or of each stratum with ``buffer``
+    (see :func:`_strata`), counted block by block."""
     counts = np.zeros(1, dtype=np.int64)
     for _, block in _strata(m, buffer):
         c = np.bincount(block.ravel().astype(np.int64))
@@ -186,7 +188,7 @@ def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
     check_writable(out, overwrite=overwrite)
     m = open_map(map_path, ("classes", "change"))
     m.require_projected()
-    counts = _counts(m, buffer)
+    counts = value_counts(m, buffer)
     pooled = _pooled(m, counts)
     if pooled:
         counts = np.pad(counts, (0, max(0, POOLED + 1 - len(counts))))
