@@ -557,7 +557,7 @@ def export(checkpoint: Path, out: Path, precision: str, tiles_dir: Path | None, 
 
 
 from s2pipe.model.presets import ARCHITECTURES, PRESET_NAMES  # noqa: E402  (plain data, no torch)
-from s2pipe.training.options import CLASS_WEIGHTS, ClassWeights  # noqa: E402  (plain data; valid values live once)
+from s2pipe.training.options import CLASS_WEIGHTS, SCHEDULES, ClassWeights, Schedule, TrainOptions  # noqa: E402  (plain data; valid values live once)
 
 
 def _num(v: float | None) -> str:
@@ -585,8 +585,11 @@ def _deprecated_workers(ctx: click.Context, param: click.Parameter, value: int |
 @click.option("--num-samples", type=click.IntRange(1), help="Use a random subset of this many tiles.")
 @click.option("--epochs", type=click.IntRange(1), default=60, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
-              help="Adam learning rate (reduced x0.1 after 5 epochs without val mIoU gain).")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=TrainOptions.lr, show_default=True,
+              help="Adam learning rate: the peak of --schedule onecycle, the start of plateau.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=TrainOptions.schedule, show_default=True,
+              help="Learning rate: onecycle (warm-up to --lr, then annealed to ~0 by the last epoch) "
+                   "or plateau (x0.1 after 5 epochs without val mIoU gain, the study's).")
 @click.option("--filters", type=click.IntRange(1), default=32, show_default=True,
               help="Filters of the first U-Net block (doubled at each of the 4 levels).")
 @click.option("--class-weights", type=click.Choice(CLASS_WEIGHTS), default="none", show_default=True,
@@ -632,7 +635,8 @@ def _deprecated_workers(ctx: click.Context, param: click.Parameter, value: int |
 @json_option
 def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None, labels_dir: Path | None,
           train_size: float, num_samples: int | None, epochs: int, batch_size: int, lr: float,
-          filters: int, class_weights: ClassWeights, patience: int, augment: bool, max_minutes: float | None,
+          schedule: Schedule, filters: int, class_weights: ClassWeights, patience: int, augment: bool,
+          max_minutes: float | None,
           loader_workers: int | None, old_workers: int | None, resume: Path | None, save_samples: bool,
           save_training_summary: bool, save_model: bool, int8: bool, encoder: str | None,
           encoder_weights: Path | None, encoder_preset: str | None, encoder_bands: str | None,
@@ -659,11 +663,11 @@ def train(tiles_dirs: tuple[Path, ...], model_dir: Path, images_dir: Path | None
         raise click.UsageError("give either TILES_DIR or both --images-dir and --labels-dir")
     if not tiles_dirs and (images_dir is None or labels_dir is None):
         raise click.UsageError("--images-dir and --labels-dir go together")
-    from s2pipe.training.train import TrainOptions, train_model
+    from s2pipe.training.train import train_model
 
     if not _state().quiet:  # one progress line per epoch, even without -v
         logging.getLogger("s2pipe.training.train").setLevel(min(logging.INFO, log.getEffectiveLevel()))
-    options = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, filters=filters,
+    options = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, filters=filters,
                            class_weights=class_weights, patience=patience, augment=augment, seed=seed,
                            device=device, workers=loader_workers if loader_workers is not None else old_workers,
                            max_minutes=max_minutes, train_size=train_size,

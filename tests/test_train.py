@@ -103,6 +103,48 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert ha["test"] == hb["test"]
 
 
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_after(batches: int):
+    seen = [0]
+
+    def progress(n: int) -> None:
+        seen[0] += n
+        if seen[0] > batches:
+            raise _Interrupt
+
+    return progress
+
+
+def test_onecycle_warms_up_anneals_and_resumes_exactly(tmp_path):
+    tiles = make_prepare_dir(tmp_path / "tiles", n=6, splits=(4, 1, 1))  # 1 batch of 4 per epoch
+    opts = TrainOptions(epochs=6, seed=5, schedule="onecycle", lr=1e-2, **TINY)
+    train_model(tmp_path / "full", tiles_dir=tiles, options=opts)
+    lrs = [float(r["lr"]) for r in csv.DictReader((tmp_path / "full" / "history.csv").open())]
+    peak = int(np.argmax(lrs))
+    assert lrs[0] < 1e-2 / 10 and 0 < peak < 5 and max(lrs) <= 1e-2 and lrs[-1] < lrs[peak] / 5
+    assert lrs[:peak + 1] == sorted(lrs[:peak + 1]) and lrs[peak:] == sorted(lrs[peak:], reverse=True)
+    # killed during epoch 4: last.pt holds epoch 3, and the resumed run ends where the full one did
+    with pytest.raises(_Interrupt):
+        train_model(tmp_path / "part", tiles_dir=tiles, options=opts, progress=_interrupt_after(3))
+    assert read_checkpoint(tmp_path / "part" / "last.pt").extra_state["epoch"] == 3
+    train_model(tmp_path / "part", tiles_dir=tiles, options=opts, resume=tmp_path / "part" / "last.pt")
+    a = read_checkpoint(tmp_path / "full" / "last.pt")
+    b = read_checkpoint(tmp_path / "part" / "last.pt")
+    for k in a.weights:
+        torch.testing.assert_close(a.weights[k], b.weights[k], rtol=0, atol=0)
+    # the schedule follows the epochs: neither another schedule nor more epochs resume it
+    last = tmp_path / "part" / "last.pt"
+    with pytest.raises(CheckpointError, match="--schedule onecycle, not plateau"):
+        train_model(tmp_path / "part", tiles_dir=tiles, resume=last,
+                    options=TrainOptions(epochs=6, seed=5, schedule="plateau", lr=1e-2, **TINY))
+    with pytest.raises(CheckpointError, match="--epochs 6 under --schedule onecycle"):
+        train_model(tmp_path / "part", tiles_dir=tiles, resume=last,
+                    options=TrainOptions(epochs=9, seed=5, schedule="onecycle", lr=1e-2, **TINY))
+
+
 def test_time_budget_stops_early(tmp_path):
     tiles = make_prepare_dir(tmp_path / "tiles", n=4, splits=(3, 1, 0))
     result = train_model(tmp_path / "m", tiles_dir=tiles,

@@ -78,8 +78,12 @@ def run_epoch(model: nn.Module, batches: Iterable, step: Step, *,
               optimizer: torch.optim.Optimizer | None = None,
               weight: torch.Tensor | None = None,
               scaler: torch.amp.GradScaler | None = None,
+              scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
               progress: Callable[[int], None] | None = None) -> EpochStats:
-    """Train (when ``optimizer`` is given) or evaluate ``model`` over ``batches``."""
+    """Train (when ``optimizer`` is given) or evaluate ``model`` over ``batches``.
+
+    ``scheduler``, if given, is stepped after every optimizer step (a per-batch schedule).
+    """
     training = optimizer is not None
     model.train(training)
     for module in step.frozen if training else ():
@@ -104,6 +108,8 @@ def run_epoch(model: nn.Module, batches: Iterable, step: Step, *,
                 else:
                     loss.backward()
                     optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
             stats.loss_sum += loss.detach().double() * denom.double()
             stats.weight_sum += denom.double()
             stats.cm += confusion_matrix_torch(y, logits.detach().argmax(1) + 1, n)

@@ -10,6 +10,12 @@ from s2pipe.model.presets import ARCHITECTURES, PRESET_NAMES, STUDY_UNET, parse_
 
 ClassWeights = Literal["none", "inverse-frequency"]
 CLASS_WEIGHTS: tuple[str, ...] = get_args(ClassWeights)
+#: Learning-rate schedules: ``onecycle`` warms up to ``lr`` and anneals to ~0 over the
+#: ``epochs`` (one step per batch); ``plateau`` starts at ``lr`` and multiplies it by
+#: ``lr_factor`` after ``lr_patience`` epochs without validation mIoU gain (the study's).
+Schedule = Literal["onecycle", "plateau"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+LEGACY_SCHEDULE = "plateau"  # what checkpoints written before --schedule existed used
 ENCODER_LR_FACTOR = 0.1  # default encoder learning rate of a warm start, relative to --lr
 
 
@@ -20,6 +26,7 @@ class TrainOptions:
     epochs: int = 60
     batch_size: int = 32
     lr: float = 1e-3
+    schedule: Schedule = "plateau"
     filters: int = 32
     class_weights: ClassWeights = "none"
     patience: int = 20          # early stopping, epochs without val mIoU improvement
@@ -62,6 +69,8 @@ class TrainOptions:
 
 def check_options(o: TrainOptions) -> None:
     """Raise :class:`OptionError` for values no run can use."""
+    if o.schedule not in SCHEDULES:
+        raise OptionError(f"schedule {o.schedule!r} unknown; use one of {SCHEDULES}")
     if o.class_weights not in CLASS_WEIGHTS:
         raise OptionError(f"class weights {o.class_weights!r} unknown; use one of {CLASS_WEIGHTS}")
     if o.epochs < 1 or o.batch_size < 1 or o.filters < 1 or o.lr <= 0:

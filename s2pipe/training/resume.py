@@ -8,10 +8,11 @@ from typing import Any
 from s2pipe.errors import CheckpointError
 from s2pipe.model.checkpoint import Checkpoint
 from s2pipe.training.dataset import TileSet
-from s2pipe.training.options import TrainOptions
+from s2pipe.training.options import LEGACY_SCHEDULE, TrainOptions
 
 #: Options a resumed run must share with the run it continues (``epochs``, the time budget,
-#: the patience and the device may change: that is what resuming is for). ``world_size``,
+#: the patience and the device may change: that is what resuming is for; ``schedule`` is
+#: checked on its own, and ``epochs`` too under the one-cycle schedule). ``world_size``,
 #: the number of torchrun processes, sets the batch each step sees and how tiles are dealt.
 #: The network and where its weights came from must match too (checkpoints written before
 #: these options existed lack them, and are not held to them).
@@ -29,6 +30,14 @@ def check_resume(ckpt: Checkpoint, path: Any, o: TrainOptions, tileset: TileSet,
     meta = ckpt.meta
     mine = {**asdict(o), "world_size": world_size}
     saved = meta.train_options
+    schedule = saved.get("schedule", LEGACY_SCHEDULE)
+    if schedule != o.schedule:
+        raise CheckpointError(f"{path} was trained with --schedule {schedule}, not {o.schedule}; "
+                              "resume with the same options")
+    if o.schedule == "onecycle" and saved.get("epochs", o.epochs) != o.epochs:
+        raise CheckpointError(f"{path} was trained with --epochs {saved['epochs']} under --schedule "
+                              "onecycle, whose learning rate follows the epochs; resume with the same "
+                              "--epochs (more epochs need --schedule plateau)")
     for key in RESUME_MUST_MATCH:
         if key in saved and saved[key] != mine[key]:
             if key == "world_size":

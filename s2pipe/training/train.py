@@ -214,8 +214,6 @@ class _Trainer:
         self.model = model
         self.net = wrap(self.model, self.info)
         self.optimizer = torch.optim.Adam(parameter_groups(model, o), lr=o.lr)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="max", factor=o.lr_factor, patience=o.lr_patience, min_lr=o.min_lr)
         self.scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         self.step = Step(device, norm.normalizer(device), channels_last, amp_dtype, data.num_classes)
         self.weight = torch.tensor(weights, dtype=torch.float32, device=device) if weights else None
@@ -223,6 +221,15 @@ class _Trainer:
                                                         train=True, workers=workers)
         self.eval_loaders = {s: _loader(*data.splits[s], o, self.info, train=False, workers=0)[0]
                              for s in data.splits}
+        self.scheduler: Any
+        self.batch_scheduler: Any = None  # stepped after every optimizer step
+        if o.schedule == "onecycle":  # each group's lr is its peak
+            self.scheduler = self.batch_scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, max_lr=[g["lr"] for g in self.optimizer.param_groups],
+                total_steps=o.epochs * len(self.train_loader))
+        else:
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="max", factor=o.lr_factor, patience=o.lr_patience, min_lr=o.min_lr)
 
     def _freeze(self, epoch: int) -> None:
         frozen = is_frozen(self.o, epoch)
@@ -260,7 +267,8 @@ class _Trainer:
             self._freeze(epoch)
             lr = self.optimizer.param_groups[0]["lr"]
             tr = _summarise(run_epoch(self.net, self.train_loader, self.step, optimizer=self.optimizer,
-                                      weight=self.weight, scaler=self.scaler, progress=self.progress),
+                                      weight=self.weight, scaler=self.scaler, scheduler=self.batch_scheduler,
+                                      progress=self.progress),
                             self.info, self.meta)
             va = self._evaluate("val") if "val" in data.splits else None
             seconds = time.monotonic() - te
@@ -274,7 +282,8 @@ class _Trainer:
                      va: EpochResult | None, monitor: str) -> None:
         score = (va or tr).scores.miou
         score = -1.0 if math.isnan(score) else score
-        self.scheduler.step(score)
+        if self.batch_scheduler is None:
+            self.scheduler.step(score)
         if score > state.best_score:
             state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
             self.best_state = copy.deepcopy(self.model.state_dict())
