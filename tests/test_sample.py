@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import geopandas as gpd
@@ -15,7 +16,7 @@ from s2pipe.change.compare import change_map
 from s2pipe.change.options import ChangeOptions
 from s2pipe.errors import OptionError
 from s2pipe.evaluation.allocation import allocate
-from s2pipe.evaluation.change import evaluate_change
+from s2pipe.evaluation.change import FEW_UNITS, evaluate_change
 from s2pipe.evaluation.sample import BUFFER, draw_sample, map_code
 from s2pipe.evaluation.stratified import Design
 
@@ -99,6 +100,14 @@ def test_perfect_analyst_gives_the_true_areas(change, tmp_path):
     # the mapped false change (fields -> industrial, unsure) is found to be no change
     assert e.change["user_accuracy"]["value"] == 1.0
     assert sorted(p.name for p in (tmp_path / "acc").iterdir()) == ["metrics.json", "metrics.md", "transitions.csv"]
+    # a code found at fewer than FEW_UNITS reference points is flagged in every output
+    few = [c for c in e.per_code if c["reference_units"] < FEW_UNITS]
+    assert few and all(c["few_units"] for c in few)
+    assert not any(c["few_units"] for c in e.per_code if c["reference_units"] >= FEW_UNITS)
+    md = (tmp_path / "acc" / "metrics.md").read_text()
+    assert f"(†{few[0]['reference_units']}) |" in md and f"only k < {FEW_UNITS} reference points" in md
+    rows = list(csv.DictReader((tmp_path / "acc" / "transitions.csv").open()))
+    assert {r["code"] for r in rows if r["few_units"] == "True"} == {str(c["code"]) for c in few}
 
 
 def test_intervals_cover_the_truth(change, tmp_path):

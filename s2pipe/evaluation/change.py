@@ -45,6 +45,11 @@ from s2pipe.raster.transitions import Transitions
 log = logging.getLogger(__name__)
 
 BEFORE_FIELDS, AFTER_FIELDS = ("ref_before", "before"), ("ref_after", "after")
+#: A code found at fewer reference units than this has an interval that rests on too few
+#: points for the normal approximation (the rule of thumb n p >= 5): the report flags it.
+#: In the benchmark (bench/RESULTS.md, issue 19) such transitions were covered in 30-55%
+#: of samples, not 95%.
+FEW_UNITS = 5
 
 
 @dataclass
@@ -193,6 +198,7 @@ def evaluate_change(change_map: str | os.PathLike, reference: str | os.PathLike,
         hit = (codes == code) & (ref == code)
         per_code.append({"code": int(code), "name": t.name(int(code)), "change": t.is_change(int(code)),
                          "map_units": int((codes == code).sum()), "reference_units": int((ref == code).sum()),
+                         "few_units": bool((ref == code).sum() < FEW_UNITS),
                          "user_accuracy": _est(design.ratio(hit, codes == code)),
                          "producer_accuracy": _est(design.ratio(hit, ref == code)),
                          "mapped_ha": nan_none(mapped.get(code, 0) * px_ha),
@@ -227,8 +233,13 @@ def markdown(r: ChangeAccuracy) -> str:
              "| code | transition | user's | producer's | mapped (ha) | estimated (ha) |",
              "|---:|---|---:|---:|---:|---:|"]
     for c in r.per_code:
+        flag = f" (†{c['reference_units']})" if c["few_units"] else ""
         lines.append(f"| {c['code']} | {c['name']} | {_f(c['user_accuracy'])} | {_f(c['producer_accuracy'])} | "
-                     f"{c['mapped_ha']:.1f} | {_f(c['area_ha'], 1)} |")
+                     f"{c['mapped_ha']:.1f} | {_f(c['area_ha'], 1)}{flag} |")
+    if any(c["few_units"] for c in r.per_code):
+        lines += ["", f"† (k): found at only k < {FEW_UNITS} reference points; its interval rests on too few "
+                  "points and is likely too short. A larger sample, or more points in the strata where it "
+                  "hides (the buffer and the stable classes it comes from), gives a trustworthy one."]
     return "\n".join(lines) + "\n"
 
 
@@ -238,8 +249,8 @@ def _csv(path: Path, r: ChangeAccuracy) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["code", "name", "change", "user_accuracy", "user_ci95", "producer_accuracy", "producer_ci95",
-                    "mapped_ha", "area_ha", "area_ha_ci95"])
+                    "mapped_ha", "area_ha", "area_ha_ci95", "reference_units", "few_units"])
         for c in r.per_code:
             w.writerow([c["code"], c["name"], c["change"], c["user_accuracy"]["value"], c["user_accuracy"]["ci95"],
                         c["producer_accuracy"]["value"], c["producer_accuracy"]["ci95"], c["mapped_ha"],
-                        c["area_ha"]["value"], c["area_ha"]["ci95"]])
+                        c["area_ha"]["value"], c["area_ha"]["ci95"], c["reference_units"], c["few_units"]])
