@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 BEFORE_FIELDS, AFTER_FIELDS = ("ref_before", "before"), ("ref_after", "after")
 #: A code found at fewer reference units than this has an interval that rests on too few
 #: points for the normal approximation (the rule of thumb n p >= 5): the report flags it.
-#: In the benchmark (bench/RESULTS.md, issue 19) such transitions were covered in 30-55%
-#: of samples, not 95%.
+#: (In the benchmark, bench/RESULTS.md issue 19, the two transitions the model mapped worst
+#: had intervals that covered the truth in only 30-55% of repeated samples.)
 FEW_UNITS = 5
 
 
