@@ -56,6 +56,7 @@ def test_refused_int8_tries_every_recipe_and_leaves_no_model(tiles, tmp_path):
     record = write_int8_beside(folder, tiles, min_agreement=0.9999)
     assert not record.passed and record.model is None and not (folder / INT8_NAME).exists()
     assert [t["recipe"] for t in record.tries] == [r.name for r in RECIPES]
+    assert all(t["speedup"] > 0 for t in record.tries)  # timed on the check, refused or not
     assert record.agreement == max(t["agreement"] for t in record.tries)
     assert "99.99%" in record.reason
     choice = choose_model(folder)

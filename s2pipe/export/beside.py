@@ -125,7 +125,8 @@ def write_int8_beside(model_dir: str | os.PathLike, tiles_dir: str | os.PathLike
             result = export_model(checkpoint, out, options, progress=progress)
         except Int8Refused as refused:
             a = refused.agreement.agreement
-            tries.append({"recipe": recipe.name, "agreement": a, "passed": False})
+            tries.append({"recipe": recipe.name, "agreement": a, "passed": False,
+                          "speedup": round(refused.agreement.speedup or 0.0, 2)})
             best = a if best is None else max(best, a)
             reason = (f"int8 agrees with fp32 on at most {100 * best:.2f}% of the val pixels "
                       f"(< {100 * min_agreement:g}%)")
