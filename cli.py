@@ -613,7 +613,8 @@ def _deprecated_workers(ctx: click.Context, param: click.Parameter, value: int |
               help="Write best.pt and last.pt.")
 @click.option("--int8/--no-int8", default=True, show_default=True,
               help="Also write best.int8.onnx (fast CPU model): calibrated on the train tiles, kept only "
-                   "if its classes agree with fp32 on >= 99% of the val pixels (int8.json says); "
+                   "if its classes agree with fp32 on >= 99% of the val pixels and it runs faster "
+                   "than fp32 ONNX (int8.json says); "
                    "on the first TILES_DIR's tiles.")
 @click.option("--encoder", type=click.Choice(ARCHITECTURES),
               help="Network: 'unet' (the study's U-Net, the default) or a U-Net on this backbone.")

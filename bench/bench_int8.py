@@ -8,7 +8,7 @@ data of its val tiles, as ``s2pipe export --precision int8`` does. Speed: the be
 fp32 and each int8 model, in this process, one after another. Prints one JSON object.
 
     python bench/bench_int8.py model/best.pt --tiles tiles/
-    python bench/bench_int8.py model/best.pt --tiles tiles/ --recipes minmax percentile-99.999+fp32-first
+    python bench/bench_int8.py model/best.pt --tiles tiles/ --recipes minmax tile-mean tile-mean+fp32-first
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--tiles", type=Path, required=True)
-    ap.add_argument("--recipes", nargs="+", default=["minmax", "minmax+fp32-first", "percentile-99.999",
+    ap.add_argument("--recipes", nargs="+", default=["minmax", "tile-mean", "tile-mean+fp32-first", "percentile-99.999",
                                                      "percentile-99.99", "entropy", "percentile-99.999+fp32-first"])
     ap.add_argument("--calibration-tiles", type=int, default=32)
     ap.add_argument("--batches", type=int, default=3)

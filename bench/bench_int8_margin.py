@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s2pipe.export.quantize import CHECK_SPLIT, Recipe, _normalised, open_tiles, quantize_onnx
+from s2pipe.export.quantize import CHECK_SPLIT, DEFAULT_RECIPE, _normalised, open_tiles, quantize_onnx
 from s2pipe.model.checkpoint import load_checkpoint
 from s2pipe.model.onnx import FORMAT, KEY_FORMAT, KEY_META, KEY_PRECISION, open_onnx, set_metadata, write_onnx
 from s2pipe.training.dataset import load_tiles
@@ -29,7 +29,7 @@ def main() -> None:
     tileset = open_tiles(tiles, meta)
     with tempfile.TemporaryDirectory() as work:
         fp32, q = write_onnx(model, meta, Path(work) / "f.onnx"), Path(work) / "q.onnx"
-        quantize_onnx(fp32, q, meta=meta, tiles_dir=tiles, recipe=Recipe())
+        quantize_onnx(fp32, q, meta=meta, tiles_dir=tiles, recipe=DEFAULT_RECIPE)
         set_metadata(q, {KEY_FORMAT: FORMAT, KEY_META: json.dumps(meta.to_dict()), KEY_PRECISION: "int8"})
         a, b = open_onnx(fp32, threads=2).session, open_onnx(q, threads=2).session
         pairs = sorted(tileset.split(CHECK_SPLIT), key=lambda p: p.id)

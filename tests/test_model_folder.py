@@ -33,9 +33,11 @@ def _folder(tmp_path: Path, checkpoint: Path) -> Path:
 
 def test_int8_that_passes_is_written_recorded_and_chosen_on_the_cpu(trained, tiles, tmp_path):
     folder = _folder(tmp_path, trained)
-    record = write_int8_beside(folder, tiles, min_agreement=0.5)
+    record = write_int8_beside(folder, tiles, min_agreement=0.5, min_speedup=0)  # a 4-filter net: no speed rule
     assert record.passed and record.model == INT8_NAME and (folder / INT8_NAME).is_file()
     assert record.recipe == RECIPES[0].name and 0.5 <= record.agreement <= 1.0
+    assert record.speedup is not None and record.speedup > 0 and record.tries[0]["speedup"] == record.speedup
+    assert record.fp32_layers and all(isinstance(n, str) for n in record.fp32_layers)  # the logits at least
     assert read_record(folder) == record
     assert json.loads((folder / RECORD_NAME).read_text())["passed"] is True
     choice = choose_model(folder, device="cpu")
@@ -54,6 +56,7 @@ def test_refused_int8_tries_every_recipe_and_leaves_no_model(tiles, tmp_path):
     record = write_int8_beside(folder, tiles, min_agreement=0.9999)
     assert not record.passed and record.model is None and not (folder / INT8_NAME).exists()
     assert [t["recipe"] for t in record.tries] == [r.name for r in RECIPES]
+    assert all(t["speedup"] > 0 for t in record.tries)  # timed on the check, refused or not
     assert record.agreement == max(t["agreement"] for t in record.tries)
     assert "99.99%" in record.reason
     choice = choose_model(folder)
@@ -62,12 +65,23 @@ def test_refused_int8_tries_every_recipe_and_leaves_no_model(tiles, tmp_path):
         choose_model(folder, precision="int8")
 
 
+def test_int8_that_agrees_but_is_not_faster_than_fp32_is_refused(trained, tiles, tmp_path):
+    folder = _folder(tmp_path, trained)
+    record = write_int8_beside(folder, tiles, min_agreement=0.5, min_speedup=1e9)
+    assert not record.passed and not (folder / INT8_NAME).exists()
+    assert len(record.tries) == 1 and record.tries[0]["passed"] is False  # the later recipes are slower
+    assert "as fast as fp32 ONNX" in record.reason and record.agreement == record.tries[0]["agreement"]
+    assert choose_model(folder).path == folder / "best.pt"
+
+
 def test_folder_with_an_exported_int8_model_and_no_record(trained, tiles, tmp_path):
     folder = _folder(tmp_path, trained)
     export_model(trained, folder / INT8_NAME, ExportOptions(precision="int8", tiles_dir=tiles, min_agreement=0.5))
     assert read_record(folder) is None  # the model's own metadata says how it was checked
-    want = folder / INT8_NAME if _agreement(folder / INT8_NAME) >= 0.99 else folder / "best.pt"
-    assert choose_model(folder).path == want
+    check = _check(folder / INT8_NAME)  # chosen where it agreed and ran faster than fp32 ONNX on its check
+    assert check["fp32_seconds"] > 0 and check["int8_seconds"] > 0
+    ok = check["agreement"] >= 0.99 and check["int8_seconds"] < check["fp32_seconds"]
+    assert choose_model(folder).path == (folder / INT8_NAME if ok else folder / "best.pt")
     (folder / INT8_NAME).unlink()
     assert "no int8.json" in choose_model(folder).why
     (folder / "best.pt").unlink()
@@ -75,15 +89,15 @@ def test_folder_with_an_exported_int8_model_and_no_record(trained, tiles, tmp_pa
         choose_model(folder)
 
 
-def _agreement(path: Path) -> float:
+def _check(path: Path) -> dict:
     from s2pipe.model.onnx import open_onnx
 
-    return open_onnx(path).quantization["agreement"]["agreement"]
+    return open_onnx(path).quantization["agreement"]
 
 
 def test_cli_predict_with_a_folder_says_which_model(scene, trained, tiles, tmp_path):
     folder = _folder(tmp_path, trained)
-    write_int8_beside(folder, tiles, min_agreement=0.5)
+    write_int8_beside(folder, tiles, min_agreement=0.5, min_speedup=0)
     code, output = _invoke(["predict", scene, "--model", folder, "-o", tmp_path / "a.tif", "--overlap", 16, "--json"])
     assert code == 0, output
     assert f"predict: {folder / INT8_NAME}: int8 ONNX" in output

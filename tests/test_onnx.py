@@ -151,6 +151,9 @@ def test_int8_is_calibrated_on_recorded_train_tiles_reproducibly(trained, tiles,
 def test_int8_reports_agreement_and_maps_like_fp32(scene, trained, int8_onnx, fp32_onnx, tmp_path):
     q = open_onnx(int8_onnx).quantization["agreement"]
     assert q["pixels"] == 2 * TILE * TILE and 0.9 <= q["agreement"] <= 1.0
+    assert q["fp32_seconds"] > 0 and q["int8_seconds"] > 0  # both timed on the check
+    scheme = open_onnx(int8_onnx).quantization["calibration"]
+    assert "tile-mean" in scheme["scheme"] and scheme["fp32_layers"]  # the class logits stay fp32
     a = predict_scene(scene, fp32_onnx, tmp_path / "fp32.tif", PredictOptions(overlap=16))
     b = predict_scene(scene, int8_onnx, tmp_path / "int8.tif", PredictOptions(overlap=16, precision="int8"))
     assert b.precision == "int8"
@@ -188,6 +191,7 @@ def test_cli_export_int8_then_predict(scene, trained, tiles, tmp_path):
     res = json.loads(output)
     assert res["precision"] == "int8" and res["output"] == str(out)
     assert len(res["calibration"]["tiles"]) == 4 and res["agreement"]["agreement"] >= 0.5
+    assert res["agreement"]["int8_seconds"] > 0 and res["calibration"]["fp32_layers"]
     assert res["max_abs_diff"] < 1e-4
     code, output = _invoke(["predict", scene, "--model", out, "-o", tmp_path / "m.tif", "--overlap", 16,
                             "--precision", "int8", "--json"])

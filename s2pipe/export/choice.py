@@ -1,7 +1,8 @@
 """Which model of a training folder ``predict --model MODEL_DIR`` runs, and why.
 
 A folder from ``train`` holds ``best.pt`` (torch fp32) and, where it passed its check
-against fp32 on the validation tiles, ``best.int8.onnx`` (:mod:`s2pipe.export.beside`).
+against fp32 on the validation tiles (agreement, and faster than the fp32 ONNX graph),
+``best.int8.onnx`` (:mod:`s2pipe.export.beside`).
 The fastest that fits is chosen: the int8 model on the CPU, ``best.pt`` on a GPU, with
 ``--precision fp32`` (the exact torch path), or where no int8 model passed. A file is
 taken as it is.
@@ -38,6 +39,8 @@ def choose_model(model: str | os.PathLike, *, precision: str | None = None,
     record = read_record(model)
     if record is None and int8.is_file():  # written by 's2pipe export' into the folder
         record = record_of_model(int8)
+    # passed (write_int8_beside, record_of_model): agreed >= the threshold and ran faster than
+    # the fp32 ONNX graph on the check
     passed = record is not None and record.passed and int8.is_file()
     if precision == "fp32":
         return ModelChoice(checkpoint, "fp32 torch checkpoint (--precision fp32)")
