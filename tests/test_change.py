@@ -18,7 +18,6 @@ from s2pipe.change import compare
 from s2pipe.change.compare import change_map
 from s2pipe.change.options import ChangeOptions
 from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass
-from s2pipe.mosaic import grid as mosaic_grid
 from s2pipe.raster.grid import Grid
 from s2pipe.raster.maps import Provenance, class_layout, open_map, probability_layout, write_map
 from s2pipe.raster.transitions import Transitions
@@ -128,14 +127,53 @@ def test_naive_comparison_of_class_maps(tmp_path):
     assert (codes[200:203, 200:203] == T.code(2, 7)).all()          # no MMU: the site stays
 
 
-def test_the_mmu_is_exact_across_block_borders(tmp_path, monkeypatch):
-    """A patch cut by block borders is judged whole: small blocks give the map one block gives."""
+def whole_array_sieve(codes, min_px):
+    """The minimum mapping unit on the whole array at once (scipy's 4-connected labels):
+    change patches under ``min_px`` pixels take the stable code of their earlier class."""
+    from scipy import ndimage
+
+    changed = T.changed(codes)
+    labels, _ = ndimage.label(changed)
+    small = (np.bincount(labels.ravel()) < min_px)[labels] & changed
+    out = codes.copy()
+    b = T.before_after(codes)[0][small]
+    out[small] = T.encode(b, b)
+    return out
+
+
+@pytest.mark.parametrize("rows", [7, 32, 64, 1000])
+def test_the_mmu_is_exact_across_strip_borders(tmp_path, monkeypatch, rows):
+    """A patch cut by strip borders is judged whole: strips shorter or taller than the
+    unit (50 px) give the map the whole-array sieve gives."""
     b, a, *_ = two_dates(tmp_path, "classes")
-    whole = read(change_map(b, a, tmp_path / "one.tif", ChangeOptions(mmu_ha=0.5)).path)
-    monkeypatch.setattr(compare, "blocks", lambda g: mosaic_grid.blocks(g, 32))
-    small = read(change_map(b, a, tmp_path / "many.tif", ChangeOptions(mmu_ha=0.5)).path)
-    assert np.array_equal(whole, small)
-    assert (whole[100:140, 40:80] == T.code(1, 5)).all()            # 1600 px crossing block borders
+    unsieved = read(change_map(b, a, tmp_path / "raw.tif", ChangeOptions(mmu_ha=0)).path)
+    monkeypatch.setattr(compare, "STRIP", rows)
+    sieved = read(change_map(b, a, tmp_path / "many.tif", ChangeOptions(mmu_ha=0.5)).path)
+    assert np.array_equal(sieved, whole_array_sieve(unsieved, 50))
+    assert (sieved[100:140, 40:80] == T.code(1, 5)).all()            # 1600 px crossing strip borders
+    assert (sieved[200:203, 200:203] == T.code(2, 2)).all()          # 9 px: stable
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_strip_sieve_is_the_whole_array_sieve(seed):
+    """Random masks (dense enough for long patches), strips of 1..40 rows, units of 2..300 px."""
+    from scipy import ndimage
+
+    from s2pipe.change.sieve import StripSieve, label_patches
+
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        h, w = int(rng.integers(1, 150)), int(rng.integers(1, 60))
+        mask = rng.random((h, w)) < rng.uniform(0.2, 0.7)
+        min_px, rows = int(rng.integers(2, 300)), int(rng.integers(1, 40))
+        labels, _ = ndimage.label(mask)
+        expected = (np.bincount(labels.ravel()) < min_px)[labels] & mask
+        sieve, got = StripSieve(min_px), []
+        for r0 in range(0, h, rows):
+            got += sieve.push(r0, *label_patches(mask[r0:r0 + rows]), last=r0 + rows >= h)
+            assert sieve.waiting <= -(-min_px // rows) + 1                # memory: a few strips
+        assert [r0 for r0, _ in got] == list(range(0, h, rows)) and sieve.waiting == 0
+        assert np.array_equal(np.concatenate([small for _, small in got]), expected)
 
 
 def test_other_grids_are_aligned_onto_before(tmp_path):
