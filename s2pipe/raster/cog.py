@@ -84,12 +84,13 @@ class MapWriter:
                  nodata: float | None = 0, overview_resampling: Resampling = "mode",
                  legend: Sequence[LandCoverClass] | None = None,
                  tags: dict[str, str] | None = None,
-                 band_descriptions: Sequence[str] | None = None) -> None:
+                 band_descriptions: Sequence[str] | None = None, deflate_level: int | None = None) -> None:
         self.path = Path(path)
         self.width, self.height, self.count = int(grid.width), int(grid.height), count
         self.dtype, self.nodata = dtype, nodata
         self.legend = tuple(legend) if legend else None
         self.overview_resampling = overview_resampling
+        self._cog = {**profiles.COG, **({"LEVEL": deflate_level} if deflate_level is not None else {})}
         self.crs, self.transform = grid.crs, grid.transform
         self._stage = self.path.with_name(f".{self.path.name}.stage.tif")  # named after the map,
         # so that the map's own temporaries (a killed run's too) are recognised by its name
@@ -191,7 +192,7 @@ class MapWriter:
                     rasterio.open(self._stage, "r+") as ds:
                 ds.build_overviews(factors, RasterioResampling[self.overview_resampling])
         with profiles.written(self.path):  # read back: a write libtiff failed quietly fails here
-            rasterio.shutil.copy(self._stage, self.path, **profiles.COG,
+            rasterio.shutil.copy(self._stage, self.path, **self._cog,
                                  OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE")
         self.close()
         if self.legend:
