@@ -36,7 +36,7 @@ from s2pipe.change.options import DEFAULT_MIN_CONFIDENCE, ChangeOptions
 from s2pipe.change.sieve import StripSieve, label_patches
 from s2pipe.change.summary import ChangeSummary, summarise, write_report
 from s2pipe.errors import OptionError, RasterError
-from s2pipe.mosaic.blend import map_block
+from s2pipe.mosaic.blend import aligned_window, map_block, read_window
 from s2pipe.mosaic.grid import Clip, clip_mask, output_grid, parse_crs, read_clip
 from s2pipe.mosaic.inputs import MapInput, open_input
 from s2pipe.outputs import atomic_output, check_writable
@@ -105,6 +105,11 @@ def _classes(m: MapInput, ds: Any, grid: Grid, window: Any, lut: np.ndarray, bel
     """Legend positions (uint8, 0 = no data) of ``m`` on ``window``, and for probabilities
     where the winning class's probability is below the threshold (``below``: per value 0..255)."""
     h, w = int(window.height), int(window.width)
+    aligned = aligned_window(m, grid, window) if m.kind == "probabilities" else None
+    if aligned is not None:  # the same grid: no weights to make, no data is where all bands are 0
+        pos, best = _winner(read_window(ds, aligned))
+        pos[best == 0] = 0
+        return pos, below[best]
     got = map_block(m, ds, grid, window, 0)
     if got is None:
         return np.zeros((h, w), np.uint8), (np.ones((h, w), bool) if m.kind == "probabilities" else None)
@@ -121,9 +126,10 @@ def _winner(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     band by band, 5x faster than ``argmax(axis=0)`` on band-interleaved blocks."""
     best = values[0].copy()
     pos = np.ones(best.shape, np.uint8)
+    better = np.empty(best.shape, bool)
     for k in range(1, values.shape[0]):
-        better = values[k] > best
-        pos[better] = k + 1
+        np.greater(values[k], best, out=better)
+        np.copyto(pos, np.uint8(k + 1), where=better)
         np.maximum(best, values[k], out=best)
     return pos, best
 
@@ -188,7 +194,7 @@ def change_map(before: str | os.PathLike, after: str | os.PathLike, out: str | o
     naive_changed = 0
     local = threading.local()
 
-    def compute(win: Any) -> tuple[Any, np.ndarray, int, tuple[np.ndarray, int] | None]:
+    def compute(win: Any) -> tuple[Any, np.ndarray, int, np.ndarray, tuple[np.ndarray, int] | None]:
         """The change codes of one strip, its naive changed pixels and its change patches,
         on a pool thread with its own datasets: numpy, scipy and GDAL release the GIL."""
         if not hasattr(local, "ds"):
@@ -205,12 +211,15 @@ def change_map(before: str | os.PathLike, after: str | os.PathLike, out: str | o
         unsure = None if ub is None or ua is None or threshold <= 0 else ub | ua
         codes = t.encode(pb, pa, unsure)
         naive = int(np.count_nonzero((pb != pa) & (pb > 0) & (pa > 0)))
-        return win, codes, naive, label_patches(changed_lut[codes]) if min_px > 1 else None
+        hist = np.bincount(codes.ravel(), minlength=t.uncertain + 1)
+        return win, codes, naive, hist, label_patches(changed_lut[codes]) if min_px > 1 else None
 
     def emit(win: Any, codes: np.ndarray, small: np.ndarray | None) -> None:
-        if small is not None:
-            codes[small] = kept[codes[small]]
-        counts[:] += np.bincount(codes.ravel(), minlength=t.uncertain + 1)
+        if small is not None and small.any():
+            moved = codes[small]
+            codes[small] = kept[moved]
+            counts[:] += np.bincount(kept[moved], minlength=t.uncertain + 1) \
+                - np.bincount(moved, minlength=t.uncertain + 1)
         writer.write_rows(codes[None])
         if progress is not None:
             progress(1)
@@ -229,8 +238,9 @@ def change_map(before: str | os.PathLike, after: str | os.PathLike, out: str | o
                 pending.append(pool.submit(compute, windows[i]))
             if not pending or (i < len(windows) and len(pending) < 2 * THREADS):
                 continue
-            win, codes, naive, patches = pending.popleft().result()
+            win, codes, naive, hist, patches = pending.popleft().result()
             naive_changed += naive
+            counts += hist
             if patches is None:
                 emit(win, codes, None)
                 continue

@@ -78,7 +78,7 @@ def _reaches(m: MapInput, w: Window) -> bool:
     return not (w.col_off >= m.width or w.row_off >= m.height or w.col_off + w.width <= 0 or w.row_off + w.height <= 0)
 
 
-def _aligned(m: MapInput, grid: Grid, window: Window) -> Window | None:
+def aligned_window(m: MapInput, grid: Grid, window: Window) -> Window | None:
     """The map's window that is exactly the output window's pixels, when the grids align."""
     a, b = m.transform, grid.transform
     if m.crs != grid.crs or (a.a, a.b, a.d, a.e) != (b.a, b.b, b.d, b.e):
@@ -99,11 +99,13 @@ def _warp(src: np.ndarray, src_transform: Any, m: MapInput, grid: Grid, window: 
     return dst
 
 
-def _read(ds: Any, window: Window) -> np.ndarray:
+def read_window(ds: Any, window: Window) -> np.ndarray:
     """``window`` of all bands; outside the raster: 0 (no data). Cheaper than a boundless read."""
     c0, r0 = max(0, int(window.col_off)), max(0, int(window.row_off))
     c1 = min(ds.width, int(window.col_off + window.width))
     r1 = min(ds.height, int(window.row_off + window.height))
+    if c1 <= c0 or r1 <= r0:
+        return np.zeros((ds.count, int(window.height), int(window.width)), dtype=ds.dtypes[0])
     inner = ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))
     pads = ((0, 0), (r0 - int(window.row_off), int(window.row_off + window.height) - r1),
             (c0 - int(window.col_off), int(window.col_off + window.width) - c1))
@@ -113,13 +115,13 @@ def _read(ds: Any, window: Window) -> np.ndarray:
 def map_block(m: MapInput, ds: Any, grid: Grid, window: Window, feather: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Map ``m``'s values (probabilities as uint8, 255 = 1, or classes) and weights on the
     output ``window``; None where the map does not reach it."""
-    aligned = _aligned(m, grid, window)
+    aligned = aligned_window(m, grid, window)
     # a margin for the ramp and for resampling; on the same grid without a ramp, none: the
     # window is read as it is (each block of the map decoded once when windows follow them)
     src_win = aligned if aligned is not None and feather <= 0 else _source_window(m, grid, window, feather + 2)
     if src_win is None or not _reaches(m, src_win):
         return None
-    data = _read(ds, src_win)
+    data = read_window(ds, src_win)
     valid = data.max(axis=0) > 0
     if not valid.any():
         return None
