@@ -250,3 +250,35 @@ def test_synth_changes_turn_the_ground_and_write_its_truth(tmp_path):
     assert polys["area_ha"].sum() == pytest.approx(T.changed(codes).sum() * 0.01)
     again = synth_product(tmp_path / "c", size=256, date="2021-05-01", changes=1)
     assert np.array_equal(read(again.truth_path), tb)                # one change set: the same turn on any date
+
+
+@pytest.mark.parametrize("rows", [256, 100])
+def test_the_first_overview_given_from_the_rows_is_gdals(tmp_path, monkeypatch, rows):
+    """MapWriter with the first overview computed from the rows (mode_halves) writes the
+    COG GDAL's build_overviews would: every level equal, ties and no data included, with
+    overviews built in many chunks as for a whole tile."""
+    from s2pipe.raster import cog
+    from s2pipe.raster.cog import MapWriter, mode_halves
+
+    monkeypatch.setattr(cog, "OVERVIEW_CHUNK", 1 << 14)
+
+    rng = np.random.default_rng(3)
+    grid = Grid(CRS.from_epsg(32633), Affine(10, 0, 600000, 0, -10, 5700000), 2204, 1100)  # 551 -> 276:
+    data = rng.integers(0, 4, (1100, 2204), dtype=np.uint8)     # windows of 3 px; ties among 3 classes
+    data[:300, :700] = np.repeat(np.repeat(rng.integers(0, 9, (100, 350), dtype=np.uint8), 3, 0), 2, 1)
+    levels = {}
+    for name, given in (("gdal", False), ("given", True)):
+        with MapWriter(tmp_path / f"{name}.tif", grid) as w:            # the legend comes at the end
+            assert w.takes_halves
+            for r0 in range(0, 1100, rows):
+                w.write_rows(data[r0:r0 + rows])
+                if given:
+                    w.write_half_rows(mode_halves(data[r0:r0 + rows]))
+            w.finish(legend=DEFAULT_LEGEND)
+        with rasterio.open(tmp_path / f"{name}.tif") as ds:
+            assert ds.overviews(1) == [2, 4, 8] and np.array_equal(ds.read(1), data)
+            levels[name] = [ds.read(1, out_shape=(-(-1100 // f), -(-2204 // f))) for f in ds.overviews(1)]
+    for gdal, given in zip(levels["gdal"], levels["given"]):
+        assert np.array_equal(gdal, given)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".xml" and p.suffix != ".qml") == \
+        ["gdal.tif", "given.tif"]                                   # no stage or .ovr left

@@ -41,6 +41,7 @@ from s2pipe.mosaic.grid import Clip, clip_mask, output_grid, parse_crs, read_cli
 from s2pipe.mosaic.inputs import MapInput, open_input
 from s2pipe.outputs import atomic_output, check_writable
 from s2pipe.provenance import Provenance
+from s2pipe.raster.cog import mode_halves
 from s2pipe.raster.grid import Grid, pixel_area_ha
 from s2pipe.raster.maps import change_layout, map_files, write_map
 from s2pipe.raster.profiles import with_gdal_env
@@ -221,6 +222,8 @@ def change_map(before: str | os.PathLike, after: str | os.PathLike, out: str | o
             counts[:] += np.bincount(kept[moved], minlength=t.uncertain + 1) \
                 - np.bincount(moved, minlength=t.uncertain + 1)
         writer.write_rows(codes[None])
+        if halves:
+            writer.write_half_rows(mode_halves(codes))
         if progress is not None:
             progress(1)
 
@@ -230,6 +233,7 @@ def change_map(before: str | os.PathLike, after: str | os.PathLike, out: str | o
         stack.callback(lambda: [ds.close() for ds in opened])
         writer = stack.enter_context(write_map(out, grid, change_layout(), provenance,
                                                overwrite=options.overwrite))
+        halves = writer.takes_halves and STRIP % 2 == 0  # the first overview from the rows, not re-read
         report_tmp = stack.enter_context(atomic_output(report, overwrite=options.overwrite, directory=True))
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=THREADS))
         pending: deque[Future] = deque()

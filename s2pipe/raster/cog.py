@@ -96,6 +96,7 @@ class MapWriter:
         # so that the map's own temporaries (a killed run's too) are recognised by its name
         self._ds = self._create(self._stage, 0, self.width)
         self._rows = _RowWriter(self._ds, STAGE_BLOCK)
+        self._halves: _RowWriter | None = None  # the first overview, when given (write_half_rows)
         self._parts: dict[int, tuple[Path, _RowWriter]] = {}  # column -> its own file
         self._descriptions = tuple(band_descriptions or ())
         if self.legend:
@@ -139,6 +140,53 @@ class MapWriter:
             path = self.path.with_name(f".{self.path.name}.part{col0}.tif")
             self._parts[col0] = (path, _RowWriter(self._create(path, col0, width), STAGE_BLOCK))
         self._parts[col0][1].write_rows(data)
+
+    @property
+    def takes_halves(self) -> bool:
+        """Whether :meth:`write_half_rows` may be used (and spares work)."""
+        return (self.count == 1 and self.overview_resampling == "mode" and not self.width % 2
+                and not self.height % 2 and bool(overview_factors(self.width, self.height)))
+
+    def write_half_rows(self, data: np.ndarray) -> None:
+        """Append rows of the first overview (factor 2), :func:`mode_halves` of the rows
+        written, so that ``finish()`` reads the map back only at a quarter of its size.
+        Single-band maps of even width and height with mode overviews only."""
+        if not self.takes_halves:
+            raise ValueError("given overview rows need one band, mode overviews and an even size")
+        if self._halves is None:
+            with profiles.gdal_write_errors(self._stage):
+                ds = rasterio.open(self._overview_file, "w", **profiles.STAGE, width=self.width // 2,
+                                   height=self.height // 2, count=1, dtype=self.dtype, nodata=self.nodata,
+                                   crs=self.crs, transform=self.transform * Affine.scale(2))
+            self._halves = _RowWriter(ds, STAGE_BLOCK)
+        self._halves.write_rows(data)
+
+    @property
+    def _overview_file(self) -> Path:
+        return self._stage.with_name(self._stage.name + ".ovr")  # GDAL's external overviews
+
+    def _build_overviews(self, factors: list[int]) -> str:
+        """The stage's overviews, from the given first overview when it is complete; the
+        GDAL_DISABLE_READDIR_ON_OPEN the COG copy must see them with."""
+        resampling = RasterioResampling[self.overview_resampling]
+        halves = self._halves
+        if halves is not None:
+            with profiles.gdal_write_errors(self._overview_file):
+                if self.legend:  # GDAL's chunked MODE overviews of a paletted band differ from a plain one's
+                    apply_legend(halves.ds, self.legend)
+                halves.ds.close()
+            if halves.rows_written == self.height // 2:  # its own overviews are the map's next ones
+                if factors[1:]:
+                    with profiles.gdal_write_errors(self._overview_file), \
+                            rasterio.Env(GDAL_OVR_CHUNK_MAX_SIZE=OVERVIEW_CHUNK), \
+                            rasterio.open(self._overview_file, "r+") as ds:
+                        ds.build_overviews([f // 2 for f in factors[1:]], resampling)
+                return "FALSE"  # the .ovr beside the stage is found by listing the folder
+            self._overview_file.unlink(missing_ok=True)
+        with profiles.gdal_write_errors(self._stage), rasterio.Env(GDAL_OVR_CHUNK_MAX_SIZE=OVERVIEW_CHUNK), \
+                rasterio.open(self._stage, "r+") as ds:
+            ds.build_overviews(factors, resampling)
+        return "EMPTY_DIR"
 
     def _join_parts(self) -> None:
         """Copy the column parts into the full-width file, one block row at a time."""
@@ -186,12 +234,9 @@ class MapWriter:
         with profiles.gdal_write_errors(self._stage):
             self._ds.close()
         factors = overview_factors(self.width, self.height)
-        if factors:  # built here, block by block; the COG driver copies them
-            with profiles.gdal_write_errors(self._stage), \
-                    rasterio.Env(GDAL_OVR_CHUNK_MAX_SIZE=OVERVIEW_CHUNK), \
-                    rasterio.open(self._stage, "r+") as ds:
-                ds.build_overviews(factors, RasterioResampling[self.overview_resampling])
-        with profiles.written(self.path):  # read back: a write libtiff failed quietly fails here
+        readdir = self._build_overviews(factors) if factors else "EMPTY_DIR"  # the COG driver copies them
+        with profiles.written(self.path), rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN=readdir):
+            # read back: a write libtiff failed quietly fails here
             rasterio.shutil.copy(self._stage, self.path, **self._cog,
                                  OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE")
         self.close()
@@ -204,7 +249,10 @@ class MapWriter:
         self._remove_parts()
         if not self._ds.closed:
             self._ds.close()
+        if self._halves is not None and not self._halves.ds.closed:
+            self._halves.ds.close()
         self._stage.unlink(missing_ok=True)
+        self._overview_file.unlink(missing_ok=True)
 
     def __enter__(self) -> MapWriter:
         return self
@@ -220,3 +268,17 @@ def overview_factors(width: int, height: int) -> list[int]:
         factors.append(f)
         f *= 2
     return factors
+
+
+def mode_halves(rows: np.ndarray) -> np.ndarray:
+    """GDAL's MODE overview of (even h, even w) uint8 ``rows`` at factor 2, 0 being no
+    data: in each 2 x 2 window the value that first reaches the largest count, in row
+    order (what ``build_overviews`` gives, computed where the rows are)."""
+    a, b, c, d = rows[0::2, 0::2], rows[0::2, 1::2], rows[1::2, 0::2], rows[1::2, 1::2]
+    best, top = a.copy(), (a != 0).astype(np.uint8)
+    for v, count in ((b, (b != 0) * (1 + (b == a))), (c, (c != 0) * (1 + (c == a) + (c == b))),
+                     (d, (d != 0) * (1 + (d == a) + (d == b) + (d == c)))):
+        up = count > top
+        np.copyto(best, v, where=up)
+        np.maximum(top, count, out=top, casting="unsafe")
+    return best
