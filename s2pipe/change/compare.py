@@ -34,7 +34,7 @@ import numpy as np
 from s2pipe import __version__
 from s2pipe.change.options import DEFAULT_MIN_CONFIDENCE, ChangeOptions
 from s2pipe.change.sieve import StripSieve, label_patches
-from s2pipe.change.summary import ChangeSummary, summarise, write_report
+from s2pipe.change.summary import ChangeSummary, summarise, write_quicklook, write_report
 from s2pipe.errors import OptionError, RasterError
 from s2pipe.mosaic.blend import aligned_window, map_block, read_window
 from s2pipe.mosaic.grid import Clip, clip_mask, output_grid, parse_crs, read_clip
@@ -254,9 +254,11 @@ def change_map(before: str | os.PathLike, after: str | os.PathLike, out: str | o
         if counts[1:].sum() == 0:
             raise RasterError(f"{before} and {after} have no pixel with data on both dates "
                               "(no data or clouds everywhere they overlap)")
-        writer.finish(legend=t.legend(np.flatnonzero(counts)))
         summary = summarise(t, counts, px_ha, naive_changed)
-        report_files = write_report(report_tmp, summary, writer.path, title=f"{before.name} -> {after.name}")
+        tables = pool.submit(write_report, report_tmp, summary, t.classes,  # while GDAL writes the COG
+                             title=f"{before.name} -> {after.name}")
+        writer.finish(legend=t.legend(np.flatnonzero(counts)))
+        report_files = {**tables.result(), "quicklook": write_quicklook(report_tmp, writer.path)}
     return ChangeResult(path=out, files=map_files(out, "change"), report_dir=report,
                         report_files={k: report / v.name for k, v in report_files.items()},
                         before=before, after=after, rule=provenance.rule or "naive",
