@@ -44,12 +44,13 @@ from s2pipe.provenance import Provenance
 from s2pipe.raster.cog import mode_halves
 from s2pipe.raster.grid import Grid, pixel_area_ha
 from s2pipe.raster.maps import change_layout, map_files, write_map
-from s2pipe.raster.profiles import with_gdal_env
+from s2pipe.raster.profiles import gdal_env, with_gdal_env
 from s2pipe.raster.transitions import Transitions, same_classes
 from s2pipe.resources import peak_rss_mb
 
 THREADS = 2  # strips computed at once, each ~100 MB at the width of a Sentinel-2 tile
 STRIP = 512  # rows of a strip: those of a block of predict's and mosaic's COGs
+CACHE_MB = 64  # GDAL's block cache: strips read each block once (256 MB cached nothing, cost 160 MB)
 
 
 def strips(grid: Grid, rows: int) -> list[Any]:
@@ -230,6 +231,7 @@ def change_map(before: str | os.PathLike, after: str | os.PathLike, out: str | o
     lock, opened = threading.Lock(), list[Any]()
     sieve = StripSieve(min_px)
     with ExitStack() as stack:
+        stack.enter_context(gdal_env(GDAL_CACHEMAX=CACHE_MB))
         stack.callback(lambda: [ds.close() for ds in opened])
         writer = stack.enter_context(write_map(out, grid, change_layout(), provenance,
                                                overwrite=options.overwrite))
