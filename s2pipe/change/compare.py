@@ -196,8 +196,8 @@ def change_map(before: str | os.PathLike, after: str | os.PathLike, out: str | o
     naive_changed = 0
     local = threading.local()
 
-    def compute(win: Any) -> tuple[Any, np.ndarray, int, np.ndarray, tuple[np.ndarray, int] | None]:
-        """The change codes of one strip, its naive changed pixels and its change patches,
+    def compute(win: Any) -> tuple[Any, np.ndarray, np.ndarray, tuple[np.ndarray, int] | None]:
+        """The change codes of one strip, their counts and its change patches,
         on a pool thread with its own datasets: numpy, scipy and GDAL release the GIL."""
         if not hasattr(local, "ds"):
             local.ds = [rasterio.open(m.path) for m in (b, a)]
@@ -212,9 +212,8 @@ def change_map(before: str | os.PathLike, after: str | os.PathLike, out: str | o
             pa[~inside] = 0
         unsure = None if ub is None or ua is None or threshold <= 0 else ub | ua
         codes = t.encode(pb, pa, unsure)
-        naive = int(np.count_nonzero((pb != pa) & (pb > 0) & (pa > 0)))
         hist = np.bincount(codes.ravel(), minlength=t.uncertain + 1)
-        return win, codes, naive, hist, label_patches(changed_lut[codes]) if min_px > 1 else None
+        return win, codes, hist, label_patches(changed_lut[codes]) if min_px > 1 else None
 
     def emit(win: Any, codes: np.ndarray, small: np.ndarray | None) -> None:
         if small is not None and small.any():
@@ -244,8 +243,8 @@ def change_map(before: str | os.PathLike, after: str | os.PathLike, out: str | o
                 pending.append(pool.submit(compute, windows[i]))
             if not pending or (i < len(windows) and len(pending) < 2 * THREADS):
                 continue
-            win, codes, naive, hist, patches = pending.popleft().result()
-            naive_changed += naive
+            win, codes, hist, patches = pending.popleft().result()
+            naive_changed += int(hist[changed_lut[:len(hist)]].sum() + hist[t.uncertain])  # differ, pre-MMU
             counts += hist
             if patches is None:
                 emit(win, codes, None)
