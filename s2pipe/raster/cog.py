@@ -274,11 +274,16 @@ def mode_halves(rows: np.ndarray) -> np.ndarray:
     """GDAL's MODE overview of (even h, even w) uint8 ``rows`` at factor 2, 0 being no
     data: in each 2 x 2 window the value that first reaches the largest count, in row
     order (what ``build_overviews`` gives, computed where the rows are)."""
-    a, b, c, d = rows[0::2, 0::2], rows[0::2, 1::2], rows[1::2, 0::2], rows[1::2, 1::2]
-    best, top = a.copy(), (a != 0).astype(np.uint8)
-    for v, count in ((b, (b != 0) * (1 + (b == a))), (c, (c != 0) * (1 + (c == a) + (c == b))),
-                     (d, (d != 0) * (1 + (d == a) + (d == b) + (d == c)))):
+    h, w = rows.shape
+    quad = rows.reshape(h // 2, 2, w // 2, 2)
+    a, b, c, d = (np.ascontiguousarray(quad[:, i, :, j]) for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+    best, top = a.copy(), (a != 0).view(np.uint8)
+    for v, same in ((b, (a,)), (c, (a, b)), (d, (a, b, c))):  # count of v so far, where v has data
+        count = np.ones(v.shape, np.uint8)
+        for u in same:
+            count += (v == u).view(np.uint8)
+        count *= (v != 0).view(np.uint8)
         up = count > top
         np.copyto(best, v, where=up)
-        np.maximum(top, count, out=top, casting="unsafe")
+        top = np.maximum(top, count)
     return best
