@@ -1,8 +1,9 @@
 """The change engine: two maps (or probability rasters) of one legend -> a change map.
 
-Both maps are read block by block onto one output grid (BEFORE's, or the one the
+Both maps are read strip by strip onto one output grid (BEFORE's, or the one the
 options describe, as ``mosaic`` builds it): class maps nearest, probabilities bilinear,
-as :func:`s2pipe.mosaic.blend.map_block` reads a mosaic's inputs. Each pixel gets the
+as :func:`s2pipe.mosaic.blend.map_block` reads a mosaic's inputs (on the same grid, as
+they are: each block of an input decoded once). Each pixel gets the
 code of its from -> to pair (:mod:`s2pipe.raster.transitions`); no data where either
 date has none (clouds masked by ``predict --mask-clouds`` included). With probabilities
 of both dates a pixel whose classes differ counts as changed only where both winning
@@ -12,7 +13,8 @@ the comparison is naive. Change patches below the minimum mapping unit (4-connec
 its whole width, each read once, and :mod:`s2pipe.change.sieve` joins the patches across
 the strips, so a patch is judged whole wherever strip borders cut it.
 
-Memory is a few strips, whatever the area; the map is written as it is computed.
+Memory is a few strips, whatever the area; the map (and its first overview) is written
+as it is computed.
 """
 
 from __future__ import annotations
