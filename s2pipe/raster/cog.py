@@ -84,13 +84,15 @@ class MapWriter:
                  nodata: float | None = 0, overview_resampling: Resampling = "mode",
                  legend: Sequence[LandCoverClass] | None = None,
                  tags: dict[str, str] | None = None,
-                 band_descriptions: Sequence[str] | None = None, deflate_level: int | None = None) -> None:
+                 band_descriptions: Sequence[str] | None = None, deflate_level: int | None = None,
+                 raw_stage: bool = False) -> None:
         self.path = Path(path)
         self.width, self.height, self.count = int(grid.width), int(grid.height), count
         self.dtype, self.nodata = dtype, nodata
         self.legend = tuple(legend) if legend else None
         self.overview_resampling = overview_resampling
         self._cog = {**profiles.COG, **({"LEVEL": deflate_level} if deflate_level is not None else {})}
+        self._stage_profile = profiles.STAGE_RAW if raw_stage else profiles.STAGE
         self.crs, self.transform = grid.crs, grid.transform
         self._stage = self.path.with_name(f".{self.path.name}.stage.tif")  # named after the map,
         # so that the map's own temporaries (a killed run's too) are recognised by its name
@@ -113,7 +115,7 @@ class MapWriter:
         """A tiled GeoTIFF for columns ``col0 .. col0 + width - 1`` of the raster."""
         with profiles.gdal_write_errors(path):
             return rasterio.open(
-                path, "w", **profiles.STAGE, width=width, height=self.height, count=self.count,
+                path, "w", **self._stage_profile, width=width, height=self.height, count=self.count,
                 dtype=self.dtype, crs=self.crs, nodata=self.nodata,
                 transform=self.transform * Affine.translation(col0, 0))
 
@@ -155,7 +157,7 @@ class MapWriter:
             raise ValueError("given overview rows need one band, mode overviews and an even size")
         if self._halves is None:
             with profiles.gdal_write_errors(self._stage):
-                ds = rasterio.open(self._overview_file, "w", **profiles.STAGE, width=self.width // 2,
+                ds = rasterio.open(self._overview_file, "w", **self._stage_profile, width=self.width // 2,
                                    height=self.height // 2, count=1, dtype=self.dtype, nodata=self.nodata,
                                    crs=self.crs, transform=self.transform * Affine.scale(2))
             self._halves = _RowWriter(ds, STAGE_BLOCK)

@@ -39,6 +39,9 @@ STAGE_BLOCK = 256
 STAGE: dict[str, Any] = dict(driver="GTiff", tiled=True, blockxsize=STAGE_BLOCK,
                              blockysize=STAGE_BLOCK, compress="deflate", zlevel=1,
                              bigtiff="if_safer")
+#: The same uncompressed, for single-band maps that are cheap to hold raw while written
+#: (change maps: 1-2 s less per Sentinel-2 tile, for 150 MB of temporary disk).
+STAGE_RAW: dict[str, Any] = {k: v for k, v in STAGE.items() if k not in ("compress", "zlevel")}
 #: Creation options of the Cloud-Optimized GeoTIFF maps (``predict``).
 COG_BLOCK = 512
 COG: dict[str, Any] = dict(driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=COG_BLOCK, BIGTIFF="IF_SAFER")
