@@ -5,7 +5,9 @@ each block row once to a tiled, DEFLATE-compressed temporary GeoTIFF; ``finish()
 that into a COG (GDAL's COG driver, internal overviews) at the destination and removes
 the temporary file. Rows may also come in column ranges (the panels of
 :mod:`s2pipe.prediction.blend`), each in row order: each range goes to a temporary file of its own,
-and ``finish()`` first joins them into the full-width file, one block row at a time.
+and ``finish()`` first joins them into the full-width file, one block row at a time. A
+class map's first overview may be given as its rows are written (``write_half_rows``):
+it becomes the stage's external ``.ovr``, and only the smaller levels are built from it.
 
 Class maps carry their legend as :mod:`s2pipe.raster.style` encodes it: colour table
 and class tags inside, ``.aux.xml`` and ``.qml`` sidecars next to the map.
@@ -146,13 +148,13 @@ class MapWriter:
     @property
     def takes_halves(self) -> bool:
         """Whether :meth:`write_half_rows` may be used (and spares work)."""
-        return (self.count == 1 and self.overview_resampling == "mode" and not self.width % 2
-                and not self.height % 2 and bool(overview_factors(self.width, self.height)))
+        return (self.count == 1 and self.dtype == "uint8" and self.nodata == 0 and self.overview_resampling == "mode"
+                and not self.width % 2 and not self.height % 2 and bool(overview_factors(self.width, self.height)))
 
     def write_half_rows(self, data: np.ndarray) -> None:
         """Append rows of the first overview (factor 2), :func:`mode_halves` of the rows
         written, so that ``finish()`` reads the map back only at a quarter of its size.
-        Single-band maps of even width and height with mode overviews only."""
+        Single-band uint8 maps (no data 0) of even width and height with mode overviews only."""
         if not self.takes_halves:
             raise ValueError("given overview rows need one band, mode overviews and an even size")
         if self._halves is None:
