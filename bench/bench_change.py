@@ -12,8 +12,8 @@ Prints one JSON object:
   ``--seeds`` seeds with the synthetic truth as the analyst: how often the 95% interval of
   the area of change (and of each true transition) covers the true area;
 * ``scale`` (with ``--full``): two ``--full-size`` px probability rasters, the world's
-  predicted ones tiled (they compress as predict's output does): wall time and peak memory
-  of ``change`` against reading both inputs once, in the same run.
+  predicted ones tiled (they compress as predict's output does): wall time, CPU-seconds
+  and peak memory of ``change`` against reading both inputs once, in the same run.
 
     python bench/bench_change.py --workdir /tmp/bench-change --size 1024 --epochs 30 [--full]
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -147,6 +148,12 @@ def _coverage(work: Path, change: Path, truth: np.ndarray, seeds: int, n: int) -
             "transition_coverage": {t.name(c): per[c] / seeds for c in true_codes}}
 
 
+def _cpu(who: int) -> float:
+    """User + system CPU-seconds of this process or of its finished children."""
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
 def _scale(work: Path, size: int, maps: dict[str, Path]) -> dict[str, Any]:
     """Two ``size`` px probability rasters tiled from the world's predicted ones (so they
     compress as predict's output does), then change against reading both once."""
@@ -171,22 +178,22 @@ def _scale(work: Path, size: int, maps: dict[str, Path]) -> dict[str, Any]:
                 rows = np.arange(r0, min(size, r0 + 512)) % h0
                 w.write_rows(np.tile(tile[:, rows], (1, 1, reps))[:, :, :size])
             w.finish()
-    t0 = time.perf_counter()
-    for path in paths:  # reading both inputs once, block by block, as change reads them
+    t0, c0 = time.perf_counter(), _cpu(resource.RUSAGE_SELF)
+    for path in paths:  # reading both inputs once, block by block (one thread)
         with rasterio.open(path) as ds:
             for _, win in ds.block_windows(1):
                 ds.read(window=win)
-    read_s = time.perf_counter() - t0
+    read_s, read_cpu = time.perf_counter() - t0, _cpu(resource.RUSAGE_SELF) - c0
     code = ("import json, sys; from s2pipe.change.compare import change_map; from s2pipe.change.options import "
             "ChangeOptions; r = change_map(sys.argv[1], sys.argv[2], sys.argv[3], ChangeOptions(overwrite=True)); "
             "print(json.dumps({'seconds': r.seconds, 'peak_rss_mb': r.peak_rss_mb}))")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu(resource.RUSAGE_CHILDREN)
     p = subprocess.run([sys.executable, "-c", code, *map(str, paths), str(work / "full_change.tif")],
                        capture_output=True, text=True, check=True, cwd=ROOT)
-    wall = time.perf_counter() - t0
+    wall, change_cpu = time.perf_counter() - t0, _cpu(resource.RUSAGE_CHILDREN) - c0
     got = json.loads(p.stdout.strip().splitlines()[-1])
-    return {"size_px": size, "read_both_s": round(read_s, 1), "change_s": got["seconds"],
-            "change_wall_s": round(wall, 1),
+    return {"size_px": size, "read_both_s": round(read_s, 1), "read_cpu_s": round(read_cpu, 1),
+            "change_s": got["seconds"], "change_wall_s": round(wall, 1), "change_cpu_s": round(change_cpu, 1),
             "ratio_to_read": round(got["seconds"] / read_s, 2), "peak_rss_mb": got["peak_rss_mb"]}
 
 

@@ -18,7 +18,6 @@ from s2pipe.change import compare
 from s2pipe.change.compare import change_map
 from s2pipe.change.options import ChangeOptions
 from s2pipe.legend import DEFAULT_LEGEND, LandCoverClass
-from s2pipe.mosaic import grid as mosaic_grid
 from s2pipe.raster.grid import Grid
 from s2pipe.raster.maps import Provenance, class_layout, open_map, probability_layout, write_map
 from s2pipe.raster.transitions import Transitions
@@ -128,14 +127,53 @@ def test_naive_comparison_of_class_maps(tmp_path):
     assert (codes[200:203, 200:203] == T.code(2, 7)).all()          # no MMU: the site stays
 
 
-def test_the_mmu_is_exact_across_block_borders(tmp_path, monkeypatch):
-    """A patch cut by block borders is judged whole: small blocks give the map one block gives."""
+def whole_array_sieve(codes, min_px):
+    """The minimum mapping unit on the whole array at once (scipy's 4-connected labels):
+    change patches under ``min_px`` pixels take the stable code of their earlier class."""
+    from scipy import ndimage
+
+    changed = T.changed(codes)
+    labels, _ = ndimage.label(changed)
+    small = (np.bincount(labels.ravel()) < min_px)[labels] & changed
+    out = codes.copy()
+    b = T.before_after(codes)[0][small]
+    out[small] = T.encode(b, b)
+    return out
+
+
+@pytest.mark.parametrize("rows", [7, 32, 64, 1000])
+def test_the_mmu_is_exact_across_strip_borders(tmp_path, monkeypatch, rows):
+    """A patch cut by strip borders is judged whole: strips shorter or taller than the
+    unit (50 px) give the map the whole-array sieve gives."""
     b, a, *_ = two_dates(tmp_path, "classes")
-    whole = read(change_map(b, a, tmp_path / "one.tif", ChangeOptions(mmu_ha=0.5)).path)
-    monkeypatch.setattr(compare, "blocks", lambda g: mosaic_grid.blocks(g, 32))
-    small = read(change_map(b, a, tmp_path / "many.tif", ChangeOptions(mmu_ha=0.5)).path)
-    assert np.array_equal(whole, small)
-    assert (whole[100:140, 40:80] == T.code(1, 5)).all()            # 1600 px crossing block borders
+    unsieved = read(change_map(b, a, tmp_path / "raw.tif", ChangeOptions(mmu_ha=0)).path)
+    monkeypatch.setattr(compare, "STRIP", rows)
+    sieved = read(change_map(b, a, tmp_path / "many.tif", ChangeOptions(mmu_ha=0.5)).path)
+    assert np.array_equal(sieved, whole_array_sieve(unsieved, 50))
+    assert (sieved[100:140, 40:80] == T.code(1, 5)).all()            # 1600 px crossing strip borders
+    assert (sieved[200:203, 200:203] == T.code(2, 2)).all()          # 9 px: stable
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_strip_sieve_is_the_whole_array_sieve(seed):
+    """Random masks (dense enough for long patches), strips of 1..40 rows, units of 2..300 px."""
+    from scipy import ndimage
+
+    from s2pipe.change.sieve import StripSieve, label_patches
+
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        h, w = int(rng.integers(1, 150)), int(rng.integers(1, 60))
+        mask = rng.random((h, w)) < rng.uniform(0.2, 0.7)
+        min_px, rows = int(rng.integers(2, 300)), int(rng.integers(1, 40))
+        labels, _ = ndimage.label(mask)
+        expected = (np.bincount(labels.ravel()) < min_px)[labels] & mask
+        sieve, got = StripSieve(min_px), []
+        for r0 in range(0, h, rows):
+            got += sieve.push(r0, *label_patches(mask[r0:r0 + rows]), last=r0 + rows >= h)
+            assert sieve.waiting <= -(-min_px // rows) + 1                # memory: a few strips
+        assert [r0 for r0, _ in got] == list(range(0, h, rows)) and sieve.waiting == 0
+        assert np.array_equal(np.concatenate([small for _, small in got]), expected)
 
 
 def test_other_grids_are_aligned_onto_before(tmp_path):
@@ -212,3 +250,35 @@ def test_synth_changes_turn_the_ground_and_write_its_truth(tmp_path):
     assert polys["area_ha"].sum() == pytest.approx(T.changed(codes).sum() * 0.01)
     again = synth_product(tmp_path / "c", size=256, date="2021-05-01", changes=1)
     assert np.array_equal(read(again.truth_path), tb)                # one change set: the same turn on any date
+
+
+@pytest.mark.parametrize("rows", [256, 100])
+def test_the_first_overview_given_from_the_rows_is_gdals(tmp_path, monkeypatch, rows):
+    """MapWriter with the first overview computed from the rows (mode_halves) writes the
+    COG GDAL's build_overviews would: every level equal, ties and no data included, with
+    overviews built in many chunks as for a whole tile."""
+    from s2pipe.raster import cog
+    from s2pipe.raster.cog import MapWriter, mode_halves
+
+    monkeypatch.setattr(cog, "OVERVIEW_CHUNK", 1 << 14)
+
+    rng = np.random.default_rng(3)
+    grid = Grid(CRS.from_epsg(32633), Affine(10, 0, 600000, 0, -10, 5700000), 2204, 1100)  # 551 -> 276:
+    data = rng.integers(0, 4, (1100, 2204), dtype=np.uint8)     # windows of 3 px; ties among 3 classes
+    data[:300, :700] = np.repeat(np.repeat(rng.integers(0, 9, (100, 350), dtype=np.uint8), 3, 0), 2, 1)
+    levels = {}
+    for name, given in (("gdal", False), ("given", True)):
+        with MapWriter(tmp_path / f"{name}.tif", grid) as w:            # the legend comes at the end
+            assert w.takes_halves
+            for r0 in range(0, 1100, rows):
+                w.write_rows(data[r0:r0 + rows])
+                if given:
+                    w.write_half_rows(mode_halves(data[r0:r0 + rows]))
+            w.finish(legend=DEFAULT_LEGEND)
+        with rasterio.open(tmp_path / f"{name}.tif") as ds:
+            assert ds.overviews(1) == [2, 4, 8] and np.array_equal(ds.read(1), data)
+            levels[name] = [ds.read(1, out_shape=(-(-1100 // f), -(-2204 // f))) for f in ds.overviews(1)]
+    for gdal, given in zip(levels["gdal"], levels["given"]):
+        assert np.array_equal(gdal, given)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".xml" and p.suffix != ".qml") == \
+        ["gdal.tif", "given.tif"]                                   # no stage or .ovr left

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from s2pipe.legend import LandCoverClass
 from s2pipe.raster.transitions import Transitions
 
 
@@ -140,12 +142,12 @@ FILES = {"json": "change.json", "csv": "transitions.csv", "markdown": "change.md
          "chart": "transitions.png", "quicklook": "change.png"}
 
 
-def write_report(folder: Path, s: ChangeSummary, change_map: Path, *, title: str) -> dict[str, Path]:
-    """Write the report files into ``folder`` (which exists): JSON, CSV, Markdown, a chart of
-    the largest transitions and a quick-look of the change map."""
-    from s2pipe.raster.quicklook import render_quicklook
-
-    out = {k: folder / v for k, v in FILES.items()}
+def write_report(folder: Path, s: ChangeSummary, legend: Sequence[LandCoverClass], *, title: str
+                 ) -> dict[str, Path]:
+    """Write the tables of the report into ``folder`` (which exists): JSON, CSV, Markdown
+    and a chart of the largest transitions (``legend``: the classes, for their colours);
+    the quick-look of the map is :func:`write_quicklook`'s."""
+    out = {k: folder / v for k, v in FILES.items() if k != "quicklook"}
     out["json"].write_text(json.dumps(s.to_dict(), indent=2) + "\n", encoding="utf-8")
     with out["csv"].open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -153,9 +155,14 @@ def write_report(folder: Path, s: ChangeSummary, change_map: Path, *, title: str
         for x in s.transitions:
             w.writerow([x.code, x.before, x.after, x.pixels, x.hectares, x.percent])
     out["markdown"].write_text(markdown(s, title), encoding="utf-8")
-    from s2pipe.raster.maps import open_map
-
-    legend = open_map(change_map, ("change",)).transitions.classes
     _chart(s, {c.name: c.color for c in legend}, out["chart"])
-    render_quicklook(change_map, out["quicklook"], kind="classes", title="Change", overwrite=True)
     return out
+
+
+def write_quicklook(folder: Path, change_map: Path) -> Path:
+    """The report's quick-look of the change map (read decimated, from its overviews)."""
+    from s2pipe.raster.quicklook import render_quicklook
+
+    path = folder / FILES["quicklook"]
+    render_quicklook(change_map, path, kind="classes", title="Change", overwrite=True)
+    return path

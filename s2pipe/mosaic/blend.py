@@ -59,7 +59,7 @@ def feather_weights(valid: np.ndarray, feather: int) -> np.ndarray:
     return w
 
 
-def _source_window(m: MapInput, grid: Grid, window: Window, margin: int) -> Window | None:
+def _source_window(m: MapInput, grid: Grid, window: Window, margin: int) -> Window:
     """The window of map ``m`` (grown by ``margin`` px) under the output ``window``."""
     t = rasterio.windows.transform(window, grid.transform)
     left, top = t.c, t.f
@@ -70,13 +70,15 @@ def _source_window(m: MapInput, grid: Grid, window: Window, margin: int) -> Wind
     f = from_bounds(left, bottom, right, top, m.transform)
     c0, r0 = math.floor(f.col_off), math.floor(f.row_off)
     c1, r1 = math.ceil(f.col_off + f.width), math.ceil(f.row_off + f.height)
-    w = Window(c0 - margin, r0 - margin, c1 - c0 + 2 * margin, r1 - r0 + 2 * margin)
-    if w.col_off >= m.width or w.row_off >= m.height or w.col_off + w.width <= 0 or w.row_off + w.height <= 0:
-        return None
-    return w
+    return Window(c0 - margin, r0 - margin, c1 - c0 + 2 * margin, r1 - r0 + 2 * margin)
 
 
-def _aligned(m: MapInput, grid: Grid, window: Window) -> Window | None:
+def _reaches(m: MapInput, w: Window) -> bool:
+    """Whether window ``w`` of map ``m`` holds any of its pixels."""
+    return not (w.col_off >= m.width or w.row_off >= m.height or w.col_off + w.width <= 0 or w.row_off + w.height <= 0)
+
+
+def aligned_window(m: MapInput, grid: Grid, window: Window) -> Window | None:
     """The map's window that is exactly the output window's pixels, when the grids align."""
     a, b = m.transform, grid.transform
     if m.crs != grid.crs or (a.a, a.b, a.d, a.e) != (b.a, b.b, b.d, b.e):
@@ -97,11 +99,13 @@ def _warp(src: np.ndarray, src_transform: Any, m: MapInput, grid: Grid, window: 
     return dst
 
 
-def _read(ds: Any, window: Window) -> np.ndarray:
+def read_window(ds: Any, window: Window) -> np.ndarray:
     """``window`` of all bands; outside the raster: 0 (no data). Cheaper than a boundless read."""
     c0, r0 = max(0, int(window.col_off)), max(0, int(window.row_off))
     c1 = min(ds.width, int(window.col_off + window.width))
     r1 = min(ds.height, int(window.row_off + window.height))
+    if c1 <= c0 or r1 <= r0:
+        return np.zeros((ds.count, int(window.height), int(window.width)), dtype=ds.dtypes[0])
     inner = ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))
     pads = ((0, 0), (r0 - int(window.row_off), int(window.row_off + window.height) - r1),
             (c0 - int(window.col_off), int(window.col_off + window.width) - c1))
@@ -111,15 +115,17 @@ def _read(ds: Any, window: Window) -> np.ndarray:
 def map_block(m: MapInput, ds: Any, grid: Grid, window: Window, feather: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Map ``m``'s values (probabilities as uint8, 255 = 1, or classes) and weights on the
     output ``window``; None where the map does not reach it."""
-    src_win = _source_window(m, grid, window, feather + 2)
-    if src_win is None:
+    aligned = aligned_window(m, grid, window)
+    # a margin for the ramp and for resampling; on the same grid without a ramp, none: the
+    # window is read as it is (each block of the map decoded once when windows follow them)
+    src_win = aligned if aligned is not None and feather <= 0 else _source_window(m, grid, window, feather + 2)
+    if src_win is None or not _reaches(m, src_win):
         return None
-    data = _read(ds, src_win)
+    data = read_window(ds, src_win)
     valid = data.max(axis=0) > 0
     if not valid.any():
         return None
     weight = feather_weights(valid, feather)
-    aligned = _aligned(m, grid, window)
     if aligned is not None:  # same grid: cut, no resampling
         r, c = int(aligned.row_off - src_win.row_off), int(aligned.col_off - src_win.col_off)
         h, w = int(window.height), int(window.width)

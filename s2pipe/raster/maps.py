@@ -198,6 +198,8 @@ class Layout:
     overviews: Literal["mode", "average", "nearest"] = "mode"
     legend: tuple[LandCoverClass, ...] | None = None
     descriptions: tuple[str, ...] | None = None
+    deflate_level: int | None = None  # None: the COG profile's
+    raw_stage: bool = False  # the temporary file written before the COG uncompressed
 
 
 def class_layout(legend: Sequence[LandCoverClass]) -> Layout:
@@ -214,7 +216,9 @@ def probability_layout(legend: Sequence[LandCoverClass], *, every_class: bool) -
 
 def change_layout() -> Layout:
     """A change map: its legend (the transitions that occur) is given to ``finish()``."""
-    return Layout("change", descriptions=(CHANGE_DESCRIPTION,))
+    from s2pipe.raster.profiles import CHANGE_DEFLATE_LEVEL
+
+    return Layout("change", descriptions=(CHANGE_DESCRIPTION,), deflate_level=CHANGE_DEFLATE_LEVEL, raw_stage=True)
 
 
 SOURCES_LAYOUT = Layout("sources", 2, None, "nearest", descriptions=SOURCES_DESCRIPTIONS)
@@ -262,7 +266,8 @@ def write_map(path: str | os.PathLike, grid: Any, layout: Layout, provenance: Pr
             tmp = stack.enter_context(atomic_output(path, overwrite=overwrite))
         writer = stack.enter_context(MapWriter(
             tmp, grid, count=layout.count, nodata=layout.nodata, overview_resampling=layout.overviews,
-            legend=layout.legend, tags=provenance.tags(), band_descriptions=layout.descriptions))
+            legend=layout.legend, tags=provenance.tags(), band_descriptions=layout.descriptions,
+            deflate_level=layout.deflate_level, raw_stage=layout.raw_stage))
         yield writer
         if not tmp.exists():
             raise RuntimeError(f"{path}: the map writer was not finished")

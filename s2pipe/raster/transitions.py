@@ -96,12 +96,11 @@ class Transitions:
     def encode(self, before: np.ndarray, after: np.ndarray, uncertain: np.ndarray | None = None) -> np.ndarray:
         """Codes of two arrays of legend positions (0 = no data in either gives 0); where
         ``uncertain`` and the classes differ, the uncertain code."""
-        b = before.astype(np.uint8, copy=False)
-        a = after.astype(np.uint8, copy=False)
-        out = ((b.astype(np.int32) - 1) * self.n + a).astype(np.uint8)
-        out[(b == 0) | (a == 0)] = 0
+        pair = (before.astype(np.uint8, copy=False) << 4) | after.astype(np.uint8, copy=False)  # positions < 16
+        b, a = np.arange(256) >> 4, np.arange(256) & 15
+        out = np.where((b > 0) & (a > 0), (b - 1) * self.n + a, 0).astype(np.uint8)[pair]
         if uncertain is not None:
-            out[uncertain & (b != a) & (b > 0) & (a > 0)] = self.uncertain
+            out[uncertain & ((b != a) & (b > 0) & (a > 0))[pair]] = self.uncertain
         return out
 
     def changed(self, codes: np.ndarray) -> np.ndarray:
