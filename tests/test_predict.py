@@ -192,7 +192,7 @@ def test_strips_put_every_window_back_where_it_came_from(w, h, overlap, batch):
     data[:, : h // 3, : w // 4] = 0
     grid = WindowGrid(w, h, TILE, overlap)
     rows_out, valid_out = [], []
-    blend_scene(_Scene(data), _pixelwise, grid, NORM.normalizer(),
+    blend_scene(_Scene(data), _pixelwise, grid, NORM,
                 batch_size=batch, num_classes=8,
                 on_rows=lambda p, v, c0: (rows_out.append(p.argmax(0) + 1), valid_out.append(v.copy())))
     got = np.concatenate(rows_out)
@@ -239,7 +239,7 @@ def _blend_whole(data: np.ndarray, grid: WindowGrid) -> tuple[np.ndarray, np.nda
         valid[r0:r0 + n, c0:c0 + width] = v
         filled[c0] = r0 + n
 
-    blend_scene(_Scene(data), _window_dependent, grid, NORM.normalizer(),
+    blend_scene(_Scene(data), _window_dependent, grid, NORM,
                 batch_size=3, num_classes=8, on_rows=on_rows)
     return probs, valid
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -24,6 +25,19 @@ class Normalization:
 
     def normalizer(self, device: torch.device | str = "cpu") -> Normalizer:
         return Normalizer(self, torch.device(device))
+
+    def normalize_array(self, x: np.ndarray) -> np.ndarray:
+        """:class:`Normalizer`'s rule on a NumPy ``(bands, H, W)`` or ``(N, bands, H, W)``
+        array of DN, bit for bit (the same float32 operations in the same order): a new
+        float32 array. Prediction's reading thread uses it, so that no torch thread pool
+        competes with the model's threads."""
+        axis = x.ndim - 3
+        shape = (-1, 1, 1)
+        valid = np.any(x != 0, axis=axis, keepdims=True)
+        out = np.subtract(x, np.asarray(self.mean, np.float32).reshape(shape), dtype=np.float32)
+        out /= np.asarray(self.std, np.float32).reshape(shape)
+        out *= valid
+        return out
 
 
 class Normalizer:

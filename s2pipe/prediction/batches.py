@@ -1,9 +1,9 @@
 """Reading a scene's windows once per strip, normalised, in batches, ahead of the model.
 
-Each panel's window rows are read as reflect-padded strips (:func:`read_padded`), cut
-into batches and normalised by the checkpoint's
-:class:`s2pipe.model.normalization.Normalizer` (the one training uses) in a background
-thread (:func:`prefetch`), so reading overlaps the forward passes.
+Each panel's window rows are read as reflect-padded strips (:func:`read_padded`),
+normalised by the checkpoint's :class:`s2pipe.model.normalization.Normalization` (the
+rule training uses, bit for bit) and cut into batches in a background thread
+(:func:`prefetch`), so reading overlaps the forward passes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from s2pipe.model.normalization import Normalizer
+from s2pipe.model.normalization import Normalization
 from s2pipe.prediction.windows import WindowGrid, read_padded
 from s2pipe.sentinel2.scene import Scene
 
@@ -34,9 +34,10 @@ class Batch:
     valid: np.ndarray        # (n, t, t) bool: some band is non-zero
 
 
-def batches(scene: Scene, grid: WindowGrid, normalize: Normalizer,
+def batches(scene: Scene, grid: WindowGrid, norm: Normalization,
             batch_size: int) -> Iterator[Batch]:
-    """Read each panel's window rows once as reflect-padded strips; cut into batches."""
+    """Read each panel's window rows once as reflect-padded strips, normalise each strip
+    once (in NumPy: no torch threads beside the model's), and cut it into batches."""
 
     def read(x0: int, y0: int, w: int, h: int) -> np.ndarray:
         return scene.read(Window(x0, y0, w, h))
@@ -45,8 +46,10 @@ def batches(scene: Scene, grid: WindowGrid, normalize: Normalizer,
     for g, panel in enumerate(grid.panels):
         cols = panel.cols
         for r, y0 in enumerate(grid.rows):
-            strip = read_padded(read, grid.width, grid.height, panel.x0, y0, panel.width, t)
-            valid_strip: np.ndarray = np.any(strip, axis=0)
+            raw = read_padded(read, grid.width, grid.height, panel.x0, y0, panel.width, t)
+            valid_strip: np.ndarray = np.any(raw, axis=0)
+            strip = norm.normalize_array(raw)
+            del raw
             for b in range(0, len(cols), batch_size):
                 chunk = cols[b:b + batch_size]
                 x = np.empty((len(chunk), strip.shape[0], t, t), dtype=np.float32)
@@ -54,8 +57,7 @@ def batches(scene: Scene, grid: WindowGrid, normalize: Normalizer,
                 for i, c in enumerate(chunk):
                     x[i] = strip[:, :, c - panel.x0:c - panel.x0 + t]
                     valid[i] = valid_strip[:, c - panel.x0:c - panel.x0 + t]
-                yield Batch(g, r, b + batch_size >= len(cols), chunk,
-                            normalize(torch.from_numpy(x)), valid)
+                yield Batch(g, r, b + batch_size >= len(cols), chunk, torch.from_numpy(x), valid)
             del strip, valid_strip  # before the next strip is read
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from s2pipe.model.normalization import Normalizer
+from s2pipe.model.normalization import Normalization
 from s2pipe.prediction.batches import batches, prefetch
 from s2pipe.prediction.windows import Panel, WindowGrid, ramp_weights
 from s2pipe.sentinel2.scene import Scene
@@ -108,7 +108,7 @@ class Seam:
 
 
 def blend_scene(scene: Scene, model: Callable[[torch.Tensor], np.ndarray], grid: WindowGrid,
-                normalize: Normalizer, *, batch_size: int, num_classes: int,
+                norm: Normalization, *, batch_size: int, num_classes: int,
                  on_rows: Callable[[np.ndarray, np.ndarray, int], None],
                  progress: Callable[[int], None] | None = None) -> None:
     """Predict every window of ``grid`` and hand each finished piece of a strip, cropped
@@ -119,7 +119,7 @@ def blend_scene(scene: Scene, model: Callable[[torch.Tensor], np.ndarray], grid:
     seam = Seam(num_classes, rows[-1] + grid.tile - rows[0], max(seam_widths)) \
         if seam_widths else None
     acc: StripAccumulator | None = None
-    for batch in prefetch(batches(scene, grid, normalize, batch_size)):
+    for batch in prefetch(batches(scene, grid, norm, batch_size)):
         panel = panels[batch.panel]
         if acc is None or acc.panel is not panel:
             acc = None  # the last panel's, freed before the next is allocated

@@ -162,7 +162,7 @@ def map_scene(scene: Scene, job: SceneJob, model_path: Path, model: LoadedModel,
                 q[:, ~valid] = 0
                 probs_out.write_rows(q, col0)
 
-        blend_scene(scene, model.runner, grid, meta.normalization.normalizer(), batch_size=o.batch_size,
+        blend_scene(scene, model.runner, grid, meta.normalization, batch_size=o.batch_size,
                     num_classes=meta.num_classes, on_rows=on_rows, progress=progress)
         classes.finish()
         if probs_out is not None:
