@@ -133,10 +133,7 @@ def calibration_pairs(tileset: TileSet, count: int, seed: int) -> list[TilePair]
 
 
 def _normalised(images: np.ndarray, meta: ModelMeta) -> np.ndarray:
-    import torch
-
-    x = torch.from_numpy(images.astype(np.float32))
-    return meta.normalization.normalizer()(x).numpy()
+    return meta.normalization.normalize_array(images)
 
 
 def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, *, meta: ModelMeta,
