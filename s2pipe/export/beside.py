@@ -84,7 +84,7 @@ def record_of_model(path: str | os.PathLike) -> Int8Record | None:
         return None
     fp32_s, int8_s = quant["agreement"].get("fp32_seconds") or 0, quant["agreement"].get("int8_seconds") or 0
     speedup = fp32_s / int8_s if fp32_s and int8_s else None  # models exported before it was timed: None
-    ok = agreement >= DEFAULT_MIN_AGREEMENT and (speedup is None or speedup > 1)
+    ok = agreement >= DEFAULT_MIN_AGREEMENT and (speedup is None or speedup > MIN_SPEEDUP)
     reason = "" if ok else f"its agreement {100 * agreement:.2f}% is below {100 * DEFAULT_MIN_AGREEMENT:g}%" \
         if agreement < DEFAULT_MIN_AGREEMENT else f"it ran only {speedup:.2f}x as fast as fp32 ONNX"
     return Int8Record(ok, Path(path).name, agreement, threshold, None, quant.get("calibration", {}).get("scheme"),
