@@ -1005,11 +1005,14 @@ def change(before: Path, after: Path, out: Path, report_dir: Path | None, min_co
 @click.option("--buffer", type=click.IntRange(0), default=2, show_default=True,
               help="Change maps: stable pixels within this many pixels of change are strata of their own "
                    "(where omitted change lies); 0: none.")
+@click.option("--extend", type=click.Path(dir_okay=False, path_type=Path), metavar="POINTS",
+              help="An earlier sample of this map (labelled or not): keep its points and draw new ones among "
+                   "the other pixels of each stratum, up to -n in all.")
 @seed_option
 @overwrite_option
 @json_option
 def sample(map_path: Path, n: int, out: Path, allocation: Allocation, min_per_stratum: int | None, buffer: int,
-           seed: int, overwrite: bool, as_json: bool) -> None:
+           extend: Path | None, seed: int, overwrite: bool, as_json: bool) -> None:
     """A stratified random sample of a map or change map, for an analyst to label.
 
     Strata are the map's classes, or a change map's transitions and stable classes;
@@ -1019,14 +1022,16 @@ def sample(map_path: Path, n: int, out: Path, allocation: Allocation, min_per_st
 
     \b
     s2pipe sample change.tif -n 600 -o points.gpkg
+    s2pipe sample change.tif -n 2000 --extend points.gpkg -o points2.gpkg --seed 1
     """
     from s2pipe.evaluation.sample import draw_sample
 
     result = draw_sample(map_path, n, out, allocation=allocation, min_per_stratum=min_per_stratum,
-                         buffer=buffer, seed=seed, overwrite=overwrite)
+                         buffer=buffer, extend=extend, seed=seed, overwrite=overwrite)
     lines = [f"{s.points:6d} points  {s.area_ha:12.1f} ha  {s.name}" for s in result.strata]
+    kept = f", {result.kept} of them kept from {extend}" if extend else ""
     report(result, as_json, "\n".join([*lines, f"{result.points} points in {len(result.strata)} strata "
-                                       f"({result.allocation}): {result.path}; fill in "
+                                       f"({result.allocation}{kept}): {result.path}; fill in "
                                        f"{', '.join(result.reference_fields)}"]))
 
 

@@ -197,3 +197,54 @@ def test_small_transitions_pool_into_one_stratum(change, tmp_path):
     counts[T.code(2, 7)] = 0
     assert _pooled(m, counts) == set()                                 # one small transition stays itself
     assert POOLED < 1000
+
+
+def test_extending_a_labelled_sample(change, tmp_path):
+    """--extend keeps the earlier points and their labels, draws new ones among the other
+    pixels of each stratum, and the union is the stratified sample evaluate reads."""
+    r, before, truth = change
+    first = draw_sample(r.path, 60, tmp_path / "points.gpkg", seed=0)
+    labelled = _label(first.path, before, truth, tmp_path / "labelled.gpkg")
+    s = draw_sample(r.path, 200, tmp_path / "more.gpkg", seed=1, extend=labelled)
+    old, g = gpd.read_file(labelled), gpd.read_file(s.path)
+    assert s.kept == 60 and s.points == len(g) >= 200
+    kept = g.iloc[:60]
+    assert kept.geometry.equals(old.geometry) and (kept["point_id"].values == old["point_id"].values).all()
+    assert (kept["ref_before"].values == old["ref_before"].values).all()            # the labels stay
+    assert g["point_id"].is_unique and not g.geometry.duplicated().any()            # new pixels only
+    assert g["ref_after"].iloc[60:].isna().all()                                   # new points to label
+    with rasterio.open(r.path) as ds:
+        codes = ds.read(1)
+        rows, cols = rasterio.transform.rowcol(ds.transform, g.geometry.x.values, g.geometry.y.values)
+    assert (codes[rows, cols] == map_code(g["stratum"].values)).all()
+    for st in s.strata:                                   # every stratum: at least what it held before
+        pts = g[g["stratum"] == st.value]
+        assert len(pts) == st.points >= int((old["stratum"] == st.value).sum())
+        assert (pts["stratum_points"] == st.points).all()
+        assert np.allclose(pts["inclusion_probability"], st.points / st.pixels)
+    e = evaluate_change(r.path, _label(s.path, before, truth, tmp_path / "all.gpkg"), tmp_path / "acc")
+    assert e.design == "sample" and e.units == len(g)
+    urban = next(c for c in e.per_code if c["code"] == T.code(1, 5))
+    assert urban["area_ha"]["value"] == pytest.approx(16.0, abs=0.5)
+
+
+def test_extend_refuses_another_maps_sample(change, tmp_path):
+    r, before, truth = change
+    runner = CliRunner()
+    first = draw_sample(r.path, 60, tmp_path / "points.gpkg", seed=0)
+    other = change_map(*two_dates(tmp_path / "o")[:2], tmp_path / "other.tif", ChangeOptions(mmu_ha=0.5))
+    for args, message in (
+            ([str(other.path), "-n", "200", "--extend", str(first.path)],
+             f"Error: {first.path}: "),
+            ([str(r.path), "-n", "60", "--extend", str(first.path)],
+             f"Error: -n 60: {first.path} already holds 60 points; give the larger total wanted"),
+            ([str(r.path), "-n", "200", "--extend", str(tmp_path / "none.gpkg")],
+             f"Error: {tmp_path / 'none.gpkg'} does not exist; give the sample to extend"),
+            ([str(r.path), "-n", "200", "--buffer", "4", "--extend", str(first.path)],
+             f"Error: {first.path}: ")):
+        res = runner.invoke(cli, ["sample", *args, "-o", str(tmp_path / "more.gpkg")])
+        assert res.exit_code == 1 and res.output.strip().splitlines()[-1].startswith(message), res.output
+        assert not (tmp_path / "more.gpkg").exists()
+    res = runner.invoke(cli, ["sample", str(r.path), "-n", "90", "--extend", str(first.path), "-o",
+                              str(tmp_path / "more.gpkg")])
+    assert res.exit_code == 0 and "60 of them kept from" in res.output, res.output

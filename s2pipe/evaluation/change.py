@@ -48,7 +48,8 @@ BEFORE_FIELDS, AFTER_FIELDS = ("ref_before", "before"), ("ref_after", "after")
 #: A code found at fewer reference units than this has an interval that rests on too few
 #: points for the normal approximation (the rule of thumb n p >= 5): the report flags it.
 #: (In the benchmark, bench/RESULTS.md issue 19, the two transitions the model mapped worst
-#: had intervals that covered the truth in only 30-55% of repeated samples.)
+#: had intervals that covered the truth in only 30-55% of repeated samples of 400 points,
+#: 90% of samples of 2000.)
 FEW_UNITS = 5
 
 
@@ -238,8 +239,8 @@ def markdown(r: ChangeAccuracy) -> str:
                      f"{c['mapped_ha']:.1f} | {_f(c['area_ha'], 1)}{flag} |")
     if any(c["few_units"] for c in r.per_code):
         lines += ["", f"† (k): found at only k < {FEW_UNITS} reference points; its interval rests on too few "
-                  "points and is likely too short. A larger sample, or more points in the strata where it "
-                  "hides (the buffer and the stable classes it comes from), gives a trustworthy one."]
+                  "points and is likely too short. Extend the labelled sample (s2pipe sample --extend) and label "
+                  "the new points: more points in the strata where it hides give a trustworthy one."]
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,13 @@ over the map (a count, then the draw), block by block: memory is a block and the
 Each point records its stratum, the stratum's pixels and sample size, its inclusion
 probability and weight, and empty reference fields (``ref_class``, or ``ref_before``
 and ``ref_after`` for a change map) that ``evaluate`` reads once they are filled in.
+
+``extend``: an earlier sample of the same map is kept (labels and all) and each stratum
+topped up to the new allocation with a simple random sample of its other pixels (a random
+order of distinct ranks, the earlier points skipped): within each stratum the union is a
+simple random sample again, so the estimators read it as one sample. Per-transition
+intervals need far more points than the area of change (bench/RESULTS.md, issue 19):
+this is how an analyst adds them after a first round of labelling.
 """
 
 from __future__ import annotations
@@ -35,10 +42,11 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from s2pipe.errors import OptionError, RasterError
+from s2pipe.errors import InputNotFoundError, LabelError, OptionError, RasterError
 from s2pipe.evaluation.allocation import ALLOCATIONS, Allocation, allocate
 from s2pipe.outputs import atomic_output, check_writable
 from s2pipe.raster.grid import pixel_area_ha
@@ -83,6 +91,7 @@ class Sample:
     strata: list[Stratum]
     reference_fields: list[str]
     buffer: int = 0
+    kept: int = 0  # points carried over from the sample extended
 
 
 def _names(m: MapRaster, buffer: int) -> dict[int, str]:
@@ -167,13 +176,64 @@ def value_counts(m: MapRaster, buffer: int = 0) -> np.ndarray:
     return counts
 
 
+def _previous(path: Path, m: MapRaster, size_of: dict[int, int]) -> tuple[Any, np.ndarray]:
+    """The points of an earlier sample of this map (to extend) and their flat pixel indices."""
+    import geopandas as gpd
+    import rasterio
+
+    if not path.exists():
+        raise InputNotFoundError(f"{path} does not exist; give the sample to extend")
+    try:
+        g = gpd.read_file(path, engine="pyogrio")
+    except Exception as exc:  # pyogrio's own errors
+        raise LabelError(f"{path}: not a readable vector file ({exc})") from None
+    if not {"stratum", "stratum_pixels", "point_id"} <= set(g.columns) or not (g.geom_type == "Point").all() \
+            or g.crs is None:
+        raise LabelError(f"{path} is not a sample drawn by s2pipe sample (points with their stratum fields)")
+    wrong = [int(v) for v, k in zip(g["stratum"], g["stratum_pixels"]) if size_of.get(int(v)) != int(k)]
+    if wrong:
+        raise LabelError(f"{path}: {len(wrong)} of {len(g)} points have a stratum this map does not have or "
+                         f"of another size: they were drawn from another map (or with another --buffer)")
+    xy = g.geometry.to_crs(m.grid.crs)
+    rows, cols = rasterio.transform.rowcol(m.grid.transform, xy.x.values, xy.y.values)
+    return g, np.asarray(rows, dtype=np.int64) * m.grid.width + np.asarray(cols, dtype=np.int64)
+
+
+def _draw(m: MapRaster, buffer: int, pool: np.ndarray, wanted: dict[int, np.ndarray],
+          old: np.ndarray, old_strata: np.ndarray) -> dict[int, dict[int, int]]:
+    """One pass over the strata: the flat pixel index of each wanted rank of each stratum
+    (rank = order of the stratum's pixels in the map), checking that the ``old`` points lie
+    on their stratum."""
+    got: dict[int, dict[int, int]] = {v: {} for v in wanted}
+    ranks = {v: np.sort(r) for v, r in wanted.items()}
+    seen = dict.fromkeys(wanted, 0)
+    for r0, block2d in _strata(m, buffer):
+        block = block2d.ravel()
+        if len(pool):
+            block = np.where(np.isin(block, pool), POOLED, block)
+        start = r0 * m.grid.width
+        inside = (old >= start) & (old < start + len(block))
+        if (block[old[inside] - start] != old_strata[inside]).any():
+            raise LabelError("the sample to extend has points off their stratum: it was drawn from another map")
+        for v, rk in ranks.items():
+            where = np.flatnonzero(block == v)
+            lo, hi = np.searchsorted(rk, [seen[v], seen[v] + len(where)])
+            got[v].update(zip(rk[lo:hi].tolist(), (start + where[rk[lo:hi] - seen[v]]).tolist()))
+            seen[v] += len(where)
+    return got
+
+
 @with_gdal_env
 def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
                 allocation: Allocation = "auto", min_per_stratum: int | None = None, seed: int = 0,
-                buffer: int = DEFAULT_BUFFER, overwrite: bool = False) -> Sample:
+                buffer: int = DEFAULT_BUFFER, extend: str | os.PathLike | None = None,
+                overwrite: bool = False) -> Sample:
     """Draw ``n`` points from the map (class or change map) at ``map_path`` into the
-    GeoPackage ``out``; see the module docstring."""
+    GeoPackage ``out``; see the module docstring. With ``extend`` (an earlier sample of
+    this map, labels and all), its points are kept and new ones drawn among the other
+    pixels of each stratum up to the allocation of ``n``."""
     import geopandas as gpd
+    import pandas as pd
     import rasterio
 
     map_path, out = Path(map_path), Path(out)
@@ -199,39 +259,38 @@ def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
     if len(values) == 0:
         raise RasterError(f"{map_path} has no pixel with data to sample")
     sizes = counts[values]
+    size_of = dict(zip(values.tolist(), sizes.tolist()))
+    prev, old = (None, np.zeros(0, dtype=np.int64)) if extend is None else _previous(Path(extend), m, size_of)
+    old_strata = np.zeros(0, dtype=np.int64) if prev is None else prev["stratum"].to_numpy().astype(np.int64)
+    if prev is not None and n <= len(prev):
+        raise OptionError(f"-n {n}: {extend} already holds {len(prev)} points; give the larger total wanted")
     how: Allocation = allocation if allocation != "auto" else ("neyman" if m.kind == "change" else "minimum")
     per = allocate(sizes, n, how, min_per_stratum, _spread(m, values) if how == "neyman" else None)
+    have = np.array([int((old_strata == v).sum()) for v in values], dtype=np.int64)
+    per = np.maximum(per, have)  # a stratum already holding more keeps its points
     rng = np.random.default_rng(seed)
-    wanted = {int(v): np.sort(rng.choice(int(s), int(k), replace=False)) for v, s, k in zip(values, sizes, per)}
-    seen = dict.fromkeys(wanted, 0)
-    rows, cols, strata = [], [], []
-    pool = np.array(sorted(pooled), dtype=np.int32)
-    for r0, block2d in _strata(m, buffer):
-        block = block2d.ravel()
-        if len(pool):
-            block = np.where(np.isin(block, pool), POOLED, block)
-        for v, ranks in wanted.items():
-            where = np.flatnonzero(block == v)
-            lo, hi = np.searchsorted(ranks, [seen[v], seen[v] + len(where)])
-            picked = where[ranks[lo:hi] - seen[v]]
-            rows.append(r0 + picked // m.grid.width)
-            cols.append(picked % m.grid.width)
-            strata.append(np.full(len(picked), v))
-            seen[v] += len(where)
-    r, c, s = np.concatenate(rows), np.concatenate(cols), np.concatenate(strata)
-    order = np.lexsort((c, r))
-    r, c, s = r[order], c[order], s[order]
+    # a random order of k + (points it holds) distinct ranks: its first k new ones are a
+    # simple random sample of the stratum's other pixels
+    wanted = {int(v): rng.choice(int(s), int(k), replace=False) for v, s, k in zip(values, sizes, per)}
+    got = _draw(m, buffer, np.array(sorted(pooled), dtype=np.int32), wanted, old, old_strata)
+    taken = set(old.tolist())
+    picked = []
+    for v, k in zip(values.tolist(), (per - have).tolist()):
+        flat = [f for f in (got[v][r] for r in wanted[v].tolist()) if f not in taken][:k]
+        picked += [(f, v) for f in flat]
+    picked.sort()
+    r = np.array([f // m.grid.width for f, _ in picked], dtype=np.int64)
+    c = np.array([f % m.grid.width for f, _ in picked], dtype=np.int64)
+    s = np.array([v for _, v in picked], dtype=np.int64)
     xs, ys = rasterio.transform.xy(m.grid.transform, r, c)
     names = {**_names(m, buffer), POOLED: POOLED_NAME}
-    size_of = dict(zip(values.tolist(), sizes.tolist()))
     points_of = dict(zip(values.tolist(), per.tolist()))
+    first = 1 if prev is None else int(prev["point_id"].max()) + 1
     columns: dict[str, object] = {
-        "point_id": np.arange(1, len(s) + 1), "stratum": s.astype(np.int32),
+        "point_id": np.arange(first, first + len(s)), "stratum": s.astype(np.int32),
         "stratum_name": [names.get(int(v), str(v)) for v in s],
         "stratum_pixels": np.array([size_of[int(v)] for v in s], dtype=np.int64),
-        "stratum_points": np.array([points_of[int(v)] for v in s], dtype=np.int32),
-        "inclusion_probability": np.array([points_of[int(v)] / size_of[int(v)] for v in s]),
-        "weight": np.array([size_of[int(v)] / points_of[int(v)] for v in s]),
+        "stratum_points": 0, "inclusion_probability": 0.0, "weight": 0.0,  # below, for every point
         "map": map_path.name}
     if m.kind == "change":
         t = m.transitions
@@ -244,14 +303,22 @@ def draw_sample(map_path: str | os.PathLike, n: int, out: str | os.PathLike, *,
     for f in ref_fields:
         columns[f] = np.full(len(s), np.nan)  # for the analyst: a class value or name
     gdf = gpd.GeoDataFrame(columns, geometry=gpd.points_from_xy(xs, ys), crs=m.grid.crs)
+    if prev is not None:
+        gdf = gpd.GeoDataFrame(pd.concat([prev.to_crs(m.grid.crs), gdf], ignore_index=True),
+                               geometry="geometry", crs=m.grid.crs)
+    every = gdf["stratum"].to_numpy().astype(np.int64)
+    gdf["stratum_points"] = np.array([points_of[int(v)] for v in every], dtype=np.int32)
+    gdf["inclusion_probability"] = np.array([points_of[int(v)] / size_of[int(v)] for v in every])
+    gdf["weight"] = np.array([size_of[int(v)] / points_of[int(v)] for v in every])
     for f in ref_fields:
-        gdf[f] = gdf[f].astype("Int32")
+        if f in gdf and gdf[f].dtype.kind in "fiu":
+            gdf[f] = gdf[f].astype("Int32")
     with atomic_output(out, overwrite=overwrite) as tmp:
         gdf.to_file(tmp, driver="GPKG", layer="sample", engine="pyogrio")
     px_ha = pixel_area_ha(m.grid) or 0.0
     strata_out = [Stratum(int(v), names.get(int(v), str(v)), int(size_of[int(v)]),
                           round(size_of[int(v)] * px_ha, 4), int(points_of[int(v)])) for v in values]
-    log.info("sampled %d points in %d strata of %s", len(s), len(values), map_path)
-    return Sample(path=out, map=map_path, kind=m.kind, points=int(len(s)), allocation=how, seed=seed,
+    log.info("sampled %d points in %d strata of %s", len(gdf), len(values), map_path)
+    return Sample(path=out, map=map_path, kind=m.kind, points=int(len(gdf)), allocation=how, seed=seed,
                   crs=m.grid.crs.to_string(), strata=strata_out, reference_fields=ref_fields,
-                  buffer=buffer if m.kind == "change" else 0)
+                  buffer=buffer if m.kind == "change" else 0, kept=0 if prev is None else len(prev))
