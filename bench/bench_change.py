@@ -10,7 +10,9 @@ Prints one JSON object:
   ``false_change_ratio`` is the default's false-change area over naive comparison's;
 * ``coverage``: ``sample`` + ``evaluate`` of the default change map repeated over
   ``--seeds`` seeds with the synthetic truth as the analyst: how often the 95% interval of
-  the area of change (and of each true transition) covers the true area;
+  the area of change (and of each true transition) covers the true area, for each sample
+  size of ``--points`` (one object per size, as a list), and for ``--extend-to``, each
+  seed's labelled sample of the first size extended to that size (``sample --extend``);
 * ``scale`` (with ``--full``): two ``--full-size`` px probability rasters, the world's
   predicted ones tiled (they compress as predict's output does): wall time, CPU-seconds
   and peak memory of ``change`` against reading both inputs once, in the same run.
@@ -111,7 +113,8 @@ def _rules(work: Path, maps: dict[str, Path], truth: np.ndarray) -> dict[str, An
             "f1_naive": out["naive"]["f1"], "f1_default": out[default]["f1"]}
 
 
-def _coverage(work: Path, change: Path, truth: np.ndarray, seeds: int, n: int) -> dict[str, Any]:
+def _coverage(work: Path, change: Path, truth: np.ndarray, seeds: int, n: int,
+              extend_to: int | None = None) -> dict[str, Any]:
     import geopandas as gpd
     import rasterio
 
@@ -129,12 +132,16 @@ def _coverage(work: Path, change: Path, truth: np.ndarray, seeds: int, n: int) -
     estimates = []
     for seed in range(seeds):
         s = draw_sample(change, n, work / "cov" / f"s{seed}.gpkg", seed=seed, overwrite=True)
-        g = gpd.read_file(s.path)
-        with rasterio.open(change) as ds:
-            rows, cols = rasterio.transform.rowcol(ds.transform, g.geometry.x.values, g.geometry.y.values)
-        g["ref_before"] = [t.classes[v - 1].value if v else None for v in tb[rows, cols]]
-        g["ref_after"] = [t.classes[v - 1].value if v else None for v in ta[rows, cols]]
-        g.to_file(work / "cov" / f"l{seed}.gpkg", driver="GPKG")
+        for step in range(1 if extend_to is None else 2):
+            if step:  # the labelled sample extended (sample --extend), the new points labelled
+                s = draw_sample(change, extend_to, work / "cov" / f"s{seed}.gpkg", seed=1000 + seed,
+                                extend=work / "cov" / f"l{seed}.gpkg", overwrite=True)
+            g = gpd.read_file(s.path)
+            with rasterio.open(change) as ds:
+                rows, cols = rasterio.transform.rowcol(ds.transform, g.geometry.x.values, g.geometry.y.values)
+            g["ref_before"] = [t.classes[v - 1].value if v else None for v in tb[rows, cols]]
+            g["ref_after"] = [t.classes[v - 1].value if v else None for v in ta[rows, cols]]
+            g.to_file(work / "cov" / f"l{seed}.gpkg", driver="GPKG")
         e = evaluate_change(change, work / "cov" / f"l{seed}.gpkg", work / "cov" / f"e{seed}", overwrite=True)
         est = e.change["area_ha"]
         estimates.append(est["value"])
@@ -143,7 +150,8 @@ def _coverage(work: Path, change: Path, truth: np.ndarray, seeds: int, n: int) -
             row = next((p for p in e.per_code if p["code"] == c), None)
             if row is not None and row["area_ha"]["value"] is not None:
                 per[c] += abs(row["area_ha"]["value"] - true_codes[c]) <= (row["area_ha"]["ci95"] or 0)
-    return {"seeds": seeds, "points": n, "true_change_ha": round(true_change, 2),
+    return {"seeds": seeds, "points": n if extend_to is None else extend_to, "extended_from": extend_to and n,
+            "true_change_ha": round(true_change, 2),
             "mean_estimate_ha": round(float(np.mean(estimates)), 2), "change_area_coverage": hits / seeds,
             "transition_coverage": {t.name(c): per[c] / seeds for c in true_codes}}
 
@@ -204,7 +212,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--filters", type=int, default=16)
     ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--points", type=int, default=400)
+    ap.add_argument("--points", type=int, nargs="+", default=[400, 2000],
+                    help="sample sizes whose coverage is measured")
+    ap.add_argument("--extend-to", type=int, default=2000,
+                    help="also each labelled sample of the first size extended to this many points (0: not)")
     ap.add_argument("--full", action="store_true", help="also the full-size scale run")
     ap.add_argument("--only-full", action="store_true", help="only the full-size scale run")
     ap.add_argument("--full-size", type=int, default=10980)
@@ -220,7 +231,9 @@ def main() -> None:
         from s2pipe.change.options import DEFAULT_MIN_CONFIDENCE, DEFAULT_MMU_HA
 
         default = work / f"change_conf{DEFAULT_MIN_CONFIDENCE}_mmu{DEFAULT_MMU_HA}.tif"
-        result["coverage"] = _coverage(work, default, truth, args.seeds, args.points)
+        result["coverage"] = [_coverage(work, default, truth, args.seeds, n) for n in args.points]
+        if args.extend_to:
+            result["coverage"].append(_coverage(work, default, truth, args.seeds, args.points[0], args.extend_to))
     if args.full or args.only_full:
         result["scale"] = _scale(work, args.full_size, _world(work, args.size, args.epochs, args.filters))
     result["load_after"] = os.getloadavg()[0]
